@@ -1,0 +1,111 @@
+//! What the filters tell each other, through Envoy filter state (`set_property([key])`, read by
+//! the next filter with `get_property([key])`, visible to access logs as `wasm.<key>`).
+//! JSON, so an operator can also print any of them with `%FILTER_STATE(wasm.<key>:PLAIN)%`.
+//! None of them ever holds a token, an API key or a signature.
+//!
+//! Order in the chain: duo_logger → duo_auth → duo_router → router. The logger writes
+//! [`CONTENT_WANTED`] at request headers; auth writes [`AUTH`]; the router writes [`ROUTE`] once it
+//! has decided and [`USAGE`] (plus [`CONTENT`] only when asked) when the answer ends; the logger
+//! reads them all in `on_log` and publishes [`ACCESS_LOG`].
+
+use serde::{Deserialize, Serialize};
+
+pub const AUTH: &str = "duo_auth";
+pub const ROUTE: &str = "duo_route";
+pub const USAGE: &str = "duo_usage";
+pub const CONTENT: &str = "duo_content";
+/// Set by the logger when this request's content may be logged; holds the byte limit.
+pub const CONTENT_WANTED: &str = "duo_content_wanted";
+pub const ACCESS_LOG: &str = "duo_access_log";
+
+/// duo_auth's verdict and the verified identity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthInfo {
+    /// `ok`, `public`, `bypass` or `denied`.
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_primitive: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab_instance_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab_global_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab_realm: Option<String>,
+    /// `instance` (GitLab-minted) or `user` (issued by duo_auth for the IDE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+/// duo_router's decision.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration_type: Option<String>,
+    /// `self_hosted`, `vendored`, `aigw` or `disabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What the answer cost and how it ended, written by the router when the response ends.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u32>,
+    /// Why a stream was cut or an answer mapped to an error (never content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Prompt and answer text; written only when [`CONTENT_WANTED`] was set for the request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn unknown_values_are_absent_not_invented() {
+        let json = serde_json::to_string(&UsageInfo { upstream_status: Some(200), ..Default::default() }).unwrap();
+        assert_eq!(json, r#"{"upstream_status":200}"#);
+        let back: AuthInfo = serde_json::from_str(r#"{"result":"ok","scopes":["duo_chat"]}"#).unwrap();
+        assert_eq!(back.scopes, vec!["duo_chat".to_owned()]);
+        assert_eq!(back.issuer, None);
+    }
+}

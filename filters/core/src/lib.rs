@@ -1,0 +1,9 @@
+//! Pure Duo domain shared by the three filters. Nothing here calls proxy-wasm, so every
+//! function links and runs natively, under Node (wasm-bindgen-test) and inside Envoy alike.
+
+pub mod catalogue;
+pub mod config;
+pub mod errors;
+pub mod handoff;
+
+pub use catalogue::{Endpoint, EndpointKind, Feature, classify};

@@ -1,0 +1,71 @@
+//! The only crate (with the filters' `filter.rs` adapters) that talks to the proxy-wasm host.
+//! Every host call returns a `Result`/`Option` instead of unwrapping, so a host error becomes a
+//! decision (usually: fail closed with a local reply), never a panic that kills the VM.
+
+use duo_core::errors::GitlabError;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Reads the plugin configuration bytes (`configuration` in Envoy's wasm filter config).
+pub fn plugin_configuration() -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten()
+}
+
+/// Makes the guest's `log` level follow Envoy's, so messages Envoy would drop are never formatted.
+pub fn follow_host_log_level() {
+    let level = match hostcalls::get_log_level() {
+        Ok(LogLevel::Trace) => log::LevelFilter::Trace,
+        Ok(LogLevel::Debug) => log::LevelFilter::Debug,
+        Ok(LogLevel::Info) => log::LevelFilter::Info,
+        Ok(LogLevel::Warn) => log::LevelFilter::Warn,
+        Ok(LogLevel::Error) | Ok(LogLevel::Critical) => log::LevelFilter::Error,
+        Err(_) => log::LevelFilter::Info,
+    };
+    log::set_max_level(level);
+}
+
+pub fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+}
+
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+}
+
+pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
+}
+
+pub fn set_response_header(name: &str, value: Option<&str>) -> Result<(), Status> {
+    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value)
+}
+
+/// Reads a property as raw bytes (`["request", "path"]`, filter state keys, metadata...).
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
+/// Publishes a value as filter state `wasm.<key>`, readable by later filters and access logs.
+pub fn set_filter_state<T: Serialize>(key: &str, value: &T) -> Result<(), Status> {
+    let bytes = serde_json::to_vec(value).map_err(|_| Status::SerializationFailure)?;
+    hostcalls::set_property(vec![key], Some(&bytes))
+}
+
+pub fn set_filter_state_raw(key: &str, bytes: &[u8]) -> Result<(), Status> {
+    hostcalls::set_property(vec![key], Some(bytes))
+}
+
+/// Reads filter state written by another filter of this stream; absent or malformed is `None`.
+pub fn filter_state<T: DeserializeOwned>(key: &str) -> Option<T> {
+    property(&[key]).and_then(|bytes| serde_json::from_slice(&bytes).ok())
+}
+
+/// Answers the request locally with a GitLab-shaped JSON error.
+pub fn send_error(error: &GitlabError, extra_headers: &[(&str, &str)]) -> Result<(), Status> {
+    let mut headers = Vec::with_capacity(extra_headers.len() + 1);
+    headers.push(("content-type", "application/json"));
+    headers.extend_from_slice(extra_headers);
+    hostcalls::send_http_response(error.status, headers, Some(error.body.as_bytes()))
+}

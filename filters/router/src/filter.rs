@@ -1,0 +1,49 @@
+//! proxy-wasm adapter for duo_router (placeholder until the logger issue: loads and configures).
+
+use crate::config::Config;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+use std::rc::Rc;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: Rc::new(Config::default()) }) });
+}}
+
+struct Root {
+    config: Rc<Config>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        duo_kit::follow_host_log_level();
+        let bytes = duo_kit::plugin_configuration().unwrap_or_default();
+        match Config::parse(&bytes) {
+            Ok(config) => {
+                self.config = Rc::new(config);
+                true
+            }
+            Err(e) => {
+                log::error!("duo_router: {e}");
+                false
+            }
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream { _config: self.config.clone() }))
+    }
+}
+
+struct Stream {
+    _config: Rc<Config>,
+}
+
+impl Context for Stream {}
+impl HttpContext for Stream {}

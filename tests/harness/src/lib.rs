@@ -1,0 +1,1 @@
+//! Host emulator (filled in by the foundation issue).
