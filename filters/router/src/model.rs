@@ -1,0 +1,129 @@
+//! A self-hosted model entry of the router configuration (`models.<name>`), shared by the
+//! routing decision, the prompt renderer and the provider codecs.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Vllm,
+    OpenaiCompatible,
+    Bedrock,
+    AzureOpenai,
+}
+
+impl Platform {
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Vllm => "vllm",
+            Platform::OpenaiCompatible => "openai_compatible",
+            Platform::Bedrock => "bedrock",
+            Platform::AzureOpenai => "azure_openai",
+        }
+    }
+}
+
+/// Which API of the platform: `chat`/`completions` (vLLM, OpenAI-compatible),
+/// `converse`/`invoke` (Bedrock). Azure always uses chat completions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    Chat,
+    Completions,
+    Converse,
+    Invoke,
+}
+
+/// GitLab's model family names; they pick the prompt set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Codestral,
+    Mistral,
+    Mixtral,
+    Llama3,
+    Codellama,
+    Codegemma,
+    Deepseekcoder,
+    #[serde(rename = "claude_3")]
+    Claude3,
+    Gpt,
+    General,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Codestral => "codestral",
+            Family::Mistral => "mistral",
+            Family::Mixtral => "mixtral",
+            Family::Llama3 => "llama3",
+            Family::Codellama => "codellama",
+            Family::Codegemma => "codegemma",
+            Family::Deepseekcoder => "deepseekcoder",
+            Family::Claude3 => "claude_3",
+            Family::Gpt => "gpt",
+            Family::General => "general",
+        }
+    }
+}
+
+/// Where the upstream credential comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Credentials {
+    /// Forward the API key GitLab sends in the body (`model_metadata.api_key`, `model_api_key`).
+    #[default]
+    Gitlab,
+    /// Send none; the Envoy cluster adds it (credential_injector, aws_request_signing).
+    Envoy,
+}
+
+/// One `models.<name>` entry, as the admin writes it.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub platform: Platform,
+    pub cluster: String,
+    pub authority: String,
+    #[serde(default)]
+    pub base_path: Option<String>,
+    /// The platform's model id: vLLM served model name, Bedrock model/inference-profile id,
+    /// Azure deployment name.
+    pub model: String,
+    pub family: Family,
+    #[serde(default)]
+    pub api: Option<Api>,
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub identifiers: Vec<String>,
+    #[serde(default)]
+    pub credentials: Option<Credentials>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Inference parameters merged over the feature defaults (temperature, max_tokens, ...).
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+impl ModelConfig {
+    /// The API in effect, with the platform's default.
+    pub fn effective_api(&self) -> Api {
+        match (self.platform, self.api) {
+            (_, Some(api)) => api,
+            (Platform::Bedrock, None) => Api::Converse,
+            _ => Api::Chat,
+        }
+    }
+
+    /// Bedrock signs with Envoy's `aws_request_signing`; a GitLab key makes no sense there.
+    pub fn effective_credentials(&self) -> Credentials {
+        match (self.platform, self.credentials) {
+            (_, Some(c)) => c,
+            (Platform::Bedrock, None) => Credentials::Envoy,
+            _ => Credentials::Gitlab,
+        }
+    }
+}
