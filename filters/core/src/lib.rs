@@ -2,6 +2,7 @@
 //! function links and runs natively, under Node (wasm-bindgen-test) and inside Envoy alike.
 
 pub mod catalogue;
+pub mod chat_scopes;
 pub mod config;
 pub mod errors;
 pub mod handoff;
