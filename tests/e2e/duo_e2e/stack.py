@@ -1,0 +1,165 @@
+"""A Stack: one shipped Envoy config running for real, with a fake behind every cluster.
+
+    stack = e2e.stack("self_hosted")               # envoy/self_hosted.yaml, started once, cached
+    r = stack.post("/v1/prompts/generate_commit_message", json_body={...}, headers=stack.gitlab.headers())
+    stack.fake("vllm_codestral").last().json()     # what reached vLLM
+    stack.access_log()                             # records written since this scenario started
+
+Which fake serves which cluster follows from the config itself: the clusters of jwt_authn's
+remote JWKS and of duo_auth's `jwks_sources` get a FakeGitLab; a cluster named by duo_router's
+`models` gets the fake of that model's `platform` (serving exactly the models/deployments the admin
+listed for that cluster); `vendor.cluster` and `aigw.cluster` get a FakeAigw (with the vendor's
+`path_prefix`). Pass `fakes={"cluster": FakeX(...)}` to override, e.g. for a cluster only a test
+config has.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from . import bootstrap
+from .client import Response, request
+from .envoy import ROOT, Envoy
+from .fakes import FakeAigw, FakeAzure, FakeBedrock, FakeGitLab, FakeServer, FakeVllm
+from .fakes.bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
+
+
+class Stack:
+    def __init__(self, name: str, config: Path, run_dir: Path,
+                 patch: Callable[[dict[str, Any]], None] | None = None,
+                 fakes: dict[str, FakeServer] | None = None, env: dict[str, str] | None = None):
+        self.name = name
+        self.source = config
+        self.run_dir = run_dir
+        self.boot = bootstrap.load(config)
+        if patch:
+            patch(self.boot)
+        self.fakes: dict[str, FakeServer] = dict(fakes or {})
+        self.env = {"AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY_ID, "AWS_SECRET_ACCESS_KEY": TEST_SECRET_ACCESS_KEY,
+                    "HOME": str(run_dir), **(env or {})}
+        self.access_log_path = run_dir / f"{name}.access.log"
+        self.envoy: Envoy | None = None
+        self._log_mark = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "Stack":
+        self._make_fakes()
+        for fake in self.fakes.values():
+            if fake._server is None:
+                fake.start()
+        ports = {name: fake.port for name, fake in self.fakes.items()}
+        self.access_log_path.touch()
+        cfg = bootstrap.dump(bootstrap.for_e2e(self.boot, ports, self.access_log_path), self.run_dir / f"{self.name}.yaml")
+        self.envoy = Envoy(cfg, self.run_dir, env=self.env, name=self.name)
+        try:
+            self.envoy.start()
+        except BaseException:
+            self.stop()
+            raise
+        self.mark()
+        return self
+
+    def stop(self) -> None:
+        if self.envoy is not None:
+            self.envoy.stop()
+        for fake in self.fakes.values():
+            fake.stop()
+
+    def mark(self) -> None:
+        """Forget what fakes recorded and start the access log from here (done before each scenario)."""
+        for fake in self.fakes.values():
+            fake.reset()
+        self._log_mark = self.access_log_path.stat().st_size if self.access_log_path.exists() else 0
+
+    def _make_fakes(self) -> None:
+        boot = self.boot
+        for pname, provider in bootstrap.jwt_providers(boot).items():
+            uri = provider.get("remote_jwks", {}).get("http_uri", {})
+            if uri.get("cluster") and uri["cluster"] not in self.fakes:
+                u = urlsplit(uri["uri"])
+                self.fakes[uri["cluster"]] = FakeGitLab(uri["cluster"], issuer=f"https://{u.netloc}", jwks_path=u.path)
+        auth = bootstrap.plugin_json(boot, "duo_auth") or {}
+        for src in auth.get("jwks_sources") or []:
+            if src.get("cluster") and src["cluster"] not in self.fakes:
+                self.fakes[src["cluster"]] = FakeGitLab(src["cluster"], issuer=f"https://{src.get('authority', src['cluster'])}",
+                                                        jwks_path=src.get("jwks_path") or "/oauth/discovery/keys")
+        router = bootstrap.plugin_json(boot, "duo_router") or {}
+        by_cluster: dict[str, list[dict[str, Any]]] = {}
+        for m in (router.get("models") or {}).values():
+            by_cluster.setdefault(m.get("cluster", ""), []).append(m)
+        for cluster, models in by_cluster.items():
+            if cluster in self.fakes or not cluster:
+                continue
+            platform = models[0].get("platform")
+            names = [m.get("model", "") for m in models]
+            if platform in ("vllm", "openai_compatible"):
+                self.fakes[cluster] = FakeVllm(cluster, served_models=names, base_path=models[0].get("base_path", "/v1"))
+            elif platform == "bedrock":
+                c = next((c for c in bootstrap.clusters(boot) if c["name"] == cluster), {})
+                region = (bootstrap.upstream_signing(c) or {}).get("region", "us-east-1")
+                self.fakes[cluster] = FakeBedrock(cluster, region=region, models=names)
+            elif platform == "azure_openai":
+                self.fakes[cluster] = FakeAzure(cluster, deployments=names)
+        for key in ("vendor", "aigw"):
+            target = router.get(key) or {}
+            if target.get("cluster") and target["cluster"] not in self.fakes:
+                self.fakes[target["cluster"]] = FakeAigw(target["cluster"], path_prefix=target.get("path_prefix", ""))
+        missing = [c["name"] for c in bootstrap.clusters(boot) if c["name"] not in self.fakes]
+        if missing:
+            raise KeyError(f"{self.source.name}: no fake for cluster(s) {missing}; pass fakes={{...}}")
+
+    # ---- access ----------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        assert self.envoy is not None
+        return self.envoy.port
+
+    @property
+    def gitlab(self) -> FakeGitLab:
+        fake = self.fakes.get("gitlab")
+        assert isinstance(fake, FakeGitLab), f"{self.name} has no FakeGitLab on cluster 'gitlab'"
+        return fake
+
+    def fake(self, cluster: str) -> Any:
+        return self.fakes[cluster]
+
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | str | None = None,
+                json_body: Any = None, timeout_s: float = 30.0) -> Response:
+        return request(self.port, method, path, headers=headers, body=body, json_body=json_body, timeout_s=timeout_s)
+
+    def get(self, path: str, headers: dict[str, str] | None = None, **kw: Any) -> Response:
+        return self.request("GET", path, headers=headers, **kw)
+
+    def post(self, path: str, json_body: Any = None, headers: dict[str, str] | None = None, **kw: Any) -> Response:
+        return self.request("POST", path, headers=headers, json_body=json_body, **kw)
+
+    def access_log(self, wait_for: int = 0, timeout_s: float = 5.0) -> list[Any]:
+        """Access-log lines written since the scenario started, parsed as JSON when they are JSON
+        (duo_logger's record), else kept as the raw string (`-` when the filter state is absent).
+        With `wait_for=n`, waits (bounded) until at least n lines are there."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with open(self.access_log_path, "rb") as f:
+                f.seek(self._log_mark)
+                lines = [l for l in f.read().decode("utf-8", "replace").splitlines() if l.strip()]
+            if len(lines) >= wait_for or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        out: list[Any] = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                out.append(line)
+        return out
+
+    def unexpected_refusals(self) -> list[str]:
+        return [f"{r!r}" for fake in self.fakes.values() for r in fake.refusals]
+
+
+def shipped(name: str) -> Path:
+    return ROOT / "envoy" / f"{name}.yaml"
