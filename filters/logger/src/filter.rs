@@ -1,17 +1,74 @@
-//! proxy-wasm adapter for duo_logger (placeholder until the logger issue: loads and configures).
+//! proxy-wasm adapter for duo_logger: reads headers, clocks and properties, hands them to the
+//! pure record builder, publishes the record as filter state and moves the metrics.
 
 use crate::config::LoggerConfig;
+use crate::metrics::{self, Kind};
+use crate::props;
+use crate::record::{self, RecordInputs, RequestFacts, StreamFacts};
+use duo_core::handoff::{self, AuthInfo, ContentInfo, RouteInfo, UsageInfo};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Most distinct metric names one VM defines; later new names are dropped (and counted), so a
+/// flood of odd tag values cannot grow Envoy's stat table without bound.
+const MAX_METRICS: usize = 2000;
+const DROPPED: &str = "duo_logger_metrics_dropped_total";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(LoggerRoot { config: Rc::new(LoggerConfig::default()) }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(LoggerRoot { config: Rc::new(LoggerConfig::default()), metrics: Rc::new(RefCell::new(Metrics::default())) })
+    });
 }}
+
+/// Metric ids defined in this VM, by full name.
+#[derive(Default)]
+struct Metrics {
+    ids: HashMap<String, u32>,
+}
+
+impl Metrics {
+    fn id(&mut self, kind: Kind, name: &str) -> Option<u32> {
+        if let Some(id) = self.ids.get(name) {
+            return Some(*id);
+        }
+        if self.ids.len() >= MAX_METRICS && name != DROPPED {
+            if let Some(dropped) = self.id(Kind::Counter, DROPPED) {
+                let _ = hostcalls::increment_metric(dropped, 1);
+            }
+            return None;
+        }
+        let metric_type = match kind {
+            Kind::Counter => MetricType::Counter,
+            Kind::Histogram => MetricType::Histogram,
+        };
+        let id = hostcalls::define_metric(metric_type, name).ok()?;
+        self.ids.insert(name.to_owned(), id);
+        Some(id)
+    }
+
+    fn apply(&mut self, updates: &[metrics::Update]) {
+        for update in updates {
+            let Some(id) = self.id(update.kind, &update.name) else { continue };
+            let result = match update.kind {
+                Kind::Counter => hostcalls::increment_metric(id, i64::try_from(update.value).unwrap_or(i64::MAX)),
+                Kind::Histogram => hostcalls::record_metric(id, update.value),
+            };
+            if let Err(status) = result {
+                log::debug!("duo_logger: metric {} not updated: {status:?}", update.name);
+            }
+        }
+    }
+}
 
 struct LoggerRoot {
     config: Rc<LoggerConfig>,
+    metrics: Rc<RefCell<Metrics>>,
 }
 
 impl Context for LoggerRoot {}
@@ -37,13 +94,103 @@ impl RootContext for LoggerRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(LoggerStream { _config: self.config.clone() }))
+        Some(Box::new(LoggerStream {
+            config: self.config.clone(),
+            metrics: self.metrics.clone(),
+            request: RequestFacts::default(),
+            response_start: None,
+            first_chunk: None,
+        }))
     }
 }
 
 struct LoggerStream {
-    _config: Rc<LoggerConfig>,
+    config: Rc<LoggerConfig>,
+    metrics: Rc<RefCell<Metrics>>,
+    request: RequestFacts,
+    response_start: Option<i64>,
+    first_chunk: Option<i64>,
+}
+
+fn unix_ns(t: SystemTime) -> Option<i64> {
+    t.duration_since(UNIX_EPOCH).ok().and_then(|d| i64::try_from(d.as_nanos()).ok())
+}
+
+fn int_property(path: &[&str]) -> Option<i64> {
+    duo_kit::property(path).and_then(|b| props::i64_le(&b))
+}
+
+impl LoggerStream {
+    fn now(&self) -> Option<i64> {
+        unix_ns(self.get_current_time())
+    }
+
+    fn stream_facts(&self) -> StreamFacts {
+        StreamFacts {
+            start_unix_ns: int_property(&["request", "time"]),
+            duration_ns: int_property(&["request", "duration"]),
+            response_start_unix_ns: self.response_start,
+            first_chunk_unix_ns: self.first_chunk,
+            log_unix_ns: self.now(),
+            status_code: int_property(&["response", "code"]),
+            request_bytes: int_property(&["request", "size"]),
+            response_bytes: int_property(&["response", "size"]),
+            response_code_details: duo_kit::property(&["response", "code_details"]).and_then(|b| props::text(&b)),
+        }
+    }
 }
 
 impl Context for LoggerStream {}
-impl HttpContext for LoggerStream {}
+
+impl HttpContext for LoggerStream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.request = RequestFacts::from_headers(duo_kit::request_header);
+        if let Some(limit) = record::content_wanted(&self.config, &self.request)
+            && let Err(status) = duo_kit::set_filter_state(handoff::CONTENT_WANTED, &limit)
+        {
+            log::warn!("duo_logger: cannot publish {}: {status:?}", handoff::CONTENT_WANTED);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let now = self.now();
+        self.response_start = self.response_start.or(now);
+        if end_of_stream {
+            self.first_chunk = self.first_chunk.or(now);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.first_chunk.is_none() && (body_size > 0 || end_of_stream) {
+            self.first_chunk = self.now();
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let stream = self.stream_facts();
+        let auth: Option<AuthInfo> = duo_kit::filter_state(handoff::AUTH);
+        let route: Option<RouteInfo> = duo_kit::filter_state(handoff::ROUTE);
+        let usage: Option<UsageInfo> = duo_kit::filter_state(handoff::USAGE);
+        let content: Option<ContentInfo> =
+            if record::content_wanted(&self.config, &self.request).is_some() { duo_kit::filter_state(handoff::CONTENT) } else { None };
+        let inputs = RecordInputs {
+            config: &self.config,
+            request: &self.request,
+            stream: &stream,
+            auth: auth.as_ref(),
+            route: route.as_ref(),
+            usage: usage.as_ref(),
+            content: content.as_ref(),
+        };
+        let record = record::build_record(&inputs);
+        let updates = metrics::updates(&record);
+        let line = serde_json::Value::Object(record).to_string();
+        if let Err(status) = duo_kit::set_filter_state_raw(handoff::ACCESS_LOG, line.as_bytes()) {
+            log::warn!("duo_logger: cannot publish {}: {status:?}", handoff::ACCESS_LOG);
+        }
+        self.metrics.borrow_mut().apply(&updates);
+    }
+}

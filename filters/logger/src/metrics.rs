@@ -1,0 +1,187 @@
+//! Which metrics one finished request moves, derived from its record (one source of truth).
+//!
+//! proxy-wasm has no tags, so tags live in the metric name, as `.<tag>.<value>` segments that
+//! the bootstrap's `stats_config.stats_tags` extracts (docs/logger.md). Envoy puts wasm metrics
+//! under `wasmcustom.` and strips that namespace in `/stats/prometheus`, so with the tags
+//! extracted, `wasmcustom.duo_requests_total.feature.duo_chat.outcome.ok` is exported as
+//! `duo_requests_total{feature="duo_chat",outcome="ok"}`.
+
+use serde_json::{Map, Value};
+
+pub const REQUESTS: &str = "duo_requests_total";
+pub const AUTH_DENIALS: &str = "duo_auth_denials_total";
+pub const INPUT_TOKENS: &str = "duo_input_tokens_total";
+pub const OUTPUT_TOKENS: &str = "duo_output_tokens_total";
+pub const DURATION: &str = "duo_request_duration_ms";
+pub const FIRST_CHUNK: &str = "duo_first_chunk_duration_ms";
+
+/// Tag names, in the order they appear in metric names.
+pub const TAGS: &[&str] = &["feature", "model", "outcome", "reason"];
+
+/// Longest tag value kept.
+const MAX_TAG: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Histogram,
+}
+
+/// One metric change: add `value` to a counter, or record `value` in a histogram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Update {
+    pub kind: Kind,
+    pub name: String,
+    pub value: u64,
+}
+
+/// Makes a value safe as one stat-name segment: `[a-z0-9_-]`, at most 64 bytes, `none` if empty.
+pub fn tag_value(raw: &str) -> String {
+    let mut out: String = raw
+        .chars()
+        .take(MAX_TAG)
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c.to_ascii_lowercase() } else { '_' })
+        .collect();
+    if out.is_empty() {
+        out.push_str("none");
+    }
+    out
+}
+
+/// `base.tag1.value1.tag2.value2`.
+pub fn metric_name(base: &str, tags: &[(&str, &str)]) -> String {
+    let mut name = base.to_owned();
+    for (tag, value) in tags {
+        name.push('.');
+        name.push_str(tag);
+        name.push('.');
+        name.push_str(&tag_value(value));
+    }
+    name
+}
+
+/// How a request ended, for `duo_requests_total{outcome}`:
+/// `ok` (status < 400 and no error), `auth_denied` (duo_auth refused it), `client_error` (other
+/// 4xx), `rate_limited` (429), `server_error` (5xx), `stream_error` (the status was sent but the
+/// answer broke afterwards), `no_response` (no status was sent).
+pub fn outcome(record: &Map<String, Value>) -> &'static str {
+    let status = record.get("status_code").and_then(Value::as_i64);
+    let denied = record.get("auth_result").and_then(Value::as_str) == Some("denied");
+    match status {
+        None => "no_response",
+        Some(_) if denied => "auth_denied",
+        Some(429) => "rate_limited",
+        Some(s) if s >= 500 => "server_error",
+        Some(s) if s >= 400 => "client_error",
+        Some(_) if record.contains_key("error") => "stream_error",
+        Some(_) => "ok",
+    }
+}
+
+fn text<'a>(record: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    record.get(key).and_then(Value::as_str)
+}
+
+fn millis(record: &Map<String, Value>, key: &str) -> Option<u64> {
+    let s = record.get(key).and_then(Value::as_f64)?;
+    (s >= 0.0).then(|| (s * 1000.0).round() as u64)
+}
+
+/// The metric updates for one finished request.
+pub fn updates(record: &Map<String, Value>) -> Vec<Update> {
+    let feature = text(record, "feature").unwrap_or("none");
+    let model = text(record, "model_name").unwrap_or("none");
+    let counter = |name: String, value: u64| Update { kind: Kind::Counter, name, value };
+    let histogram = |name: String, value: u64| Update { kind: Kind::Histogram, name, value };
+    let mut out = vec![counter(metric_name(REQUESTS, &[("feature", feature), ("outcome", outcome(record))]), 1)];
+    if text(record, "auth_result") == Some("denied") {
+        let reason = text(record, "auth_error").unwrap_or("none");
+        out.push(counter(metric_name(AUTH_DENIALS, &[("reason", reason)]), 1));
+    }
+    let fm = [("feature", feature), ("model", model)];
+    for (key, base) in [("input_tokens", INPUT_TOKENS), ("output_tokens", OUTPUT_TOKENS)] {
+        if let Some(n) = record.get(key).and_then(Value::as_u64) {
+            out.push(counter(metric_name(base, &fm), n));
+        }
+    }
+    if let Some(ms) = millis(record, "duration_s") {
+        out.push(histogram(metric_name(DURATION, &fm), ms));
+    }
+    if let Some(ms) = millis(record, "first_chunk_duration_s") {
+        out.push(histogram(metric_name(FIRST_CHUNK, &fm), ms));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn tag_values_are_single_safe_segments() {
+        assert_eq!(tag_value("code_completions"), "code_completions");
+        assert_eq!(tag_value("llama3.1:70B"), "llama3_1_70b");
+        assert_eq!(tag_value("Header mismatch 'X-Gitlab-Instance-Id'"), "header_mismatch__x-gitlab-instance-id_");
+        assert_eq!(tag_value(""), "none");
+        assert_eq!(tag_value(&"é".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn outcome_table() {
+        let cases = [
+            (json!({}), "no_response"),
+            (json!({"status_code": 200}), "ok"),
+            (json!({"status_code": 304}), "ok"),
+            (json!({"status_code": 200, "error": "stream cut"}), "stream_error"),
+            (json!({"status_code": 401, "auth_result": "denied"}), "auth_denied"),
+            (json!({"status_code": 403, "auth_result": "denied"}), "auth_denied"),
+            (json!({"status_code": 403, "auth_result": "ok"}), "client_error"),
+            (json!({"status_code": 404}), "client_error"),
+            (json!({"status_code": 429}), "rate_limited"),
+            (json!({"status_code": 421}), "client_error"),
+            (json!({"status_code": 503}), "server_error"),
+        ];
+        for (record, want) in cases {
+            assert_eq!(outcome(&obj(record.clone())), want, "{record}");
+        }
+    }
+
+    #[test]
+    fn a_served_request_moves_every_metric() {
+        let record = obj(json!({
+            "status_code": 200, "feature": "code_completions", "model_name": "codestral",
+            "input_tokens": 120, "output_tokens": 30, "duration_s": 1.2345, "first_chunk_duration_s": 0.25,
+            "auth_result": "ok"
+        }));
+        let got = updates(&record);
+        let want = vec![
+            Update { kind: Kind::Counter, name: "duo_requests_total.feature.code_completions.outcome.ok".into(), value: 1 },
+            Update { kind: Kind::Counter, name: "duo_input_tokens_total.feature.code_completions.model.codestral".into(), value: 120 },
+            Update { kind: Kind::Counter, name: "duo_output_tokens_total.feature.code_completions.model.codestral".into(), value: 30 },
+            Update { kind: Kind::Histogram, name: "duo_request_duration_ms.feature.code_completions.model.codestral".into(), value: 1235 },
+            Update { kind: Kind::Histogram, name: "duo_first_chunk_duration_ms.feature.code_completions.model.codestral".into(), value: 250 },
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_denied_request_counts_the_reason_and_no_tokens() {
+        let record = obj(json!({"status_code": 401, "auth_result": "denied", "auth_error": "Forbidden by auth provider", "duration_s": 0.001}));
+        let got = updates(&record);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0].name, "duo_requests_total.feature.none.outcome.auth_denied");
+        assert_eq!(got[1], Update { kind: Kind::Counter, name: "duo_auth_denials_total.reason.forbidden_by_auth_provider".into(), value: 1 });
+        assert_eq!(got[2], Update { kind: Kind::Histogram, name: "duo_request_duration_ms.feature.none.model.none".into(), value: 1 });
+    }
+}
