@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import procs
-from .envoy import ROOT, ENVOY
+from . import contract, procs
+from .envoy import ROOT, ENVOY, EnvoyError
 from .stack import Stack, shipped
 
 DEFAULT_TIMEOUT_S = 90.0
@@ -59,11 +59,18 @@ class E2E:
         if fresh and key in self._stacks:
             self._stacks.pop(key).stop()
         if key in self._failed and not fresh:
-            raise RuntimeError(f"stack {key} failed to start earlier: {self._failed[key]}")
+            earlier = self._failed[key]
+            if isinstance(earlier, Skip):
+                raise Skip(str(earlier))
+            raise RuntimeError(f"stack {key} failed to start earlier: {earlier}")
         if key not in self._stacks:
             st = Stack(key, shipped(config) if "/" not in config else Path(config), self.run_dir, **kw)
             try:
                 st.start()
+            except EnvoyError as e:
+                why = contract.pending(str(e))
+                self._failed[key] = Skip(why) if why else e
+                raise self._failed[key] from None
             except BaseException as e:
                 self._failed[key] = e
                 raise

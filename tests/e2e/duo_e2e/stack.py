@@ -36,6 +36,7 @@ class Stack:
         self.source = config
         self.run_dir = run_dir
         self.boot = bootstrap.load(config)
+        self.shipped_boot = bootstrap.load(config)  # fakes follow the shipped config, not the patch
         if patch:
             patch(self.boot)
         self.fakes: dict[str, FakeServer] = dict(fakes or {})
@@ -76,7 +77,7 @@ class Stack:
         self._log_mark = self.access_log_path.stat().st_size if self.access_log_path.exists() else 0
 
     def _make_fakes(self) -> None:
-        boot = self.boot
+        boot = self.shipped_boot
         for pname, provider in bootstrap.jwt_providers(boot).items():
             uri = provider.get("remote_jwks", {}).get("http_uri", {})
             if uri.get("cluster") and uri["cluster"] not in self.fakes:
@@ -108,7 +109,7 @@ class Stack:
             target = router.get(key) or {}
             if target.get("cluster") and target["cluster"] not in self.fakes:
                 self.fakes[target["cluster"]] = FakeAigw(target["cluster"], path_prefix=target.get("path_prefix", ""))
-        missing = [c["name"] for c in bootstrap.clusters(boot) if c["name"] not in self.fakes]
+        missing = [c["name"] for c in bootstrap.clusters(self.boot) if c["name"] not in self.fakes]
         if missing:
             raise KeyError(f"{self.source.name}: no fake for cluster(s) {missing}; pass fakes={{...}}")
 
@@ -120,8 +121,11 @@ class Stack:
 
     @property
     def gitlab(self) -> FakeGitLab:
+        """The fake GitLab on cluster `gitlab` (else the first FakeGitLab, e.g. `customersdot`)."""
         fake = self.fakes.get("gitlab")
-        assert isinstance(fake, FakeGitLab), f"{self.name} has no FakeGitLab on cluster 'gitlab'"
+        if not isinstance(fake, FakeGitLab):
+            fake = next((f for f in self.fakes.values() if isinstance(f, FakeGitLab)), None)
+        assert isinstance(fake, FakeGitLab), f"{self.name} has no FakeGitLab"
         return fake
 
     def fake(self, cluster: str) -> Any:

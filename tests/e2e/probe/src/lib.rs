@@ -6,8 +6,9 @@
 //!   duo_router);
 //! - `x-probe-cluster: <c>`: set `x-duo-upstream: <c>` in the headers callback;
 //! - `x-probe-path: <p>`: rewrite `:path` to `<p>` in the headers callback;
-//! - `x-probe-body: 1`: pause in the headers callback and set `x-duo-upstream` to the request body
-//!   (trimmed) once the whole body arrived (needs `allow_on_headers_stop_iteration: true`).
+//! - `x-probe-body: <key>`: pause in the headers callback and, once the whole body arrived, set
+//!   `x-duo-upstream` to the string value of `"<key>":"..."` found in the JSON body (needs
+//!   `allow_on_headers_stop_iteration: true`, engineering.md F14).
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -24,12 +25,12 @@ impl RootContext for Root {
         Some(ContextType::HttpContext)
     }
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Probe { body_mode: false }))
+        Some(Box::new(Probe { body_key: None }))
     }
 }
 
 struct Probe {
-    body_mode: bool,
+    body_key: Option<String>,
 }
 impl Context for Probe {}
 impl HttpContext for Probe {
@@ -44,23 +45,29 @@ impl HttpContext for Probe {
         if let Some(path) = self.get_http_request_header("x-probe-path") {
             self.set_http_request_header(":path", Some(&path));
         }
-        if self.get_http_request_header("x-probe-body").is_some() {
-            self.body_mode = true;
+        if let Some(key) = self.get_http_request_header("x-probe-body") {
+            self.body_key = Some(key);
             return Action::Pause;
         }
         Action::Continue
     }
 
     fn on_http_request_body(&mut self, size: usize, eos: bool) -> Action {
-        if !self.body_mode {
+        let Some(key) = self.body_key.clone() else {
             return Action::Continue;
-        }
+        };
         if !eos {
             return Action::Pause;
         }
         let body = self.get_http_request_body(0, size).unwrap_or_default();
-        let cluster = String::from_utf8_lossy(&body).trim().to_string();
-        self.set_http_request_header("x-duo-upstream", Some(&cluster));
+        let text = String::from_utf8_lossy(&body);
+        let needle = format!("\"{key}\"");
+        if let Some(at) = text.find(&needle) {
+            let rest = text[at + needle.len()..].trim_start().trim_start_matches(':').trim_start();
+            if let Some(value) = rest.strip_prefix('"').and_then(|v| v.split('"').next()) {
+                self.set_http_request_header("x-duo-upstream", Some(value));
+            }
+        }
         Action::Continue
     }
 }

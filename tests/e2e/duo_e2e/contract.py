@@ -1,0 +1,50 @@
+"""The plugin-configuration contract of product.md §3 (field names and enum values), used to tell
+"a filter does not implement its contract yet" apart from any other configuration failure.
+
+While the filters are being built, a shipped config can be refused only because a filter does not
+know a product.md field or value yet ("unknown field `verifier`"). Scenarios that hit that raise
+`Skip` with the filter and the field, instead of failing CI for work in progress; every other
+failure fails. Set `DUO_E2E_STRICT=1` to turn those skips into failures (the default once every
+filter implements product.md §3)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+FIELDS = {
+    "duo_auth": {"audience", "jwks_sources", "name", "cluster", "authority", "discovery_path", "jwks_path",
+                 "refresh_interval_s", "clock_skew_s", "user_tokens", "signing_key_pem", "ttl_s", "bypass",
+                 "verifier", "unauthenticated_paths"},
+    "duo_router": {"configuration_type", "cluster_header", "models", "platform", "cluster", "authority", "base_path",
+                   "model", "family", "identifiers", "credentials", "timeout_ms", "params", "api", "api_version",
+                   "features", "provider", "default", "vendor", "path_prefix", "aigw"},
+    "duo_logger": {"log_content", "max_content_bytes", "hash_user_ids"},
+}
+VALUES = {
+    "duo_auth": {"off", "all", "header", "builtin", "envoy_jwt_authn"},
+    "duo_router": {"self_hosted", "hybrid", "gitlab_com", "vendored", "disabled", "aigw", "vllm", "openai_compatible",
+                   "bedrock", "azure_openai", "chat", "completions", "converse", "invoke", "gitlab", "envoy",
+                   "codestral", "mistral", "mixtral", "llama3", "codellama", "codegemma", "deepseekcoder", "claude_3",
+                   "gpt", "general"},
+    "duo_logger": {"never", "when_enabled", "always"},
+}
+
+_LINE = re.compile(r"wasm log (duo_auth|duo_router|duo_logger)\b.*?unknown (field|variant) `([^`]+)`")
+
+
+def strict() -> bool:
+    return os.environ.get("DUO_E2E_STRICT", "") not in ("", "0")
+
+
+def pending(envoy_output: str) -> str | None:
+    """'duo_auth does not implement product.md field `verifier` yet' when that is why Envoy
+    refused the config; None for any other failure (or in strict mode)."""
+    if strict():
+        return None
+    for m in _LINE.finditer(envoy_output):
+        plugin, kind, name = m.groups()
+        known = FIELDS[plugin] if kind == "field" else VALUES[plugin]
+        if name in known:
+            return f"{plugin} does not implement product.md {kind} `{name}` yet"
+    return None

@@ -1,0 +1,94 @@
+"""Envoy-level routing facts the filters rely on (engineering.md F6, F14), checked on the shipped
+self_hosted.yaml route table and filter chain:
+
+- health checks pass through the whole chain with no token and are answered by Envoy;
+- a wasm filter that sets `x-duo-upstream` (or rewrites `:path`) re-routes the request even
+  though jwt_authn already resolved and cached the route (Envoy clears the route cache on header
+  changes for proxy-wasm ABI 0.2.1): if a future Envoy or SDK stops doing that, these fail;
+- a filter that pauses in the headers callback and chooses the cluster from the body works only
+  with `allow_on_headers_stop_iteration: true`; without it the request hangs (checked, so a change
+  in Envoy's behaviour is noticed).
+The route-cache checks use a tiny test-only filter (tests/e2e/probe) so they do not depend on
+duo_router's progress; duo_router's own routing is tested in test_router*.py."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from duo_e2e import probe
+
+VLLM = "vllm_codestral"
+CHAT = {"model": "Codestral-22B-v0.1", "messages": [{"role": "user", "content": "hello"}]}
+
+
+def test_health_passthrough(e2e):
+    st = e2e.stack("self_hosted")
+    for path in ("/monitoring/healthz", "/monitoring/ready"):
+        r = st.get(path)
+        assert r.status == 200, (path, r)
+        assert r.json() == {"status": "ok"}, r
+        # A broken token must not matter on a public path either.
+        r = st.get(path, headers={"Authorization": "Bearer not.a.jwt", "X-Gitlab-Authentication-Type": "oidc"})
+        assert r.status == 200, (path, r)
+    for name, fake in st.fakes.items():
+        if fake.kind != "gitlab":
+            fake.assert_nothing_received()
+    lines = st.access_log(wait_for=4)
+    assert len(lines) == 4, lines
+    for rec in lines:
+        if isinstance(rec, dict):  # duo_logger's record
+            assert rec.get("status_code") == 200 and rec.get("path") in ("/monitoring/healthz", "/monitoring/ready"), rec
+
+
+def _probe_stack(e2e):
+    return e2e.stack("self_hosted", name="route_probe", patch=probe.splice())
+
+
+def test_cluster_header_set_in_headers_reroutes(e2e):
+    st = _probe_stack(e2e)
+    r = st.post("/v1/chat/completions", json_body=CHAT,
+                headers={"x-probe-touch-route": "1", "x-probe-cluster": VLLM})
+    assert r.status == 200, r
+    got = st.fake(VLLM).last()
+    assert got.path == "/v1/chat/completions" and got.json() == CHAT
+    assert got.header("x-duo-upstream") is None, "the route must remove x-duo-upstream before the upstream"
+    for name, fake in st.fakes.items():
+        if name != VLLM and fake.kind != "gitlab":
+            fake.assert_nothing_received()
+    # Without the header there is no cluster: Envoy answers by itself, nothing goes upstream.
+    st.fake(VLLM).reset()
+    r = st.post("/v1/chat/completions", json_body=CHAT)
+    assert r.status in (404, 503), r
+    st.fake(VLLM).assert_nothing_received()
+
+
+def test_path_rewrite_leaves_a_cached_direct_response_route(e2e):
+    """jwt_authn resolved /monitoring/healthz to the direct_response route; the probe rewrites
+    :path and sets the cluster header: the request must follow the new route, not the cached one."""
+    st = _probe_stack(e2e)
+    r = st.request("GET", "/monitoring/healthz", headers={"x-probe-path": "/v1/models", "x-probe-cluster": VLLM})
+    assert r.status == 200, r
+    assert r.json().get("object") == "list", f"answered by the cached health route instead of vLLM: {r}"
+    assert st.fake(VLLM).last().path == "/v1/models"
+
+
+def test_cluster_chosen_from_body_reroutes(e2e):
+    st = _probe_stack(e2e)
+    body = {**CHAT, "duo_cluster": VLLM}
+    r = st.post("/v1/chat/completions", json_body=body, headers={"x-probe-body": "duo_cluster"})
+    assert r.status == 200, r
+    got = st.fake(VLLM).last()
+    assert got.json() == body
+    assert got.notes == ["ignored field 'duo_cluster'"], got.notes
+
+
+def test_body_routing_hangs_without_allow_on_headers_stop_iteration(e2e):
+    st = e2e.stack("self_hosted", name="route_probe_no_stop_iteration", patch=probe.splice(allow_on_headers_stop_iteration=False))
+    body = {**CHAT, "duo_cluster": VLLM}
+    try:
+        r = st.post("/v1/chat/completions", json_body=body, headers={"x-probe-body": "duo_cluster"}, timeout_s=3)
+    except (socket.timeout, TimeoutError):
+        r = None
+    assert r is None, f"Envoy answered {r}: allow_on_headers_stop_iteration may no longer be needed (engineering.md F14)"
+    st.fake(VLLM).assert_nothing_received()
