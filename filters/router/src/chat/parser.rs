@@ -1,0 +1,480 @@
+//! Incremental parser of a ReAct model answer into GitLab's chat events.
+//!
+//! The model writes either
+//!
+//! ```text
+//! Thought: I need the issue.
+//! Action: issue_reader
+//! Action Input: #12
+//! ```
+//!
+//! (generation stops at `Observation:`), or `Thought: ...` then `Final Answer: <answer>`. Text
+//! deltas arrive split anywhere. Rules (same precedence as GitLab's gateway):
+//!
+//! * once `Final Answer:` appears, everything after it is the answer, streamed as
+//!   `final_answer_delta` events as soon as it arrives: leading whitespace is dropped, and only
+//!   trailing whitespace is held back (GitLab's gateway strips it); before the marker, nothing
+//!   can be said yet, so nothing is emitted;
+//! * at a clean end without that marker, `Action: <tool>` + `Action Input: <input>` give one
+//!   `action` event (thought = the text before `Action:`); `Action: DirectAnswer` gives the
+//!   input (or what follows) as the final answer;
+//! * anything else is one `unknown` event with the whole text;
+//! * a failure after the start gives one `error` event; nothing follows it.
+
+use super::events::AgentEvent;
+
+const FINAL_ANSWER: &str = "Final Answer:";
+const ACTION: &str = "Action:";
+const ACTION_INPUT: &str = "Action Input:";
+const OBSERVATION: &str = "Observation:";
+const THOUGHT: &str = "Thought:";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Before `Final Answer:`; the text is kept to classify it at the end.
+    Preamble,
+    /// Inside the final answer.
+    Answer,
+    /// `finish` or `fail` was called.
+    Done,
+}
+
+/// Feed it the model's text deltas; it appends NDJSON event lines to `out`.
+#[derive(Debug)]
+pub struct ReactStreamParser {
+    state: State,
+    preamble: String,
+    /// Bytes of `preamble` known not to start a `Final Answer:` marker.
+    scanned: usize,
+    /// Answer whitespace held back until more text follows it.
+    pending_ws: String,
+    answer_started: bool,
+    answer_chars: usize,
+}
+
+impl Default for ReactStreamParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReactStreamParser {
+    pub fn new() -> Self {
+        ReactStreamParser {
+            state: State::Preamble,
+            preamble: String::new(),
+            scanned: 0,
+            pending_ws: String::new(),
+            answer_started: false,
+            answer_chars: 0,
+        }
+    }
+
+    /// One text delta of the model's answer.
+    pub fn push(&mut self, text: &str, out: &mut Vec<u8>) {
+        match self.state {
+            State::Done => {}
+            State::Answer => self.answer(text, out),
+            State::Preamble => {
+                self.preamble.push_str(text);
+                // Only the part that may hold a new marker is searched: at most the marker's
+                // length minus one old bytes, then the new text.
+                let from = floor_boundary(&self.preamble, self.scanned);
+                if let Some(at) = self.preamble[from..].find(FINAL_ANSWER) {
+                    let at = from + at;
+                    let rest = self.preamble[at + FINAL_ANSWER.len()..].to_owned();
+                    self.preamble.truncate(at);
+                    self.state = State::Answer;
+                    self.answer(&rest, out);
+                } else {
+                    self.scanned = self.preamble.len().saturating_sub(FINAL_ANSWER.len() - 1);
+                }
+            }
+        }
+    }
+
+    /// The model's answer ended normally.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        match self.state {
+            State::Done => return,
+            State::Answer => {
+                if !self.answer_started {
+                    AgentEvent::Error { message: "The model's final answer was empty".into(), retryable: true }
+                        .write_to(out);
+                }
+            }
+            State::Preamble => {
+                let text = std::mem::take(&mut self.preamble);
+                classify(&text).write_to(out);
+            }
+        }
+        self.pending_ws.clear();
+        self.state = State::Done;
+    }
+
+    /// The upstream failed after the response started; `event` is usually
+    /// [`super::events::upstream_failure`]. Emits it (only if nothing ended the stream yet).
+    pub fn fail(&mut self, event: AgentEvent, out: &mut Vec<u8>) {
+        if self.state == State::Done {
+            return;
+        }
+        event.write_to(out);
+        self.preamble.clear();
+        self.pending_ws.clear();
+        self.state = State::Done;
+    }
+
+    /// Convenience for the adapter: `finish` when `ended_ok`, else `fail` with a retryable
+    /// "stopped before complete" error.
+    pub fn end(&mut self, ended_ok: bool, out: &mut Vec<u8>) {
+        if ended_ok {
+            self.finish(out);
+        } else {
+            self.fail(super::events::upstream_failure(None, b""), out);
+        }
+    }
+
+    /// Whether a final answer started (its text is already on its way to GitLab).
+    pub fn answer_started(&self) -> bool {
+        self.answer_started
+    }
+
+    /// Characters of final answer emitted so far.
+    pub fn answer_chars(&self) -> usize {
+        self.answer_chars
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    fn answer(&mut self, text: &str, out: &mut Vec<u8>) {
+        let text = if self.answer_started { text } else { text.trim_start() };
+        if text.is_empty() {
+            return;
+        }
+        let mut combined = std::mem::take(&mut self.pending_ws);
+        combined.push_str(text);
+        let keep = combined.trim_end().len();
+        if keep == 0 {
+            self.pending_ws = combined;
+            return;
+        }
+        self.pending_ws = combined[keep..].to_owned();
+        combined.truncate(keep);
+        self.answer_started = true;
+        self.answer_chars += combined.chars().count();
+        AgentEvent::FinalAnswerDelta { text: combined }.write_to(out);
+    }
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// A complete answer without `Final Answer:`.
+fn classify(raw: &str) -> AgentEvent {
+    let text = raw.trim();
+    if text.is_empty() {
+        return AgentEvent::Error { message: "The model returned an empty answer".into(), retryable: true };
+    }
+    let body = text.strip_prefix(THOUGHT).unwrap_or(text);
+    if let Some(a) = body.find(ACTION) {
+        let thought = body[..a].trim();
+        let after = &body[a + ACTION.len()..];
+        let (tool_text, input) = match after.find(ACTION_INPUT) {
+            Some(i) => (&after[..i], Some(&after[i + ACTION_INPUT.len()..])),
+            None => (after, None),
+        };
+        let tool_line = tool_text.trim().lines().next().unwrap_or("");
+        let tool = tool_name(tool_line);
+        if tool.eq_ignore_ascii_case("DirectAnswer") {
+            let answer = match input {
+                Some(i) => cut_observation(i),
+                None => tool_text.trim().split_once('\n').map(|(_, rest)| rest).unwrap_or(""),
+            }
+            .trim();
+            if !answer.is_empty() {
+                return AgentEvent::FinalAnswerDelta { text: answer.to_owned() };
+            }
+        } else if let Some(input) = input
+            && !tool.is_empty()
+        {
+            return AgentEvent::Action {
+                tool,
+                tool_input: cut_observation(input).trim().to_owned(),
+                thought: thought.replace("\\_", "_"),
+            };
+        }
+    }
+    AgentEvent::Unknown { text: text.to_owned() }
+}
+
+/// Generation should stop at `Observation:`; when a platform ignored the stop sequence, the
+/// invented observation is not part of the tool input.
+fn cut_observation(s: &str) -> &str {
+    match s.find(OBSERVATION) {
+        Some(i) => &s[..i],
+        None => s,
+    }
+}
+
+/// The tool name as GitLab knows it: unescaped, without markdown decoration, snake_case for
+/// the one CamelCase slip older GitLab versions provoked.
+fn tool_name(line: &str) -> String {
+    let name = line
+        .trim()
+        .trim_matches(|c: char| matches!(c, '`' | '"' | '\'' | '*' | '[' | ']'))
+        .trim()
+        .replace("\\_", "_");
+    if name == "MergeRequestReader" { "merge_request_reader".to_owned() } else { name }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use serde_json::Value;
+
+    /// Parse `chunks` with a clean end; return the events as JSON values.
+    pub(crate) fn run(chunks: &[&str]) -> Vec<Value> {
+        let mut p = ReactStreamParser::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            p.push(c, &mut out);
+        }
+        p.finish(&mut out);
+        lines(&out)
+    }
+
+    pub(crate) fn lines(out: &[u8]) -> Vec<Value> {
+        let s = std::str::from_utf8(out).unwrap();
+        assert!(s.is_empty() || s.ends_with('\n'), "every event ends its line: {s:?}");
+        s.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// The concatenated final answer, and the other events.
+    pub(crate) fn summarize(events: &[Value]) -> (String, Vec<Value>) {
+        let mut answer = String::new();
+        let mut others = Vec::new();
+        for e in events {
+            if e["type"] == "final_answer_delta" {
+                let t = e["data"]["text"].as_str().unwrap();
+                assert!(!t.is_empty(), "no empty deltas");
+                answer.push_str(t);
+            } else {
+                others.push(e.clone());
+            }
+        }
+        (answer, others)
+    }
+
+    fn bytewise(s: &str) -> Vec<String> {
+        s.chars().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn final_answer_streams_before_the_end() {
+        let mut p = ReactStreamParser::new();
+        let mut out = Vec::new();
+        p.push("Thought: I know it.\nFinal Answer: The issue ", &mut out);
+        assert_eq!(lines(&out), vec![serde_json::json!({"type": "final_answer_delta", "data": {"text": "The issue"}})]);
+        out.clear();
+        p.push("describes a bug.", &mut out);
+        assert_eq!(lines(&out)[0]["data"]["text"], " describes a bug.");
+        out.clear();
+        p.push("\n\n", &mut out);
+        assert!(out.is_empty(), "trailing whitespace waits");
+        p.finish(&mut out);
+        assert!(out.is_empty(), "and is dropped at the end");
+        assert!(p.is_done());
+    }
+
+    #[test]
+    fn marker_split_across_chunks() {
+        for split in 1..FINAL_ANSWER.len() {
+            let (a, b) = FINAL_ANSWER.split_at(split);
+            let mut p = ReactStreamParser::new();
+            let mut out = Vec::new();
+            p.push(&format!("Thought: ok\n{a}"), &mut out);
+            assert!(out.is_empty());
+            p.push(&format!("{b} Hello"), &mut out);
+            assert_eq!(lines(&out)[0]["data"]["text"], "Hello", "split at {split}");
+            p.push(" world", &mut out);
+            p.finish(&mut out);
+            let (answer, others) = summarize(&lines(&out));
+            assert_eq!(answer, "Hello world");
+            assert!(others.is_empty());
+        }
+    }
+
+    #[test]
+    fn byte_by_byte_answer_is_the_same() {
+        let text = "Thought: I can answer directly.\nAction: DirectAnswer\nFinal Answer: Use `rules:` — ✓ done.\n\n```yaml\njob:\n  script: echo\n```\n";
+        let chunks = bytewise(text);
+        let events = run(&chunks.iter().map(String::as_str).collect::<Vec<_>>());
+        let (answer, others) = summarize(&events);
+        assert_eq!(answer, "Use `rules:` — ✓ done.\n\n```yaml\njob:\n  script: echo\n```");
+        assert!(others.is_empty());
+        assert!(events.len() > 10, "streamed in many deltas");
+        assert_eq!(summarize(&run(&[text])).0, answer);
+    }
+
+    #[test]
+    fn action_with_multiline_input() {
+        let text = "Thought: The user wants issue #12 and its\ncomments.\nAction: issue_reader\nAction Input: Summarize\nissue #12 and\n  its comments\n";
+        for chunks in [vec![text.to_owned()], bytewise(text)] {
+            let events = run(&chunks.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(
+                events,
+                vec![serde_json::json!({"type": "action", "data": {
+                    "tool": "issue_reader",
+                    "tool_input": "Summarize\nissue #12 and\n  its comments",
+                    "thought": "The user wants issue #12 and its\ncomments."}})]
+            );
+        }
+    }
+
+    #[test]
+    fn action_after_prefilled_thought_and_decorated_names() {
+        // With an assistant prefill ending in "Thought:", the model does not repeat it.
+        let events = run(&[" I need the MR.\nAction: `merge\\_request\\_reader`\nAction Input: !7"]);
+        assert_eq!(events[0]["data"]["tool"], "merge_request_reader");
+        assert_eq!(events[0]["data"]["thought"], "I need the MR.");
+        assert_eq!(run(&["Action: MergeRequestReader\nAction Input: !7"])[0]["data"]["tool"], "merge_request_reader");
+    }
+
+    #[test]
+    fn invented_observation_is_cut_from_the_input() {
+        let events = run(&["Thought: t\nAction: epic_reader\nAction Input: &5\nObservation: The epic says..."]);
+        assert_eq!(events[0]["data"]["tool_input"], "&5");
+    }
+
+    #[test]
+    fn final_answer_wins_over_an_action() {
+        let events = run(&["Thought: t\nAction: issue_reader\nAction Input: #1\nFinal Answer: done"]);
+        assert_eq!(summarize(&events), ("done".to_owned(), vec![]));
+    }
+
+    #[test]
+    fn direct_answer_without_marker_is_an_answer() {
+        let events = run(&["Thought: easy\nAction: DirectAnswer\nAction Input: Paris is the capital."]);
+        assert_eq!(summarize(&events).0, "Paris is the capital.");
+        let events = run(&["Thought: easy\nAction: DirectAnswer\nIt is 4."]);
+        assert_eq!(summarize(&events).0, "It is 4.");
+    }
+
+    #[test]
+    fn garbage_is_unknown_with_the_whole_text() {
+        for text in ["Sure! GitLab CI is great.", "Action: issue_reader but no input", "Thought: hmm\nAction:\nAction Input: x", "{\"json\": true}\n"] {
+            let events = run(&[text]);
+            assert_eq!(events, vec![serde_json::json!({"type": "unknown", "data": {"text": text.trim()}})], "{text}");
+        }
+    }
+
+    #[test]
+    fn empty_answers_are_retryable_errors() {
+        let events = run(&["  \n"]);
+        assert_eq!(events[0]["type"], "error");
+        assert_eq!(events[0]["data"]["retryable"], true);
+        let events = run(&["Thought: x\nFinal Answer:   \n"]);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["type"], "error");
+        assert!(run(&[]).iter().all(|e| e["type"] == "error"));
+    }
+
+    #[test]
+    fn failure_mid_answer_ends_with_one_error() {
+        let mut p = ReactStreamParser::new();
+        let mut out = Vec::new();
+        p.push("Final Answer: The first half", &mut out);
+        p.fail(AgentEvent::Error { message: "boom".into(), retryable: true }, &mut out);
+        p.push(" more", &mut out);
+        p.finish(&mut out);
+        let events = lines(&out);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0]["data"]["text"], "The first half");
+        assert_eq!(events[1], serde_json::json!({"type": "error", "data": {"message": "boom", "retryable": true}}));
+    }
+
+    #[test]
+    fn failure_before_the_answer_drops_the_preamble() {
+        let mut p = ReactStreamParser::new();
+        let mut out = Vec::new();
+        p.push("Thought: I need\nAction: issue_reader\nAction Inp", &mut out);
+        p.end(false, &mut out);
+        let events = lines(&out);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["type"], "error");
+        assert_eq!(events[0]["data"]["retryable"], true);
+    }
+
+    #[test]
+    fn marker_text_inside_the_answer_is_kept() {
+        let events = run(&["Final Answer: write 'Final Answer:' at the end"]);
+        assert_eq!(summarize(&events).0, "write 'Final Answer:' at the end");
+    }
+
+    #[test]
+    fn multibyte_text_around_the_marker() {
+        let text = "Thought: 日本語のテキスト\nFinal Answer: こんにちは 👋";
+        let events = run(&bytewise(text).iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(summarize(&events).0, "こんにちは 👋");
+    }
+}
+
+/// Re-chunking invariance: however the same text is split, the events say the same thing.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod props {
+    use super::tests::{run, summarize};
+    use proptest::prelude::*;
+
+    fn split(text: &str, cuts: &[usize]) -> Vec<String> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (chars.len() + 1)).collect();
+        points.push(0);
+        points.push(chars.len());
+        points.sort_unstable();
+        points.dedup();
+        points.windows(2).map(|w| chars[w[0]..w[1]].iter().collect()).collect()
+    }
+
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("Thought: ".to_owned()),
+            Just("Final Answer:".to_owned()),
+            Just("Final Ans".to_owned()),
+            Just("Action: ".to_owned()),
+            Just("Action Input: ".to_owned()),
+            Just("Observation:".to_owned()),
+            Just("issue_reader".to_owned()),
+            Just("\n".to_owned()),
+            Just("  ".to_owned()),
+            Just("é✓👋".to_owned()),
+            "[a-zA-Z :#\n]{0,12}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn events_do_not_depend_on_chunking(
+            pieces in proptest::collection::vec(piece(), 0..24),
+            cuts in proptest::collection::vec(0usize..400, 0..30),
+        ) {
+            let text: String = pieces.concat();
+            let whole = summarize(&run(&[text.as_str()]));
+            let chunks = split(&text, &cuts);
+            let parts = summarize(&run(&chunks.iter().map(String::as_str).collect::<Vec<_>>()));
+            prop_assert_eq!(whole, parts);
+        }
+    }
+}
