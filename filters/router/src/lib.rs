@@ -1,8 +1,8 @@
 //! duo_router (skeleton: loads and validates its configuration).
 
-pub mod chat;
 pub mod config;
 pub mod model;
+pub mod stream;
 
 #[cfg(target_os = "wasi")]
 mod filter;

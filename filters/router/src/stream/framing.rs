@@ -1,0 +1,217 @@
+//! GitLab's streaming framings, written chunk by chunk as text arrives (nothing is held back).
+//!
+//! | framing | GitLab endpoints | body |
+//! |---|---|---|
+//! | [`RawText`] | `/v2/code/completions`, `/v2/code/generations`, `/v1/prompts/*`, `/v1/chat/*` | the model's text as is, labelled `text/event-stream` |
+//! | [`PromptResponses`] | `/v2/prompts/*` | one `PromptResponse` JSON object per line: `{"content":"<delta>"}`; usage, when known, in a last `{"content":"","usage":{...}}` |
+//! | [`SuggestionsSse`] | `/v4/code/suggestions` | real SSE: `stream_start`, `content_chunk`..., `stream_end` |
+//!
+//! None of the three has an error message GitLab understands in the middle of a stream, so a
+//! broken stream must be reset by the adapter (they return `false` from [`Reframer::broken`]).
+//! `/v2/chat/agent` (NDJSON `action`/`final_answer_delta`/`error` events) will be another
+//! [`Reframer`], given to [`super::StreamTranslator::with_reframer`]; its `broken` writes the
+//! `error` event and returns `true`.
+
+use super::{StreamError, Usage};
+use serde::Serialize;
+
+/// Writes GitLab's framing around the model's text. `out` is the replacement for the current
+/// upstream chunk; implementations only append to it.
+pub trait Reframer {
+    /// `content-type` of the answer to GitLab.
+    fn content_type(&self) -> &'static str {
+        "text/event-stream"
+    }
+
+    /// Other response headers the framing needs.
+    fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// Called once, with the first upstream bytes of a successful (2xx) answer.
+    fn start(&mut self, _out: &mut Vec<u8>) {}
+
+    /// A piece of the model's text (never empty).
+    fn text(&mut self, text: &str, out: &mut Vec<u8>);
+
+    /// The upstream stream ended with its end marker.
+    fn complete(&mut self, _usage: &Usage, _out: &mut Vec<u8>) {}
+
+    /// The upstream stream broke. Returns whether the framing wrote an error event GitLab
+    /// understands; `false` means the adapter must reset the downstream stream.
+    fn broken(&mut self, _reason: &StreamError, _out: &mut Vec<u8>) -> bool {
+        false
+    }
+}
+
+/// The selection of built-in framings, by GitLab endpoint (see the module table).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Raw text chunks, `text/event-stream` label, not SSE-framed.
+    RawText,
+    /// `/v2/prompts/*`: newline-terminated `PromptResponse` objects. `usage_model` is the key
+    /// of the `usage` map (GitLab's model name); without it usage is not written.
+    PromptResponses { usage_model: Option<String> },
+    /// `/v4/code/suggestions`: SSE with `stream_start` metadata.
+    SuggestionsSse { engine: String, name: String, timestamp: u64 },
+}
+
+impl Framing {
+    pub fn into_reframer(self) -> Box<dyn Reframer> {
+        match self {
+            Framing::RawText => Box::new(RawText),
+            Framing::PromptResponses { usage_model } => Box::new(PromptResponses { usage_model }),
+            Framing::SuggestionsSse { engine, name, timestamp } => Box::new(SuggestionsSse { engine, name, timestamp }),
+        }
+    }
+}
+
+pub struct RawText;
+
+impl Reframer for RawText {
+    fn text(&mut self, text: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(text.as_bytes());
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn push_json_str(s: &str, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail and a str always serializes.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+pub struct PromptResponses {
+    usage_model: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TokenUsage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_tokens: Option<u64>,
+}
+
+impl Reframer for PromptResponses {
+    fn text(&mut self, text: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"content\":");
+        push_json_str(text, out);
+        out.extend_from_slice(b"}\n");
+    }
+
+    fn complete(&mut self, usage: &Usage, out: &mut Vec<u8>) {
+        let Some(model) = &self.usage_model else { return };
+        if usage.input_tokens.is_none() && usage.output_tokens.is_none() {
+            return;
+        }
+        out.extend_from_slice(b"{\"content\":\"\",\"usage\":{");
+        push_json_str(model, out);
+        out.push(b':');
+        let _ = serde_json::to_writer(
+            &mut *out,
+            &TokenUsage { input_tokens: usage.input_tokens, output_tokens: usage.output_tokens },
+        );
+        out.extend_from_slice(b"}}\n");
+    }
+}
+
+pub struct SuggestionsSse {
+    engine: String,
+    name: String,
+    timestamp: u64,
+}
+
+impl Reframer for SuggestionsSse {
+    fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[("x-streaming-format", "sse")]
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"event: stream_start\ndata: {\"metadata\":{\"model\":{\"engine\":");
+        push_json_str(&self.engine, out);
+        out.extend_from_slice(b",\"name\":");
+        push_json_str(&self.name, out);
+        out.extend_from_slice(b"},\"timestamp\":");
+        out.extend_from_slice(self.timestamp.to_string().as_bytes());
+        out.extend_from_slice(b"}}\n\n");
+    }
+
+    fn text(&mut self, text: &str, out: &mut Vec<u8>) {
+        // JSON escapes every line break, so the data stays on one line.
+        out.extend_from_slice(b"event: content_chunk\ndata: {\"choices\":[{\"delta\":{\"content\":");
+        push_json_str(text, out);
+        out.extend_from_slice(b"},\"index\":0}]}\n\n");
+    }
+
+    fn complete(&mut self, _usage: &Usage, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"event: stream_end\ndata: null\n\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn raw_text_is_the_text() {
+        let mut r = Framing::RawText.into_reframer();
+        let mut out = Vec::new();
+        r.start(&mut out);
+        r.text("a\n\"b\"", &mut out);
+        r.complete(&Usage::default(), &mut out);
+        assert_eq!(out, b"a\n\"b\"");
+        assert_eq!(r.content_type(), "text/event-stream");
+        assert!(!r.broken(&StreamError::Truncated, &mut out));
+        assert_eq!(out, b"a\n\"b\"");
+    }
+
+    #[test]
+    fn prompt_responses_are_one_json_object_per_line() {
+        let mut r = Framing::PromptResponses { usage_model: Some("mistral".into()) }.into_reframer();
+        let mut out = Vec::new();
+        r.start(&mut out);
+        r.text("line1\nline2 \u{1F44B}", &mut out);
+        r.text("\"q\"", &mut out);
+        r.complete(&Usage { input_tokens: Some(3), output_tokens: Some(4), total_tokens: Some(7) }, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(text.ends_with('\n'));
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], serde_json::json!({"content": "line1\nline2 \u{1F44B}"}));
+        assert_eq!(lines[1], serde_json::json!({"content": "\"q\""}));
+        assert_eq!(lines[2], serde_json::json!({"content": "", "usage": {"mistral": {"input_tokens": 3, "output_tokens": 4}}}));
+        // no model name or no usage: no usage line
+        let mut r = Framing::PromptResponses { usage_model: None }.into_reframer();
+        let mut out = Vec::new();
+        r.complete(&Usage { input_tokens: Some(3), ..Usage::default() }, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn suggestions_sse_has_start_chunks_and_end() {
+        let mut r = Framing::SuggestionsSse { engine: "vllm".into(), name: "codestral".into(), timestamp: 1732121183 }.into_reframer();
+        let mut out = Vec::new();
+        r.start(&mut out);
+        r.text("\ndef hello_", &mut out);
+        r.complete(&Usage::default(), &mut out);
+        let mut events = Vec::new();
+        let mut d = super::super::sse::SseDecoder::new();
+        d.feed(&out, |e| {
+            events.push((String::from_utf8(e.event.to_vec()).unwrap(), serde_json::from_slice::<serde_json::Value>(e.data).unwrap()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                ("stream_start".to_owned(), serde_json::json!({"metadata": {"model": {"engine": "vllm", "name": "codestral"}, "timestamp": 1732121183}})),
+                ("content_chunk".to_owned(), serde_json::json!({"choices": [{"delta": {"content": "\ndef hello_"}, "index": 0}]})),
+                ("stream_end".to_owned(), serde_json::Value::Null),
+            ]
+        );
+        assert_eq!(r.extra_headers(), &[("x-streaming-format", "sse")]);
+    }
+}
