@@ -1,5 +1,6 @@
 //! duo_router (skeleton: loads and validates its configuration).
 
+pub mod chat;
 pub mod config;
 pub mod model;
 pub mod stream;
