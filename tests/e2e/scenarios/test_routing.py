@@ -92,3 +92,46 @@ def test_body_routing_hangs_without_allow_on_headers_stop_iteration(e2e):
         r = None
     assert r is None, f"Envoy answered {r}: allow_on_headers_stop_iteration may no longer be needed (engineering.md F14)"
     st.fake(VLLM).assert_nothing_received()
+
+
+def test_jwt_authn_verdicts_on_gitlab_tokens(e2e):
+    """The shipped jwt_authn provider (F18) fetches the fake GitLab's JWKS through cluster `gitlab`
+    with GitLab's Host, accepts GitLab-minted instance tokens, and leaves the verdict where duo_auth
+    reads it: `duo_jwt_payload` on success, `duo_jwt_failure` otherwise; it never rejects by itself."""
+    st = _probe_stack(e2e)
+    gl = st.gitlab
+    cases = {
+        "valid": (gl.mint(), gl.instance_id, None),
+        "expired": (gl.mint_expired(), None, "Jwt is expired"),
+        "not yet valid": (gl.mint_not_yet_valid(), None, "Jwt not yet valid"),
+        "wrong audience": (gl.mint_wrong_audience(), None, "Audiences in Jwt are not allowed"),
+        "unknown kid": (gl.mint_unknown_kid(), None, "Jwks doesn't have key to match kid or alg from Jwt"),
+        "tampered": (gl.mint_bad_signature(), None, "Jwt verification fails"),
+        "alg none": (gl.mint_alg_none(), None, ""),
+        "hs256 with public key": (gl.mint_hs256_with_public_key(), None, ""),
+        "missing": (None, None, "Jwt is missing"),
+    }
+    vllm = st.fake(VLLM)
+    for what, (token, sub, failure) in cases.items():
+        vllm.reset()
+        headers = {"x-probe-jwt": "1", "x-probe-cluster": VLLM}
+        if token is not None:
+            headers.update(gl.headers(token))
+        r = st.post("/v1/chat/completions", json_body=CHAT, headers=headers)
+        if token is not None:
+            # The probe forwards GitLab's JWT to vLLM on purpose: the fake must refuse it.
+            assert r.status == 401, (what, r)
+            [got] = vllm.take_refusals()
+        else:
+            assert r.status == 200, (what, r)
+            got = vllm.last()
+        assert got.header("x-probe-jwt-sub") == sub, (what, got.header("x-probe-jwt-sub"))
+        if failure is None:
+            assert got.header("x-probe-jwt-failure") is None, (what, got.header("x-probe-jwt-failure"))
+        else:
+            msg = got.header("x-probe-jwt-failure")
+            assert msg is not None and failure in msg, (what, msg)
+        if token is not None:
+            assert got.header("authorization") == f"Bearer {token}", f"{what}: jwt_authn must forward the token"
+    fetches = [r for r in gl.history if r.path == "/oauth/discovery/keys"]  # fetched at start
+    assert fetches and all(f.header("host") == "gitlab.example.com" for f in fetches), fetches

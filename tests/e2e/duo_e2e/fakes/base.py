@@ -140,6 +140,7 @@ class FakeServer:
         self.name = name
         self.requests: list[Request] = []
         self.refusals: list[Request] = []
+        self.history: list[Request] = []  # every request since start; `reset()` keeps it
         self._script: deque[Callable[[Request], Reply] | Reply] = deque()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -238,6 +239,7 @@ class FakeServer:
         req.status = reply.status
         with self._lock:
             self.requests.append(req)
+            self.history.append(req)
             if req.refused:
                 self.refusals.append(req)
         return reply

@@ -6,6 +6,9 @@
 //!   duo_router);
 //! - `x-probe-cluster: <c>`: set `x-duo-upstream: <c>` in the headers callback;
 //! - `x-probe-path: <p>`: rewrite `:path` to `<p>` in the headers callback;
+//! - `x-probe-jwt: 1`: copy what jwt_authn left in the stream's metadata (engineering.md F18) into
+//!   request headers for the upstream: `x-probe-jwt-sub` (`duo_jwt_payload.sub`) and
+//!   `x-probe-jwt-failure` (`duo_jwt_failure.message`);
 //! - `x-probe-body: <key>`: pause in the headers callback and, once the whole body arrived, set
 //!   `x-duo-upstream` to the string value of `"<key>":"..."` found in the JSON body (needs
 //!   `allow_on_headers_stop_iteration: true`, engineering.md F14).
@@ -38,6 +41,18 @@ impl HttpContext for Probe {
         if self.get_http_request_header("x-probe-touch-route").is_some() {
             let route = self.get_property(vec!["route_name"]).unwrap_or_default();
             self.set_http_request_header("x-probe-route-before", Some(&String::from_utf8_lossy(&route)));
+        }
+        if self.get_http_request_header("x-probe-jwt").is_some() {
+            let base = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn"];
+            for (key, leaf, header) in [
+                ("duo_jwt_payload", "sub", "x-probe-jwt-sub"),
+                ("duo_jwt_failure", "message", "x-probe-jwt-failure"),
+            ] {
+                let path = vec![base[0], base[1], base[2], key, leaf];
+                if let Some(value) = self.get_property(path) {
+                    self.set_http_request_header(header, Some(&String::from_utf8_lossy(&value)));
+                }
+            }
         }
         if let Some(cluster) = self.get_http_request_header("x-probe-cluster") {
             self.set_http_request_header("x-duo-upstream", Some(&cluster));
