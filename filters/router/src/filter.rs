@@ -1,17 +1,95 @@
-//! proxy-wasm adapter for duo_router (placeholder until the logger issue: loads and configures).
+//! proxy-wasm adapter for duo_router: turns callbacks into `decide` calls and applies the result.
+//! All decisions are pure functions in `decide.rs`; this file only reads and writes the host.
+//!
+//! Request: headers → [`decide::plan`]. A decision applies at once (local reply, or cluster header +
+//! `:authority` (+ vendor `:path`) and Continue). A self-hosted feature pauses (Envoy must be told
+//! `allow_on_headers_stop_iteration: true`, engineering.md F14), buffers the body up to
+//! `max_request_bytes`, and at end of stream calls [`decide::decide_body`], sets the headers
+//! (Envoy re-routes after header changes, F6) and hands the body to the codec
+//! ([`Stream::rewrite_request`]). Response: self-hosted answers go through the codec
+//! ([`Stream::translate_response_headers`], [`Stream::translate_response_chunk`]); others pass
+//! unchanged. `duo_route` is published when the route is decided, `duo_usage` when the answer ends.
+//!
+//! A watchdog on the root context's tick answers 500 and logs an error for any request held at
+//! its headers whose body callback never arrives within `body_wait_ms` — what Envoy does when
+//! `allow_on_headers_stop_iteration` is missing (see docs/router.md).
 
-use crate::config::Config;
+use crate::config::{Config, Provider};
+use crate::decide::{self, Decision, Outcome, Pending, Plan, Reason, Target};
+use duo_core::catalogue::Endpoint;
+use duo_core::errors::GitlabError;
+use duo_core::handoff::{self, RouteInfo, UsageInfo};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: Rc::new(Config::default()) }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { config: None, shared: Rc::new(RefCell::new(Shared::default())) })
+    });
 }}
 
+/// Metric names (Envoy shows them as `wasmcustom.<name>`; Prometheus as `envoy_wasmcustom_...`).
+mod metric {
+    /// Every request the router saw.
+    pub const REQUESTS: &str = "duo_router.requests";
+    /// `duo_router.routed.<provider>.<feature>`: forwarded requests (`feature` is `model_check`
+    /// for the admin's "Test connection", `public` for model definitions).
+    pub const ROUTED: &str = "duo_router.routed";
+    /// `duo_router.refused.<reason>`: local replies (reasons in `decide::Reason::name`).
+    pub const REFUSED: &str = "duo_router.refused";
+    /// Requests the body watchdog answered (allow_on_headers_stop_iteration missing).
+    pub const BODY_NEVER_ARRIVED: &str = "duo_router.body_never_arrived";
+    /// `duo_router.upstream.<provider>.<1xx..5xx>`: upstream answers by status class.
+    pub const UPSTREAM: &str = "duo_router.upstream";
+}
+
+/// Per-VM state shared by the root context and every stream of this worker.
+#[derive(Default)]
+struct Shared {
+    metrics: BTreeMap<String, u32>,
+    /// Streams held at their headers, waiting for their first body callback.
+    waiting: BTreeMap<u32, Waiting>,
+}
+
+struct Waiting {
+    deadline_ms: u64,
+    route: RouteInfo,
+}
+
+impl Shared {
+    fn count(&mut self, name: &str) {
+        let id = match self.metrics.get(name) {
+            Some(id) => *id,
+            None => match hostcalls::define_metric(MetricType::Counter, name) {
+                Ok(id) => {
+                    self.metrics.insert(name.to_owned(), id);
+                    id
+                }
+                Err(_) => return,
+            },
+        };
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 struct Root {
-    config: Rc<Config>,
+    config: Option<Rc<Config>>,
+    shared: Rc<RefCell<Shared>>,
 }
 
 impl Context for Root {}
@@ -22,7 +100,20 @@ impl RootContext for Root {
         let bytes = duo_kit::plugin_configuration().unwrap_or_default();
         match Config::parse(&bytes) {
             Ok(config) => {
-                self.config = Rc::new(config);
+                let period = match config.body_wait_ms {
+                    0 => Duration::ZERO,
+                    ms => Duration::from_millis((ms / 4).clamp(50, 1000)),
+                };
+                if hostcalls::set_tick_period(period).is_err() {
+                    log::warn!("duo_router: no tick timer; the body watchdog is off");
+                }
+                log::info!(
+                    "duo_router: configured ({}, {} models, {} feature entries)",
+                    config.configuration_type.name(),
+                    config.models.len(),
+                    config.features.len()
+                );
+                self.config = Some(Rc::new(config));
                 true
             }
             Err(e) => {
@@ -32,18 +123,274 @@ impl RootContext for Root {
         }
     }
 
+    /// The body watchdog: Envoy without `allow_on_headers_stop_iteration: true` never calls the
+    /// body callback of a filter that paused at headers, and the request would hang.
+    fn on_tick(&mut self) {
+        let now = now_ms();
+        let expired: Vec<(u32, Waiting)> = {
+            let mut shared = self.shared.borrow_mut();
+            let ids: Vec<u32> = shared.waiting.iter().filter(|(_, w)| w.deadline_ms <= now).map(|(id, _)| *id).collect();
+            ids.into_iter().filter_map(|id| shared.waiting.remove(&id).map(|w| (id, w))).collect()
+        };
+        for (id, mut waiting) in expired {
+            log::error!(
+                "duo_router: #{id} was held at its request headers and Envoy never delivered the body: \
+                 set `allow_on_headers_stop_iteration: true` in this wasm filter's config (answering 500)"
+            );
+            self.shared.borrow_mut().count(metric::BODY_NEVER_ARRIVED);
+            if hostcalls::set_effective_context(id).is_err() {
+                continue; // the stream is gone
+            }
+            waiting.route.error = Some("body_never_arrived".to_owned());
+            let _ = duo_kit::set_filter_state(handoff::ROUTE, &waiting.route);
+            let e = GitlabError::detail(
+                500,
+                "duo_router did not receive the request body: its Envoy filter config needs allow_on_headers_stop_iteration: true",
+            );
+            let _ = duo_kit::send_error(&e, &[]);
+        }
+    }
+
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream { _config: self.config.clone() }))
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            id: context_id,
+            config: self.config.clone(),
+            shared: self.shared.clone(),
+            pending: None,
+            target: None,
+            endpoint: None,
+            replied: false,
+            usage: UsageInfo::default(),
+            usage_published: false,
+        }))
     }
 }
 
 struct Stream {
-    _config: Rc<Config>,
+    id: u32,
+    config: Option<Rc<Config>>,
+    shared: Rc<RefCell<Shared>>,
+    /// A self-hosted request waiting for the end of its body.
+    pending: Option<Pending>,
+    /// Where it was sent, once decided.
+    target: Option<Target>,
+    endpoint: Option<Endpoint>,
+    /// We answered locally: the response is ours, not an upstream's.
+    replied: bool,
+    usage: UsageInfo,
+    usage_published: bool,
 }
 
 impl Context for Stream {}
-impl HttpContext for Stream {}
+
+impl Stream {
+    fn stop_waiting(&mut self) {
+        self.shared.borrow_mut().waiting.remove(&self.id);
+    }
+
+    fn reply(&mut self, e: &GitlabError) -> Action {
+        self.replied = true;
+        if duo_kit::send_error(e, &[]).is_err() {
+            log::error!("duo_router: #{} could not send its local reply", self.id);
+        }
+        Action::Pause
+    }
+
+    /// Applies a decision: local reply, or the target's headers (then the codec for self-hosted).
+    fn apply(&mut self, config: &Config, outcome: Outcome, body: Option<&Value>) -> Action {
+        let Outcome { decision, endpoint, route } = outcome;
+        let label = route.feature.clone().unwrap_or_else(|| match &endpoint {
+            Some(e) if e.prompt_id.is_some() => "model_check".to_owned(),
+            _ => "public".to_owned(),
+        });
+        let _ = duo_kit::set_filter_state(handoff::ROUTE, &route);
+        match decision {
+            Decision::Reply { reply, reason } => {
+                if reason != Reason::Health {
+                    self.shared.borrow_mut().count(&format!("{}.{}", metric::REFUSED, reason.name()));
+                    log::debug!("duo_router: #{} {label}: refused ({})", self.id, reason.name());
+                }
+                self.reply(&reply)
+            }
+            Decision::Forward(target) => {
+                if let Err(e) = self.set_target_headers(config, &target) {
+                    log::error!("duo_router: #{} could not set the upstream headers ({e:?})", self.id);
+                    return self.reply(&GitlabError::inference_failed());
+                }
+                self.shared.borrow_mut().count(&format!("{}.{}.{label}", metric::ROUTED, target.provider.name()));
+                log::debug!("duo_router: #{} {label}: {} -> {}", self.id, target.provider.name(), target.cluster);
+                if target.provider == Provider::SelfHosted
+                    && let (Some(endpoint), Some(body)) = (&endpoint, body)
+                    && let Err(e) = self.rewrite_request(config, &target, endpoint, body)
+                {
+                    return self.reply(&e);
+                }
+                self.endpoint = endpoint;
+                self.target = Some(target);
+                Action::Continue
+            }
+        }
+    }
+
+    fn set_target_headers(&self, config: &Config, t: &Target) -> Result<(), proxy_wasm::types::Status> {
+        duo_kit::set_request_header(&config.cluster_header, Some(&t.cluster))?;
+        duo_kit::set_request_header(":authority", Some(&t.authority))?;
+        if let Some(path) = &t.path {
+            duo_kit::set_request_header(":path", Some(path))?;
+        }
+        if let Some(ms) = t.timeout_ms {
+            duo_kit::set_request_header("x-envoy-upstream-rq-timeout-ms", Some(&ms.to_string()))?;
+        }
+        if t.strip_authorization {
+            duo_kit::set_request_header("authorization", None)?;
+        }
+        Ok(())
+    }
+
+    /// The whole body of a self-hosted request is there: decide and apply.
+    fn finish_request(&mut self, config: &Config, pending: Pending, size: usize) -> Action {
+        self.stop_waiting();
+        let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten().unwrap_or_default();
+        match decide::parse_body(&bytes) {
+            Err(e) => {
+                let outcome = decide::refuse_body(pending, e, Reason::InvalidBody);
+                self.apply(config, outcome, None)
+            }
+            Ok(body) => {
+                let outcome = decide::decide_body(config, pending, &body);
+                self.apply(config, outcome, Some(&body))
+            }
+        }
+    }
+
+    // ---- codec seam: the provider translation plugs in here ----
+
+    /// Rewrites a self-hosted request for its model platform (path, headers, body). Until the
+    /// codecs are wired, the body is forwarded as GitLab sent it.
+    fn rewrite_request(&mut self, _config: &Config, _target: &Target, _endpoint: &Endpoint, _body: &Value) -> Result<(), GitlabError> {
+        Ok(())
+    }
+
+    /// Upstream response headers of a self-hosted call.
+    fn translate_response_headers(&mut self, _end_of_stream: bool) -> Action {
+        Action::Continue
+    }
+
+    /// One upstream response chunk of a self-hosted call.
+    fn translate_response_chunk(&mut self, _size: usize, _end_of_stream: bool) -> Action {
+        Action::Continue
+    }
+
+    fn publish_usage(&mut self) {
+        if !self.usage_published {
+            self.usage_published = true;
+            let _ = duo_kit::set_filter_state(handoff::USAGE, &self.usage);
+        }
+    }
+
+    fn is_self_hosted(&self) -> bool {
+        self.target.as_ref().is_some_and(|t| t.provider == Provider::SelfHosted)
+    }
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else {
+            return self.reply(&GitlabError::detail(500, "duo_router is not configured"));
+        };
+        self.shared.borrow_mut().count(metric::REQUESTS);
+        // The client never picks the cluster: only a decision below sets this header.
+        if duo_kit::set_request_header(&config.cluster_header, None).is_err() {
+            return self.reply(&GitlabError::inference_failed());
+        }
+        let method = duo_kit::request_header(":method").unwrap_or_default();
+        let path = duo_kit::request_header(":path").unwrap_or_default();
+        match decide::plan(&config, &method, &path) {
+            Plan::Decided(outcome) => self.apply(&config, outcome, None),
+            Plan::NeedBody(pending) => {
+                let declared = duo_kit::request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+                if declared.is_some_and(|n| n > config.max_request_bytes) {
+                    let outcome = decide::refuse_body(pending, decide::too_large(&config), Reason::TooLarge);
+                    return self.apply(&config, outcome, None);
+                }
+                if end_of_stream {
+                    return self.finish_request(&config, pending, 0);
+                }
+                if config.body_wait_ms > 0 {
+                    let waiting = Waiting { deadline_ms: now_ms().saturating_add(config.body_wait_ms), route: pending.route.clone() };
+                    self.shared.borrow_mut().waiting.insert(self.id, waiting);
+                }
+                self.pending = Some(pending);
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.stop_waiting();
+        let Some(pending) = self.pending.take() else {
+            return Action::Continue;
+        };
+        let Some(config) = self.config.clone() else {
+            return Action::Continue;
+        };
+        if u64::try_from(body_size).unwrap_or(u64::MAX) > config.max_request_bytes {
+            let outcome = decide::refuse_body(pending, decide::too_large(&config), Reason::TooLarge);
+            return self.apply(&config, outcome, None);
+        }
+        if !end_of_stream {
+            self.pending = Some(pending);
+            return Action::Pause;
+        }
+        self.finish_request(&config, pending, body_size)
+    }
+
+    /// With trailers, the body callback never sees end_of_stream (Coraza's lesson).
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let (Some(pending), Some(config)) = (self.pending.take(), self.config.clone()) else {
+            return Action::Continue;
+        };
+        let size = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX).ok().flatten().map_or(0, |b| b.len());
+        if u64::try_from(size).unwrap_or(u64::MAX) > config.max_request_bytes {
+            let outcome = decide::refuse_body(pending, decide::too_large(&config), Reason::TooLarge);
+            return self.apply(&config, outcome, None);
+        }
+        self.finish_request(&config, pending, size)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.replied {
+            return Action::Continue;
+        }
+        let status = duo_kit::response_header(":status").and_then(|s| s.parse::<u32>().ok());
+        self.usage.upstream_status = status;
+        if let (Some(t), Some(s)) = (&self.target, status) {
+            let name = format!("{}.{}.{}xx", metric::UPSTREAM, t.provider.name(), s / 100);
+            self.shared.borrow_mut().count(&name);
+        }
+        let action = if self.is_self_hosted() { self.translate_response_headers(end_of_stream) } else { Action::Continue };
+        if end_of_stream || !self.is_self_hosted() {
+            self.publish_usage();
+        }
+        action
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.replied || !self.is_self_hosted() {
+            return Action::Continue;
+        }
+        let action = self.translate_response_chunk(body_size, end_of_stream);
+        if end_of_stream {
+            self.publish_usage();
+        }
+        action
+    }
+
+    fn on_log(&mut self) {
+        self.stop_waiting();
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod decide;
 pub mod model;
 pub mod stream;
 

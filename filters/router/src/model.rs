@@ -127,3 +127,59 @@ impl ModelConfig {
         }
     }
 }
+
+/// Checks one `models.<name>` entry; `path` is `models.<name>`. Cross-entry checks (duplicate
+/// identifiers) live in `config.rs`.
+pub fn validate(path: &str, m: &ModelConfig) -> Result<(), duo_core::config::ConfigError> {
+    use duo_core::config::ConfigError;
+    let err = |field: &str, msg: String| Err(ConfigError::new(format!("{path}.{field}"), msg));
+    crate::config::check_name(&format!("{path}.cluster"), &m.cluster)?;
+    crate::config::check_authority(&format!("{path}.authority"), &m.authority)?;
+    if m.model.trim().is_empty() {
+        return err("model", "must not be empty".into());
+    }
+    if let Some(base) = &m.base_path
+        && (!base.starts_with('/') || base.contains(['?', '#', ' ']))
+    {
+        return err("base_path", format!("`{base}` must be a path starting with `/` (no query)"));
+    }
+    if let Some(api) = m.api {
+        let ok = match m.platform {
+            Platform::Vllm | Platform::OpenaiCompatible => matches!(api, Api::Chat | Api::Completions),
+            Platform::Bedrock => matches!(api, Api::Converse | Api::Invoke),
+            Platform::AzureOpenai => matches!(api, Api::Chat),
+        };
+        if !ok {
+            let allowed = match m.platform {
+                Platform::Vllm | Platform::OpenaiCompatible => "`chat` or `completions`",
+                Platform::Bedrock => "`converse` or `invoke`",
+                Platform::AzureOpenai => "`chat`",
+            };
+            return err("api", format!("platform `{}` takes {allowed}", m.platform.name()));
+        }
+    }
+    match (&m.api_version, m.platform) {
+        (Some(v), Platform::AzureOpenai) if v.trim().is_empty() || v.contains(['&', '?', '#', ' ']) => {
+            return err("api_version", format!("`{v}` is not an Azure OpenAI api-version (e.g. `2024-10-21` or `v1`)"));
+        }
+        (Some(_), p) if p != Platform::AzureOpenai => {
+            return err("api_version", format!("only `azure_openai` models take an api_version, not `{}`", p.name()));
+        }
+        _ => {}
+    }
+    if m.platform == Platform::Bedrock && m.credentials == Some(Credentials::Gitlab) {
+        return err(
+            "credentials",
+            "`bedrock` requests are signed by Envoy's aws_request_signing: use `envoy` (the default)".into(),
+        );
+    }
+    if m.timeout_ms == Some(0) {
+        return err("timeout_ms", "must be greater than 0".into());
+    }
+    for (i, id) in m.identifiers.iter().enumerate() {
+        if id.trim().is_empty() || id.len() > 255 {
+            return err(&format!("identifiers[{i}]"), "must be 1 to 255 characters (GitLab's limit)".into());
+        }
+    }
+    Ok(())
+}
