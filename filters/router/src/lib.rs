@@ -4,6 +4,7 @@ pub mod chat;
 pub mod config;
 pub mod decide;
 pub mod model;
+pub mod prompts;
 pub mod stream;
 
 #[cfg(target_os = "wasi")]
