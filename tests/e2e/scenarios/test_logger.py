@@ -122,6 +122,19 @@ def test_logger_generates_correlation_id_when_missing(e2e):
     assert isinstance(rec, dict) and re.fullmatch(r"[0-9a-f-]{36}", rec.get("correlation_id", "")), rec
 
 
+def test_logger_survives_header_bytes_outside_utf8(e2e):
+    """HTTP allows obs-text (bytes 0x80-0xFF) in header values; reading one must not kill the VM
+    (the SDK's string header getter unwraps UTF-8 and would panic: every later request 503)."""
+    st = e2e.stack("self_hosted")
+    rid = _rid("latin1")
+    r = st.get("/monitoring/healthz", headers={"User-Agent": "caf\xe9-client", "X-Request-ID": rid})
+    assert r.status == 200, r
+    r2 = st.get("/monitoring/healthz", headers={"X-Request-ID": rid + "-after"})
+    assert r2.status == 200, f"the gateway broke after one non-UTF-8 header: {r2}"
+    recs = _records_by_id(st, [rid, rid + "-after"])
+    assert recs[rid]["user_agent"] == "caf\ufffd-client", recs[rid]
+
+
 def test_logger_keeps_secrets_out(e2e):
     st = e2e.stack("self_hosted")
     gl = st.gitlab
