@@ -1,17 +1,361 @@
-//! duo_auth configuration (skeleton; the auth issue completes it).
+//! duo_auth configuration (product.md §3.1): the serde form an admin writes, validated at
+//! `on_configure` into [`Config`], the compiled form requests read. Errors name the field.
 
+use crate::keys::{PreparedKey, RsaBackend};
+use crate::user_token::UserTokenIssuer;
 use duo_core::config::{ConfigError, parse_json};
 use serde::Deserialize;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+/// What GitLab puts in `aud` for the AI gateway (and what user tokens carry as `iss`/`aud`).
+pub const GITLAB_AI_GATEWAY: &str = "gitlab-ai-gateway";
+
+/// The paths GitLab's own gateway serves without a token (gitlab-protocol.md §3.4 step 1).
+pub const DEFAULT_UNAUTHENTICATED_PATHS: [&str; 3] = ["/monitoring/healthz", "/monitoring/ready", "/v1/models/definitions"];
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bypass {
+    #[default]
+    Off,
+    /// Every request passes unauthenticated (troubleshooting only; warn-logged per request).
+    All,
+    /// Requests with `Bypass-Auth: true` pass unauthenticated (warn-logged per request).
+    Header,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verifier {
+    /// duo_auth verifies signatures itself with keys fetched from `jwks_sources`.
+    #[default]
+    Builtin,
+    /// Envoy's `jwt_authn` (before duo_auth) verifies; duo_auth reads its verdict from metadata.
+    EnvoyJwtAuthn,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct RawJwksSource {
+    pub name: String,
+    pub cluster: String,
+    pub authority: String,
     #[serde(default)]
-    pub audience: Option<String>,
+    pub discovery_path: Option<String>,
+    #[serde(default)]
+    pub jwks_path: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUserTokens {
+    pub signing_key_pem: String,
+    #[serde(default = "default_user_token_ttl")]
+    pub ttl_s: u64,
+}
+
+fn default_user_token_ttl() -> u64 {
+    3600
+}
+
+/// The configuration as written (serde only).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    #[serde(default)]
+    pub jwks_sources: Vec<RawJwksSource>,
+    #[serde(default = "default_refresh")]
+    pub refresh_interval_s: u64,
+    #[serde(default = "default_skew")]
+    pub clock_skew_s: u64,
+    #[serde(default)]
+    pub user_tokens: Option<RawUserTokens>,
+    #[serde(default)]
+    pub bypass: Bypass,
+    #[serde(default)]
+    pub verifier: Verifier,
+    #[serde(default = "default_public_paths")]
+    pub unauthenticated_paths: Vec<String>,
+    /// Which RSA implementation checks RS256 signatures for the builtin verifier (both give the
+    /// same verdicts; `rsa` is the fast one). Not in the product sample: an addition.
+    #[serde(default)]
+    pub rsa_backend: RsaBackend,
+    /// Timeout of each JWKS/discovery call.
+    #[serde(default = "default_fetch_timeout")]
+    pub fetch_timeout_ms: u64,
+    /// Verified user tokens kept per Envoy worker.
+    #[serde(default = "default_cache_size")]
+    pub user_token_cache_size: usize,
+}
+
+fn default_audience() -> String {
+    GITLAB_AI_GATEWAY.to_owned()
+}
+fn default_refresh() -> u64 {
+    3600
+}
+fn default_skew() -> u64 {
+    60
+}
+fn default_public_paths() -> Vec<String> {
+    DEFAULT_UNAUTHENTICATED_PATHS.iter().map(|p| (*p).to_owned()).collect()
+}
+fn default_fetch_timeout() -> u64 {
+    5000
+}
+fn default_cache_size() -> usize {
+    1024
+}
+
+/// Where a source's key set comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyLocation {
+    /// OIDC discovery document; its `jwks_uri` is then fetched from the same cluster.
+    Discovery(String),
+    /// The JWKS itself.
+    Jwks(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JwksSource {
+    pub name: String,
+    pub cluster: String,
+    pub authority: String,
+    pub location: KeyLocation,
+}
+
+/// The compiled configuration; requests only read it.
+pub struct Config {
+    pub audience: String,
+    pub jwks_sources: Vec<JwksSource>,
+    pub refresh_interval_s: u64,
+    pub clock_skew_s: u64,
+    pub user_tokens: Option<UserTokens>,
+    pub bypass: Bypass,
+    pub verifier: Verifier,
+    pub unauthenticated_paths: Vec<String>,
+    pub rsa_backend: RsaBackend,
+    pub fetch_timeout_ms: u64,
+    pub user_token_cache_size: usize,
+}
+
+/// `user_tokens`, compiled: the signing key and its public half, prepared for verification.
+pub struct UserTokens {
+    pub issuer: UserTokenIssuer,
+    pub verifying_key: PreparedKey,
+    pub ttl_s: u64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never prints the signing key.
+        f.debug_struct("Config")
+            .field("audience", &self.audience)
+            .field("jwks_sources", &self.jwks_sources)
+            .field("verifier", &self.verifier)
+            .field("bypass", &self.bypass)
+            .field("user_tokens", &self.user_tokens.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
+    /// Parses and validates; the error names the offending field.
     pub fn parse(bytes: &[u8]) -> Result<Self, ConfigError> {
-        parse_json(bytes)
+        let raw: RawConfig = parse_json(bytes)?;
+        Self::compile(raw)
+    }
+
+    pub fn compile(raw: RawConfig) -> Result<Self, ConfigError> {
+        if raw.audience.trim().is_empty() {
+            return Err(ConfigError::new("audience", "must not be empty"));
+        }
+        if !(10..=7 * 86_400).contains(&raw.refresh_interval_s) {
+            return Err(ConfigError::new("refresh_interval_s", "must be between 10 and 604800 seconds"));
+        }
+        if raw.clock_skew_s > 600 {
+            return Err(ConfigError::new("clock_skew_s", "must be at most 600 seconds"));
+        }
+        if !(100..=60_000).contains(&raw.fetch_timeout_ms) {
+            return Err(ConfigError::new("fetch_timeout_ms", "must be between 100 and 60000"));
+        }
+        if !(1..=1_000_000).contains(&raw.user_token_cache_size) {
+            return Err(ConfigError::new("user_token_cache_size", "must be between 1 and 1000000"));
+        }
+
+        let mut sources: Vec<JwksSource> = Vec::with_capacity(raw.jwks_sources.len());
+        for (i, s) in raw.jwks_sources.into_iter().enumerate() {
+            let at = |field: &str| format!("jwks_sources[{i}].{field}");
+            if !valid_name(&s.name) {
+                return Err(ConfigError::new(at("name"), "must be 1-64 characters of [A-Za-z0-9_.-]"));
+            }
+            if sources.iter().any(|o| o.name == s.name) {
+                return Err(ConfigError::new(at("name"), format!("duplicate source name '{}'", s.name)));
+            }
+            if s.cluster.trim().is_empty() {
+                return Err(ConfigError::new(at("cluster"), "must not be empty"));
+            }
+            if s.authority.trim().is_empty() || s.authority.contains(['/', ' ']) {
+                return Err(ConfigError::new(at("authority"), "must be a host[:port]"));
+            }
+            let location = match (s.discovery_path, s.jwks_path) {
+                (Some(p), None) => KeyLocation::Discovery(check_path(&p).map_err(|m| ConfigError::new(at("discovery_path"), m))?),
+                (None, Some(p)) => KeyLocation::Jwks(check_path(&p).map_err(|m| ConfigError::new(at("jwks_path"), m))?),
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::new(at("jwks_path"), "give either discovery_path or jwks_path, not both"));
+                }
+                (None, None) => return Err(ConfigError::new(at("discovery_path"), "one of discovery_path or jwks_path is required")),
+            };
+            sources.push(JwksSource { name: s.name, cluster: s.cluster, authority: s.authority, location });
+        }
+        if raw.verifier == Verifier::Builtin && raw.bypass != Bypass::All && sources.is_empty() {
+            return Err(ConfigError::new(
+                "jwks_sources",
+                "the builtin verifier needs at least one source of GitLab's keys (or set verifier: envoy_jwt_authn)",
+            ));
+        }
+
+        let mut public = Vec::with_capacity(raw.unauthenticated_paths.len());
+        for (i, p) in raw.unauthenticated_paths.into_iter().enumerate() {
+            let p = check_path(&p).map_err(|m| ConfigError::new(format!("unauthenticated_paths[{i}]"), m))?;
+            if p.contains('?') {
+                return Err(ConfigError::new(format!("unauthenticated_paths[{i}]"), "must not contain a query"));
+            }
+            public.push(p);
+        }
+
+        let user_tokens = match raw.user_tokens {
+            None => None,
+            Some(u) => {
+                if !(60..=86_400).contains(&u.ttl_s) {
+                    return Err(ConfigError::new("user_tokens.ttl_s", "must be between 60 and 86400 seconds"));
+                }
+                let issuer = UserTokenIssuer::from_pem(&u.signing_key_pem)
+                    .map_err(|m| ConfigError::new("user_tokens.signing_key_pem", m))?;
+                let verifying_key = issuer
+                    .prepared_public_key(raw.rsa_backend)
+                    .map_err(|m| ConfigError::new("user_tokens.signing_key_pem", m))?;
+                Some(UserTokens { issuer, verifying_key, ttl_s: u.ttl_s })
+            }
+        };
+
+        Ok(Config {
+            audience: raw.audience,
+            jwks_sources: sources,
+            refresh_interval_s: raw.refresh_interval_s,
+            clock_skew_s: raw.clock_skew_s,
+            user_tokens,
+            bypass: raw.bypass,
+            verifier: raw.verifier,
+            unauthenticated_paths: public,
+            rsa_backend: raw.rsa_backend,
+            fetch_timeout_ms: raw.fetch_timeout_ms,
+            user_token_cache_size: raw.user_token_cache_size,
+        })
+    }
+
+    /// Whether `path` (query ignored) is listed in `unauthenticated_paths`.
+    pub fn is_public(&self, path: &str) -> bool {
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        self.unauthenticated_paths.iter().any(|p| p == path)
+    }
+
+    pub fn source(&self, name: &str) -> Option<&JwksSource> {
+        self.jwks_sources.iter().find(|s| s.name == name)
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+fn check_path(p: &str) -> Result<String, &'static str> {
+    if !p.starts_with('/') || p.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        return Err("must be an absolute path starting with '/'");
+    }
+    Ok(p.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::testkeys;
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "jwks_sources": [
+                {"name": "gitlab", "cluster": "gitlab", "authority": "gitlab.example.com", "discovery_path": "/.well-known/openid-configuration"},
+                {"name": "customersdot", "cluster": "customersdot", "authority": "customers.gitlab.com", "jwks_path": "/oauth/discovery/keys"}
+            ]
+        })
+    }
+
+    fn parse(v: &serde_json::Value) -> Result<Config, ConfigError> {
+        Config::parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn product_sample_parses_with_defaults() {
+        let mut v = base();
+        v["user_tokens"] = serde_json::json!({"signing_key_pem": testkeys::USER_PEM, "ttl_s": 3600});
+        v["bypass"] = "off".into();
+        v["verifier"] = "builtin".into();
+        v["refresh_interval_s"] = 3600.into();
+        v["clock_skew_s"] = 60.into();
+        let c = parse(&v).unwrap();
+        assert_eq!(c.audience, "gitlab-ai-gateway");
+        assert_eq!(c.jwks_sources.len(), 2);
+        assert_eq!(c.jwks_sources[0].location, KeyLocation::Discovery("/.well-known/openid-configuration".into()));
+        assert_eq!(c.jwks_sources[1].location, KeyLocation::Jwks("/oauth/discovery/keys".into()));
+        assert!(c.user_tokens.is_some());
+        assert!(c.is_public("/monitoring/healthz"));
+        assert!(c.is_public("/v1/models/definitions?x=1"));
+        assert!(!c.is_public("/v2/code/completions"));
+        assert_eq!(c.rsa_backend, RsaBackend::Rsa);
+        assert!(!format!("{c:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases: Vec<(serde_json::Value, &str)> = vec![
+            (serde_json::json!({"audince": "x"}), "audince"),
+            (serde_json::json!({"bypass": "sometimes"}), "bypass"),
+            (serde_json::json!({"verifier": "magic"}), "verifier"),
+            (serde_json::json!({"jwks_sources": []}), "jwks_sources"),
+            (serde_json::json!({"jwks_sources": [{"name": "a", "cluster": "c", "authority": "h"}]}), "jwks_sources[0].discovery_path"),
+            (serde_json::json!({"jwks_sources": [{"name": "a", "cluster": "c", "authority": "h", "jwks_path": "/k", "discovery_path": "/d"}]}), "jwks_sources[0].jwks_path"),
+            (serde_json::json!({"jwks_sources": [{"name": "a", "cluster": "c", "authority": "h", "jwks_path": "k"}]}), "jwks_sources[0].jwks_path"),
+            (serde_json::json!({"jwks_sources": [{"name": "a", "cluster": "c", "authority": "h", "jwks_path": "/k", "extra": 1}]}), "jwks_sources[0].extra"),
+            (serde_json::json!({"jwks_sources": [{"name": "a", "cluster": "c", "authority": "h", "jwks_path": "/k"}, {"name": "a", "cluster": "c", "authority": "h", "jwks_path": "/k"}]}), "jwks_sources[1].name"),
+            (serde_json::json!({"refresh_interval_s": 1}), "refresh_interval_s"),
+            (serde_json::json!({"clock_skew_s": 100000}), "clock_skew_s"),
+            (serde_json::json!({"unauthenticated_paths": ["healthz"]}), "unauthenticated_paths[0]"),
+            (serde_json::json!({"user_tokens": {"signing_key_pem": "nope"}}), "user_tokens.signing_key_pem"),
+            (serde_json::json!({"user_tokens": {"signing_key_pem": testkeys::USER_PEM, "ttl_s": 5}}), "user_tokens.ttl_s"),
+            (serde_json::json!({"user_tokens": {"signing_key_pem": testkeys::WEAK_PEM}}), "user_tokens.signing_key_pem"),
+            (serde_json::json!({"rsa_backend": "openssl"}), "rsa_backend"),
+        ];
+        for (patch, field) in cases {
+            let mut v = base();
+            for (k, val) in patch.as_object().unwrap() {
+                v[k] = val.clone();
+            }
+            let e = match parse(&v) {
+                Err(e) => e,
+                Ok(_) => panic!("accepted {patch}"),
+            };
+            assert_eq!(e.path, field, "{patch}: {e}");
+        }
+    }
+
+    #[test]
+    fn envoy_jwt_authn_and_bypass_all_need_no_sources() {
+        assert!(parse(&serde_json::json!({"verifier": "envoy_jwt_authn"})).is_ok());
+        assert!(parse(&serde_json::json!({"bypass": "all"})).is_ok());
+        assert!(Config::parse(b"").is_err());
     }
 }

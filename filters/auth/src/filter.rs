@@ -1,28 +1,246 @@
-//! proxy-wasm adapter for duo_auth (placeholder until the logger issue: loads and configures).
+//! proxy-wasm adapter for duo_auth: turns callbacks into calls of the pure modules and applies
+//! what they decide. The only file of this crate that talks to the host.
+//!
+//! Keys: the root context of every worker fetches the `jwks_sources` on its tick (one worker
+//! claims each fetch with CAS on `duo_auth.attempt.<source>`) and writes the keys to shared data
+//! `duo_auth.keys` (CAS loop). Request contexts read that entry and prepare the keys once per
+//! version (the shared-data CAS), per VM. An unknown `kid` makes the request context refetch
+//! (at most once per source every 5 s across workers) and decide again when the answer comes.
 
-use crate::config::Config;
+use crate::config::{Config, GITLAB_AI_GATEWAY, Verifier};
+use crate::fetch::{Attempt, Fetch, FetchRequest, FetchStep, kid_refetch_allowed, refresh_due};
+use crate::jwt_authn;
+use crate::keys::{KeyRing, SharedKeys, StoredKey};
+use crate::metrics;
+use crate::policy::{self, Decision, Denial, Pre, RequestView};
+use crate::token::{self, Claims, Rules, TokenError};
+use crate::user_token::{IssueRequest, TokenCache, uuid4};
+use duo_core::errors::GitlabError;
+use duo_core::handoff::{self, AuthInfo};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+const KEYS_KEY: &str = "duo_auth.keys";
+const CAS_RETRIES: usize = 8;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: Rc::new(Config::default()) }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { config: None, vm: Rc::new(RefCell::new(Vm::default())), fetches: HashMap::new() })
+    });
 }}
 
-struct Root {
-    config: Rc<Config>,
+fn now() -> u64 {
+    hostcalls::get_current_time().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs())
 }
 
-impl Context for Root {}
+fn attempt_key(source: &str) -> String {
+    format!("duo_auth.attempt.{source}")
+}
+
+/// Per-VM state shared by the root and the request contexts of one worker.
+#[derive(Default)]
+struct Vm {
+    /// Keys prepared from the shared entry with this CAS.
+    ring: Option<(u32, Rc<KeyRing>)>,
+    user_cache: Option<TokenCache>,
+    metric_ids: HashMap<String, u32>,
+}
+
+impl Vm {
+    fn count(&mut self, name: &str) {
+        let id = match self.metric_ids.get(name) {
+            Some(id) => *id,
+            None => match hostcalls::define_metric(MetricType::Counter, name) {
+                Ok(id) => {
+                    self.metric_ids.insert(name.to_owned(), id);
+                    id
+                }
+                Err(_) => return,
+            },
+        };
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+
+    /// The prepared keys of the current shared entry (prepared again only when it changed).
+    fn ring(&mut self, cfg: &Config) -> Rc<KeyRing> {
+        let (bytes, cas) = hostcalls::get_shared_data(KEYS_KEY).unwrap_or((None, None));
+        let cas = cas.unwrap_or(0);
+        if let Some((cached, ring)) = &self.ring
+            && *cached == cas && bytes.is_some() {
+                return ring.clone();
+            }
+        let names: Vec<&str> = cfg.jwks_sources.iter().map(|s| s.name.as_str()).collect();
+        let ring = Rc::new(SharedKeys::decode(bytes.as_deref()).prepare(&names, cfg.rsa_backend));
+        self.ring = Some((cas, ring.clone()));
+        ring
+    }
+}
+
+/// Claims the right to fetch `source` (a scheduled fetch or a kid-miss refetch) with CAS.
+fn claim(source: &str, now: u64, kid_miss: bool, fetched_at: Option<u64>, refresh_interval_s: u64) -> bool {
+    let key = attempt_key(source);
+    for _ in 0..CAS_RETRIES {
+        let Ok((bytes, cas)) = hostcalls::get_shared_data(&key) else { return false };
+        let mut attempt = Attempt::decode(bytes.as_deref());
+        let allowed = if kid_miss { kid_refetch_allowed(now, &attempt) } else { refresh_due(now, fetched_at, &attempt, refresh_interval_s) };
+        if !allowed {
+            return false;
+        }
+        if kid_miss {
+            attempt.kid_miss_at = Some(now);
+        } else {
+            attempt.scheduled_at = Some(now);
+        }
+        match hostcalls::set_shared_data(&key, Some(&attempt.encode()), cas) {
+            Ok(()) => return true,
+            Err(Status::CasMismatch) => continue,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Stores a source's fresh keys in the shared entry (CAS loop; other sources are kept).
+fn store_keys(source: &str, keys: Vec<StoredKey>, now: u64) -> bool {
+    for _ in 0..CAS_RETRIES {
+        let Ok((bytes, cas)) = hostcalls::get_shared_data(KEYS_KEY) else { return false };
+        let next = SharedKeys::decode(bytes.as_deref()).with_source(source, keys.clone(), now);
+        match hostcalls::set_shared_data(KEYS_KEY, Some(&next.encode()), cas) {
+            Ok(()) => return true,
+            Err(Status::CasMismatch) => continue,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+fn fetched_at(source: &str) -> Option<u64> {
+    let (bytes, _) = hostcalls::get_shared_data(KEYS_KEY).unwrap_or((None, None));
+    SharedKeys::decode(bytes.as_deref()).fetched_at(source)
+}
+
+fn dispatch(req: &FetchRequest, timeout_ms: u64) -> Result<u32, Status> {
+    hostcalls::dispatch_http_call(
+        &req.cluster,
+        vec![(":method", "GET"), (":path", &req.path), (":authority", &req.authority), ("accept", "application/json")],
+        None,
+        vec![],
+        Duration::from_millis(timeout_ms),
+    )
+}
+
+/// Reads a finished call's answer: its status and body.
+fn call_response(body_size: usize) -> (Option<u32>, Vec<u8>) {
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten().and_then(|s| s.parse().ok());
+    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
+    (status, body)
+}
+
+/// Feeds one answer to a fetch; dispatches its next call or stores its keys.
+/// Returns `Some(token)` when another call is in flight.
+fn advance(cfg: &Config, vm: &RefCell<Vm>, fetch: &mut Fetch, status: Option<u32>, body: &[u8]) -> Option<u32> {
+    let src = cfg.source(&fetch.source)?;
+    match fetch.on_response(src, status, body) {
+        FetchStep::Next(req) => match dispatch(&req, cfg.fetch_timeout_ms) {
+            Ok(token) => Some(token),
+            Err(e) => {
+                log::warn!("duo_auth: source '{}': cannot call cluster '{}': {e:?}", src.name, req.cluster);
+                vm.borrow_mut().count(metrics::JWKS_COUNTERS[1]);
+                None
+            }
+        },
+        FetchStep::Done(keys) => {
+            let n = keys.len();
+            if store_keys(&src.name, keys, now()) {
+                log::info!("duo_auth: source '{}': loaded {n} signing key(s)", src.name);
+                vm.borrow_mut().count(metrics::JWKS_COUNTERS[0]);
+            } else {
+                log::warn!("duo_auth: source '{}': could not store keys in shared data", src.name);
+            }
+            None
+        }
+        FetchStep::Failed(reason) => {
+            log::warn!("duo_auth: source '{}': key fetch failed, keeping the last good keys: {reason}", src.name);
+            vm.borrow_mut().count(metrics::JWKS_COUNTERS[1]);
+            None
+        }
+    }
+}
+
+fn start_fetch(cfg: &Config, vm: &RefCell<Vm>, name: &str) -> Option<(u32, Fetch)> {
+    let src = cfg.source(name)?;
+    let (fetch, req) = Fetch::start(src);
+    match dispatch(&req, cfg.fetch_timeout_ms) {
+        Ok(token) => Some((token, fetch)),
+        Err(e) => {
+            log::warn!("duo_auth: source '{name}': cannot call cluster '{}': {e:?}", req.cluster);
+            vm.borrow_mut().count(metrics::JWKS_COUNTERS[1]);
+            None
+        }
+    }
+}
+
+struct Root {
+    config: Option<Rc<Config>>,
+    vm: Rc<RefCell<Vm>>,
+    fetches: HashMap<u32, Fetch>,
+}
+
+impl Root {
+    fn schedule(&mut self) {
+        let Some(cfg) = self.config.clone() else { return };
+        if cfg.verifier != Verifier::Builtin {
+            return;
+        }
+        let now = now();
+        for src in &cfg.jwks_sources {
+            if self.fetches.values().any(|f| f.source == src.name) {
+                continue;
+            }
+            if claim(&src.name, now, false, fetched_at(&src.name), cfg.refresh_interval_s)
+                && let Some((token, fetch)) = start_fetch(&cfg, &self.vm, &src.name) {
+                    self.fetches.insert(token, fetch);
+                }
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(mut fetch) = self.fetches.remove(&token_id) else { return };
+        let Some(cfg) = self.config.clone() else { return };
+        let (status, body) = call_response(body_size);
+        if let Some(next) = advance(&cfg, &self.vm, &mut fetch, status, &body) {
+            self.fetches.insert(next, fetch);
+        }
+    }
+}
 
 impl RootContext for Root {
+    fn on_vm_start(&mut self, _size: usize) -> bool {
+        log::info!("duo_auth {} starting", env!("CARGO_PKG_VERSION"));
+        true
+    }
+
     fn on_configure(&mut self, _size: usize) -> bool {
         duo_kit::follow_host_log_level();
         let bytes = duo_kit::plugin_configuration().unwrap_or_default();
         match Config::parse(&bytes) {
             Ok(config) => {
-                self.config = Rc::new(config);
+                if config.bypass != crate::config::Bypass::Off {
+                    log::warn!("duo_auth: bypass is '{:?}': requests may pass WITHOUT authentication (troubleshooting only)", config.bypass);
+                }
+                let cache = crate::user_token::TokenCache::new(config.user_token_cache_size);
+                self.vm.borrow_mut().user_cache = Some(cache);
+                self.config = Some(Rc::new(config));
+                let _ = hostcalls::set_tick_period(Duration::from_secs(1));
+                self.schedule();
                 true
             }
             Err(e) => {
@@ -32,18 +250,375 @@ impl RootContext for Root {
         }
     }
 
+    fn on_tick(&mut self) {
+        self.schedule();
+    }
+
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream { _config: self.config.clone() }))
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            id: context_id,
+            config: self.config.clone()?,
+            vm: self.vm.clone(),
+            state: State::Start,
+            fetches: HashMap::new(),
+            body_done: false,
+        }))
     }
 }
 
-struct Stream {
-    _config: Rc<Config>,
+/// Where a request stands.
+enum State {
+    Start,
+    /// Waiting for refetched keys before deciding again.
+    Refetching { token: String, info: AuthInfo, view: OwnedView },
+    /// `/v2/chat/agent`: waiting for the whole body.
+    ChatBody { info: AuthInfo },
+    Done,
 }
 
-impl Context for Stream {}
-impl HttpContext for Stream {}
+/// The request headers the rules read, kept while the request waits.
+#[derive(Clone, Default)]
+struct OwnedView {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+    authentication_type: Option<String>,
+    realm: Option<String>,
+    instance_id: Option<String>,
+    global_user_id: Option<String>,
+    bypass_auth: Option<String>,
+}
+
+impl OwnedView {
+    fn read() -> Self {
+        let h = duo_kit::request_header;
+        OwnedView {
+            method: h(":method").unwrap_or_default(),
+            path: h(":path").unwrap_or_default(),
+            authorization: h("authorization"),
+            authentication_type: h("x-gitlab-authentication-type"),
+            realm: h("x-gitlab-realm"),
+            instance_id: h("x-gitlab-instance-id"),
+            global_user_id: h("x-gitlab-global-user-id"),
+            bypass_auth: h("bypass-auth"),
+        }
+    }
+
+    fn view(&self) -> RequestView<'_> {
+        RequestView {
+            method: &self.method,
+            path: &self.path,
+            authorization: self.authorization.as_deref(),
+            authentication_type: self.authentication_type.as_deref(),
+            realm: self.realm.as_deref(),
+            instance_id: self.instance_id.as_deref(),
+            global_user_id: self.global_user_id.as_deref(),
+            bypass_auth: self.bypass_auth.as_deref(),
+        }
+    }
+}
+
+/// What the verification step ended with.
+enum Verdict {
+    Claims { claims: Claims, user_token: bool },
+    Deny(Denial),
+    /// Unknown kid and a refetch was started: wait.
+    Wait,
+}
+
+struct Stream {
+    id: u32,
+    config: Rc<Config>,
+    vm: Rc<RefCell<Vm>>,
+    state: State,
+    fetches: HashMap<u32, Fetch>,
+    body_done: bool,
+}
+
+impl Stream {
+    fn publish(&self, info: &AuthInfo) {
+        if let Err(e) = duo_kit::set_filter_state(handoff::AUTH, info) {
+            log::warn!("duo_auth #{}: cannot publish filter state: {e:?}", self.id);
+        }
+        let mut vm = self.vm.borrow_mut();
+        vm.count(&metrics::request_metric(&info.result));
+        if let Some(reason) = info.error.as_deref() {
+            vm.count(&metrics::denial_metric(reason));
+        }
+    }
+
+    fn refuse(&mut self, d: &Denial, info: &AuthInfo) {
+        self.state = State::Done;
+        self.publish(info);
+        log::debug!("duo_auth #{}: denied {} ({})", self.id, d.reply.status, d.reason);
+        if let Err(e) = duo_kit::send_error(&d.reply, &[("x-duo-auth-reason", d.reason)]) {
+            log::error!("duo_auth #{}: cannot send the {} reply: {e:?}", self.id, d.reply.status);
+        }
+    }
+
+    fn verify_user_token(&self, token: &str) -> Verdict {
+        let Some(user) = &self.config.user_tokens else { return Verdict::Deny(Denial::token(TokenError::UnknownKid)) };
+        let now = now();
+        let mut vm = self.vm.borrow_mut();
+        if let Some(claims) = vm.user_cache.as_mut().and_then(|c| c.get(token, now)).cloned() {
+            vm.count(metrics::CACHE_COUNTERS[0]);
+            return Verdict::Claims { claims, user_token: true };
+        }
+        vm.count(metrics::CACHE_COUNTERS[1]);
+        let rules = Rules { audience: GITLAB_AI_GATEWAY, clock_skew_s: self.config.clock_skew_s, now };
+        let single = std::slice::from_ref(&user.verifying_key);
+        match token::verify_with(token, single, &rules) {
+            Ok(v) => {
+                if let (Some(cache), Some(exp)) = (vm.user_cache.as_mut(), v.claims.exp) {
+                    cache.insert(token, v.claims.clone(), exp as u64, now);
+                }
+                Verdict::Claims { claims: v.claims, user_token: true }
+            }
+            Err(e) => Verdict::Deny(Denial::token(e)),
+        }
+    }
+
+    fn verify_builtin(&mut self, token: &str, allow_refetch: bool) -> Verdict {
+        let ring = self.vm.borrow_mut().ring(&self.config);
+        if !ring.loaded {
+            return Verdict::Deny(Denial::keys_unavailable());
+        }
+        let now = now();
+        let rules = Rules { audience: &self.config.audience, clock_skew_s: self.config.clock_skew_s, now };
+        match token::verify(token, &ring, &rules) {
+            Ok(v) => Verdict::Claims { claims: v.claims, user_token: false },
+            Err(TokenError::UnknownKid) if allow_refetch => {
+                let cfg = self.config.clone();
+                for src in &cfg.jwks_sources {
+                    if claim(&src.name, now, true, None, cfg.refresh_interval_s) {
+                        self.vm.borrow_mut().count(metrics::JWKS_COUNTERS[2]);
+                        if let Some((t, fetch)) = start_fetch(&cfg, &self.vm, &src.name) {
+                            self.fetches.insert(t, fetch);
+                        }
+                    }
+                }
+                if self.fetches.is_empty() { Verdict::Deny(Denial::token(TokenError::UnknownKid)) } else { Verdict::Wait }
+            }
+            Err(e) => Verdict::Deny(Denial::token(e)),
+        }
+    }
+
+    fn verify_jwt_authn(&self) -> Verdict {
+        let leaf = |key: &str, name: &str| duo_kit::property(&jwt_authn::property_path(key, name));
+        if let Some(message) = leaf(jwt_authn::FAILURE_KEY, "message") {
+            return Verdict::Deny(jwt_authn::failure_denial(&String::from_utf8_lossy(&message)));
+        }
+        match jwt_authn::claims_from_metadata(|claim| leaf(jwt_authn::PAYLOAD_KEY, claim)) {
+            None => {
+                log::warn!("duo_auth #{}: no jwt_authn verdict in metadata: is jwt_authn configured before duo_auth?", self.id);
+                Verdict::Deny(Denial { reason: "jwt_authn_no_verdict", ..Denial::token(TokenError::Malformed) })
+            }
+            Some(claims) if claims.aud.as_ref().is_some_and(|a| !a.contains(&self.config.audience)) => {
+                Verdict::Deny(Denial::token(TokenError::WrongAudience))
+            }
+            Some(claims) => Verdict::Claims { claims, user_token: false },
+        }
+    }
+
+    /// Verifies and decides; `Action` for the headers callback.
+    fn decide(&mut self, view: OwnedView, token: String, user_token: bool, info: AuthInfo, allow_refetch: bool) -> Action {
+        let verdict = if user_token {
+            self.verify_user_token(&token)
+        } else {
+            match self.config.verifier {
+                Verifier::Builtin => self.verify_builtin(&token, allow_refetch),
+                Verifier::EnvoyJwtAuthn => self.verify_jwt_authn(),
+            }
+        };
+        match verdict {
+            Verdict::Wait => {
+                self.state = State::Refetching { token, info, view };
+                Action::Pause
+            }
+            Verdict::Deny(d) => {
+                let info = policy::denied(info, &d);
+                self.refuse(&d, &info);
+                Action::Pause
+            }
+            Verdict::Claims { claims, user_token } => {
+                let decision = policy::authorize(&self.config, &view.view(), &claims, user_token, info);
+                self.apply(decision, &claims)
+            }
+        }
+    }
+
+    fn apply(&mut self, decision: Decision, claims: &Claims) -> Action {
+        match decision {
+            Decision::Allow(info) => {
+                self.state = State::Done;
+                self.publish(&info);
+                Action::Continue
+            }
+            Decision::Deny(d, info) => {
+                self.refuse(&d, &info);
+                Action::Pause
+            }
+            Decision::CheckChatBody(info) => {
+                self.state = State::ChatBody { info };
+                Action::Pause
+            }
+            Decision::IssueUserToken { info, global_user_id, instance_id, realm } => {
+                self.issue(info, claims, &global_user_id, &instance_id, &realm);
+                Action::Pause
+            }
+        }
+    }
+
+    fn issue(&mut self, info: AuthInfo, claims: &Claims, global_user_id: &str, instance_id: &str, realm: &str) {
+        let Some(user) = &self.config.user_tokens else { return };
+        let mut random = [0u8; 16];
+        if getrandom::fill(&mut random).is_err() {
+            let d = Denial { reply: GitlabError::detail(500, "Failed to generate JWT"), reason: "token_issue_failed" };
+            let info = policy::denied(info, &d);
+            return self.refuse(&d, &info);
+        }
+        let jti = uuid4(random);
+        let req = IssueRequest {
+            global_user_id,
+            instance_id,
+            realm,
+            caller_scopes: &claims.scopes,
+            now: now(),
+            ttl_s: user.ttl_s,
+            jti: &jti,
+        };
+        match user.issuer.issue(&req) {
+            Ok((token, expires_at)) => {
+                self.state = State::Done;
+                self.publish(&info);
+                let body = serde_json::json!({"token": token, "expires_at": expires_at}).to_string();
+                if let Err(e) = hostcalls::send_http_response(200, vec![("content-type", "application/json")], Some(body.as_bytes())) {
+                    log::error!("duo_auth #{}: cannot send the user token: {e:?}", self.id);
+                }
+            }
+            Err(e) => {
+                log::error!("duo_auth #{}: cannot sign a user token: {e}", self.id);
+                let d = Denial { reply: GitlabError::detail(500, "Failed to generate JWT"), reason: "token_issue_failed" };
+                let info = policy::denied(info, &d);
+                self.refuse(&d, &info);
+            }
+        }
+    }
+
+    fn check_chat(&mut self, body: &[u8]) -> Action {
+        let State::ChatBody { info } = std::mem::replace(&mut self.state, State::Done) else { return Action::Continue };
+        match policy::check_chat_body(body, &info.scopes) {
+            Ok(()) => {
+                self.publish(&info);
+                Action::Continue
+            }
+            Err(d) => {
+                let info = policy::denied(info, &d);
+                self.refuse(&d, &info);
+                Action::Pause
+            }
+        }
+    }
+
+    fn request_body(&self) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX).ok().map(Option::unwrap_or_default)
+    }
+}
+
+impl Context for Stream {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(mut fetch) = self.fetches.remove(&token_id) else { return };
+        let (status, body) = call_response(body_size);
+        if let Some(next) = advance(&self.config, &self.vm, &mut fetch, status, &body) {
+            self.fetches.insert(next, fetch);
+        }
+        if !self.fetches.is_empty() {
+            return;
+        }
+        let State::Refetching { token, info, view } = std::mem::replace(&mut self.state, State::Done) else { return };
+        let action = self.decide(view, token, false, info, false);
+        if action == Action::Continue {
+            let _ = hostcalls::resume_http_request();
+        } else if let State::ChatBody { .. } = self.state
+            && self.body_done {
+                let action = match self.request_body() {
+                    Some(body) => self.check_chat(&body),
+                    None => {
+                        let d = Denial { reply: GitlabError::detail(503, "Request body unavailable"), reason: "internal_error" };
+                        let info = match std::mem::replace(&mut self.state, State::Done) {
+                            State::ChatBody { info } => policy::denied(info, &d),
+                            _ => AuthInfo::default(),
+                        };
+                        self.refuse(&d, &info);
+                        Action::Pause
+                    }
+                };
+                if action == Action::Continue {
+                    let _ = hostcalls::resume_http_request();
+                }
+            }
+    }
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.body_done = end_of_stream;
+        let owned = OwnedView::read();
+        let (token, user_token, info) = match policy::pre_check(&self.config, &owned.view()) {
+            Pre::Allow(info) => {
+                if info.result == "bypass" {
+                    log::warn!("duo_auth #{}: bypass ({:?}): {} {} passed WITHOUT authentication", self.id, self.config.bypass, owned.method, owned.path);
+                }
+                self.state = State::Done;
+                self.publish(&info);
+                return Action::Continue;
+            }
+            Pre::Deny(d, info) => {
+                self.refuse(&d, &info);
+                return Action::Pause;
+            }
+            Pre::Verify { token, user_token, info } => (token.to_owned(), user_token, info),
+        };
+        let action = self.decide(owned, token, user_token, info, true);
+        if end_of_stream
+            && let State::ChatBody { .. } = self.state {
+                return self.check_chat(b"");
+            }
+        action
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match self.state {
+            State::Refetching { .. } => {
+                self.body_done = end_of_stream;
+                Action::Pause
+            }
+            State::ChatBody { .. } => {
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                self.body_done = true;
+                let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size).ok().flatten().unwrap_or_default();
+                self.check_chat(&body)
+            }
+            State::Start | State::Done => Action::Continue,
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // A body followed by trailers never has end_of_stream in the body callback.
+        if let State::ChatBody { .. } = self.state {
+            let body = self.request_body().unwrap_or_default();
+            return self.check_chat(&body);
+        }
+        if let State::Refetching { .. } = self.state {
+            self.body_done = true;
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+}

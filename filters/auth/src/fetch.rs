@@ -1,0 +1,188 @@
+//! Fetching a source's keys (OIDC discovery -> `jwks_uri`, or the JWKS directly) as a small state
+//! machine, and when to fetch. Pure: the adapter dispatches the calls and feeds the answers back.
+
+use crate::config::{JwksSource, KeyLocation};
+use crate::keys::{StoredKey, parse_discovery, parse_jwks};
+use serde::{Deserialize, Serialize};
+
+/// At most one refetch per source this often because of an unknown `kid` (product.md §3.1).
+pub const KID_REFETCH_INTERVAL_S: u64 = 5;
+/// Retry period while a source has never answered.
+pub const RETRY_WITHOUT_KEYS_S: u64 = 5;
+/// Retry period after a failed refresh while the last good keys are still in use.
+pub const RETRY_WITH_KEYS_S: u64 = 30;
+/// Largest discovery document or JWKS read.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// One HTTP call to make through an Envoy cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchRequest {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchStep {
+    Next(FetchRequest),
+    Done(Vec<StoredKey>),
+    Failed(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Discovery,
+    Jwks,
+}
+
+/// An in-flight fetch of one source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetch {
+    pub source: String,
+    stage: Stage,
+}
+
+impl Fetch {
+    pub fn start(src: &JwksSource) -> (Fetch, FetchRequest) {
+        let (stage, path) = match &src.location {
+            KeyLocation::Discovery(p) => (Stage::Discovery, p.clone()),
+            KeyLocation::Jwks(p) => (Stage::Jwks, p.clone()),
+        };
+        let req = FetchRequest { cluster: src.cluster.clone(), authority: src.authority.clone(), path };
+        (Fetch { source: src.name.clone(), stage }, req)
+    }
+
+    /// Feeds one answer (`status` is `None` when the call failed: reset, timeout...).
+    pub fn on_response(&mut self, src: &JwksSource, status: Option<u32>, body: &[u8]) -> FetchStep {
+        let what = match self.stage {
+            Stage::Discovery => "OIDC discovery",
+            Stage::Jwks => "JWKS",
+        };
+        match status {
+            Some(200) => {}
+            Some(s) => return FetchStep::Failed(format!("{what} answered HTTP {s}")),
+            None => return FetchStep::Failed(format!("{what} call failed (no answer)")),
+        }
+        if body.len() > MAX_BODY_BYTES {
+            return FetchStep::Failed(format!("{what} larger than {MAX_BODY_BYTES} bytes"));
+        }
+        match self.stage {
+            Stage::Discovery => match parse_discovery(body) {
+                Ok(path) => {
+                    self.stage = Stage::Jwks;
+                    FetchStep::Next(FetchRequest { cluster: src.cluster.clone(), authority: src.authority.clone(), path })
+                }
+                Err(e) => FetchStep::Failed(e),
+            },
+            Stage::Jwks => match parse_jwks(body) {
+                Ok(keys) => FetchStep::Done(keys),
+                Err(e) => FetchStep::Failed(e),
+            },
+        }
+    }
+}
+
+/// The last attempt to fetch a source, shared by all workers (one claims it with CAS).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Unix seconds of the last scheduled (start or refresh) attempt.
+    #[serde(default)]
+    pub scheduled_at: Option<u64>,
+    /// Unix seconds of the last refetch caused by an unknown `kid`.
+    #[serde(default)]
+    pub kid_miss_at: Option<u64>,
+}
+
+impl Attempt {
+    pub fn decode(bytes: Option<&[u8]>) -> Attempt {
+        bytes.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default()
+    }
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Whether a scheduled fetch of a source is due: at start, every `refresh_interval_s` after the
+/// last success, and retries (fast while no key was ever loaded).
+pub fn refresh_due(now: u64, fetched_at: Option<u64>, attempt: &Attempt, refresh_interval_s: u64) -> bool {
+    let since_attempt = |period: u64| attempt.scheduled_at.is_none_or(|t| now >= t.saturating_add(period) || now < t);
+    match fetched_at {
+        None => since_attempt(RETRY_WITHOUT_KEYS_S),
+        Some(t) => now >= t.saturating_add(refresh_interval_s) && since_attempt(RETRY_WITH_KEYS_S),
+    }
+}
+
+/// Whether an unknown `kid` may trigger a refetch of this source now.
+pub fn kid_refetch_allowed(now: u64, attempt: &Attempt) -> bool {
+    attempt.kid_miss_at.is_none_or(|t| now >= t.saturating_add(KID_REFETCH_INTERVAL_S) || now < t)
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::testkeys;
+
+    fn source(location: KeyLocation) -> JwksSource {
+        JwksSource { name: "gitlab".into(), cluster: "gitlab_cluster".into(), authority: "gitlab.example.com".into(), location }
+    }
+
+    fn jwks() -> Vec<u8> {
+        serde_json::json!({"keys": [testkeys::jwk(testkeys::GITLAB_A_PEM, "a")]}).to_string().into_bytes()
+    }
+
+    #[test]
+    fn discovery_then_jwks_on_the_same_cluster() {
+        let src = source(KeyLocation::Discovery("/.well-known/openid-configuration".into()));
+        let (mut f, req) = Fetch::start(&src);
+        assert_eq!(req, FetchRequest { cluster: "gitlab_cluster".into(), authority: "gitlab.example.com".into(), path: "/.well-known/openid-configuration".into() });
+        let doc = br#"{"issuer": "https://gitlab.example.com", "jwks_uri": "https://gitlab.example.com/oauth/discovery/keys"}"#;
+        assert_eq!(
+            f.on_response(&src, Some(200), doc),
+            FetchStep::Next(FetchRequest { cluster: "gitlab_cluster".into(), authority: "gitlab.example.com".into(), path: "/oauth/discovery/keys".into() })
+        );
+        match f.on_response(&src, Some(200), &jwks()) {
+            FetchStep::Done(keys) => assert_eq!(keys[0].kid.as_deref(), Some("a")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn direct_jwks_and_failures() {
+        let src = source(KeyLocation::Jwks("/oauth/discovery/keys".into()));
+        let (mut f, req) = Fetch::start(&src);
+        assert_eq!(req.path, "/oauth/discovery/keys");
+        assert!(matches!(f.clone().on_response(&src, Some(200), &jwks()), FetchStep::Done(_)));
+        assert_eq!(f.clone().on_response(&src, Some(503), b""), FetchStep::Failed("JWKS answered HTTP 503".into()));
+        assert!(matches!(f.clone().on_response(&src, None, b""), FetchStep::Failed(_)));
+        assert!(matches!(f.on_response(&src, Some(200), b"{}"), FetchStep::Failed(_)));
+        let (mut d, _) = Fetch::start(&source(KeyLocation::Discovery("/d".into())));
+        assert!(matches!(d.on_response(&src, Some(200), b"<html>"), FetchStep::Failed(_)));
+    }
+
+    #[test]
+    fn refresh_schedule() {
+        let none = Attempt::default();
+        assert!(refresh_due(1000, None, &none, 3600), "at start");
+        let tried = Attempt { scheduled_at: Some(1000), kid_miss_at: None };
+        assert!(!refresh_due(1004, None, &tried, 3600));
+        assert!(refresh_due(1005, None, &tried, 3600), "fast retry while no keys");
+        assert!(!refresh_due(1000 + 3599, Some(1000), &tried, 3600));
+        assert!(refresh_due(1000 + 3600, Some(1000), &tried, 3600), "every refresh_interval_s");
+        let failed_refresh = Attempt { scheduled_at: Some(4600), kid_miss_at: None };
+        assert!(!refresh_due(4620, Some(1000), &failed_refresh, 3600));
+        assert!(refresh_due(4630, Some(1000), &failed_refresh, 3600), "slower retry with keys");
+    }
+
+    #[test]
+    fn kid_refetch_is_rate_limited() {
+        assert!(kid_refetch_allowed(100, &Attempt::default()));
+        let a = Attempt { scheduled_at: None, kid_miss_at: Some(100) };
+        assert!(!kid_refetch_allowed(104, &a));
+        assert!(kid_refetch_allowed(105, &a));
+        assert_eq!(Attempt::decode(Some(&a.encode())), a);
+        assert_eq!(Attempt::decode(Some(b"junk")), Attempt::default());
+    }
+}
