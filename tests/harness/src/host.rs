@@ -189,6 +189,28 @@ impl Host {
             .unwrap_or_default()
     }
 
+    /// Enqueues an item as another VM would; the registering plugin gets `on_queue_ready` from
+    /// [`Plugin::deliver_ready_queues`]. False when no such queue was registered.
+    pub fn enqueue_shared_queue(&self, vm_id: &str, name: &str, item: &[u8]) -> bool {
+        let mut s = self.state.borrow_mut();
+        let Some(i) = s
+            .queues
+            .iter()
+            .position(|q| q.vm_id == vm_id && q.name == name)
+        else {
+            return false;
+        };
+        let owner = match s.queues.get_mut(i) {
+            Some(q) => {
+                q.items.push_back(item.to_vec());
+                q.owner.clone()
+            }
+            None => return false,
+        };
+        s.ready_queues.push((owner, i as u32 + 1));
+        true
+    }
+
     /// A metric by its full name.
     pub fn metric(&self, name: &str) -> Option<Metric> {
         self.state

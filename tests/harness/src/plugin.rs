@@ -147,8 +147,9 @@ impl PluginInner {
                 .map(|l| l.message)
                 .collect();
             let msg = format!(
-                "{} trapped in {name}: {e:?}; critical logs: {critical:?}",
-                self.label
+                "{} trapped in {name}: {}; critical logs: {critical:?}; details: {e:?}",
+                self.label,
+                e.root_cause()
             );
             *self.failure.borrow_mut() = Some(msg.clone());
             msg

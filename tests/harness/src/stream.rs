@@ -32,6 +32,8 @@ struct Dir {
     n: usize,
     headers_at: Vec<bool>,
     hdr: Vec<Hdr>,
+    /// The headers callback ran (or is running) at this position: the map is the filter's.
+    seen: Vec<bool>,
     buf: Vec<Vec<u8>>,
     new_data: Vec<bool>,
     eos_at: Vec<bool>,
@@ -49,6 +51,7 @@ impl Dir {
             n,
             headers_at: vec![false; n + 1],
             hdr: vec![Hdr::NotDelivered; n],
+            seen: vec![false; n],
             buf: vec![Vec::new(); n + 1],
             new_data: vec![false; n + 1],
             eos_at: vec![false; n + 1],
@@ -218,19 +221,10 @@ impl StreamCore {
                 d.resp.headers_at.first().copied().unwrap_or(false)
             }
             MapKind::RequestHeaders => {
-                !detached
-                    && Dir::get(
-                        &d.req.hdr,
-                        self.pos(DirKind::Request, stage),
-                        Hdr::NotDelivered,
-                    ) != Hdr::NotDelivered
+                !detached && Dir::get(&d.req.seen, self.pos(DirKind::Request, stage), false)
             }
             MapKind::ResponseHeaders => {
-                Dir::get(
-                    &d.resp.hdr,
-                    self.pos(DirKind::Response, stage),
-                    Hdr::NotDelivered,
-                ) != Hdr::NotDelivered
+                Dir::get(&d.resp.seen, self.pos(DirKind::Response, stage), false)
             }
             MapKind::RequestTrailers => {
                 !in_log
@@ -514,7 +508,7 @@ fn step(core: &Rc<StreamCore>, dir: DirKind) -> bool {
             &mut d.resp
         };
         match work {
-            Work::Headers => {}
+            Work::Headers => Dir::set(&mut dd.seen, p, true),
             Work::Body => {
                 Dir::set(&mut dd.new_data, p, false);
                 let eos = arg.1;
