@@ -17,6 +17,7 @@
 
 pub mod eventstream;
 pub mod framing;
+pub mod sample;
 pub mod sse;
 mod upstream;
 
