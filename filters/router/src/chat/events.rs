@@ -104,7 +104,7 @@ pub fn upstream_failure(status: Option<u32>, body: &[u8]) -> AgentEvent {
     AgentEvent::Error { message, retryable }
 }
 
-fn is_context_overflow(body: &[u8]) -> bool {
+pub(crate) fn is_context_overflow(body: &[u8]) -> bool {
     if body.is_empty() {
         return false;
     }

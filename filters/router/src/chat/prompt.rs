@@ -214,12 +214,12 @@ pub fn offered_tools(unavailable: &[String], scopes: Option<&[String]>) -> Vec<T
         .collect()
 }
 
-const T_SYSTEM: &str = "chat_react/system.jinja";
-const T_SYSTEM_COMPACT: &str = "chat_react/system_compact.jinja";
-const T_USER: &str = "chat_react/user.jinja";
-const T_ASSISTANT: &str = "chat_react/assistant.jinja";
-const T_PREFILL: &str = "chat_react/prefill.jinja";
-const T_SCRATCHPAD: &str = "chat_react/scratchpad.jinja";
+const T_SYSTEM: &str = "chat_react/system";
+const T_SYSTEM_COMPACT: &str = "chat_react/system_compact";
+const T_USER: &str = "chat_react/user";
+const T_ASSISTANT: &str = "chat_react/assistant";
+const T_PREFILL: &str = "chat_react/prefill";
+const T_SCRATCHPAD: &str = "chat_react/scratchpad";
 
 const TEMPLATES: [(&str, &str); 6] = [
     (T_SYSTEM, include_str!("../../prompts/chat_react/system.jinja")),
@@ -230,10 +230,23 @@ const TEMPLATES: [(&str, &str); 6] = [
     (T_SCRATCHPAD, include_str!("../../prompts/chat_react/scratchpad.jinja")),
 ];
 
+/// Renders one named template (`chat_react/<name>`) with JSON variables. The built-in
+/// [`BuiltinTemplates`] compiles the `prompts/chat_react/*.jinja` files with minijinja, with the
+/// same syntax settings as the other features' prompts (trim/lstrip blocks, no escaping); the
+/// shared prompt set can implement this to render the chat prompt with admin overrides.
+pub trait ChatTemplates {
+    fn render_template(&self, name: &str, vars: &Value) -> Result<String, GitlabError>;
+}
+
+/// The `chat_react` templates compiled into the filter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BuiltinTemplates;
+
 fn build_env() -> Result<Environment<'static>, minijinja::Error> {
     let mut env = Environment::new();
     let syntax = minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build()?;
     env.set_syntax(syntax);
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     for (name, source) in TEMPLATES {
         env.add_template(name, source)?;
@@ -250,10 +263,16 @@ fn render_error() -> GitlabError {
     GitlabError::detail(500, "Failed to render the chat prompt")
 }
 
-fn render_template(name: &str, ctx: Value) -> Result<String, GitlabError> {
-    let env = env()?;
-    let template = env.get_template(name).map_err(|_| render_error())?;
-    let text = template.render(to_template_value(&ctx)).map_err(|_| render_error())?;
+impl ChatTemplates for BuiltinTemplates {
+    fn render_template(&self, name: &str, vars: &Value) -> Result<String, GitlabError> {
+        let env = env()?;
+        let template = env.get_template(name).map_err(|_| render_error())?;
+        template.render(to_template_value(vars)).map_err(|_| render_error())
+    }
+}
+
+fn render_template(t: &dyn ChatTemplates, name: &str, ctx: Value) -> Result<String, GitlabError> {
+    let text = t.render_template(name, &ctx)?;
     // Block tags leave line breaks at the edges; messages start and end with their text.
     Ok(text.trim_matches('\n').to_owned())
 }
@@ -305,8 +324,18 @@ fn user_json(m: &ChatMessage, scratchpad: &[AgentStep]) -> Value {
     })
 }
 
-/// Render the agent prompt for `family`.
+/// Render the agent prompt for `family` with the built-in templates.
 pub fn render(req: &ChatAgentRequest, family: Family, opts: &RenderOptions) -> Result<Vec<PromptMessage>, GitlabError> {
+    render_with(&BuiltinTemplates, req, family, opts)
+}
+
+/// Render the agent prompt for `family` with `templates`.
+pub fn render_with(
+    templates: &dyn ChatTemplates,
+    req: &ChatAgentRequest,
+    family: Family,
+    opts: &RenderOptions,
+) -> Result<Vec<PromptMessage>, GitlabError> {
     let unavailable = req.effective_unavailable_resources();
     let tools = offered_tools(&unavailable, opts.scopes.as_deref());
     let system_template = match prompt_set(family) {
@@ -314,6 +343,7 @@ pub fn render(req: &ChatAgentRequest, family: Family, opts: &RenderOptions) -> R
         PromptSet::Compact => T_SYSTEM_COMPACT,
     };
     let system = render_template(
+        templates,
         system_template,
         json!({
             "current_date": opts.today.long_format(),
@@ -331,11 +361,11 @@ pub fn render(req: &ChatAgentRequest, family: Family, opts: &RenderOptions) -> R
         let (role, content) = match m.role {
             Role::User => {
                 let pad: &[AgentStep] = if scratch_in_user && Some(i) == last_user { &req.scratchpad } else { &[] };
-                (PromptRole::User, render_template(T_USER, user_json(m, pad))?)
+                (PromptRole::User, render_template(templates, T_USER, user_json(m, pad))?)
             }
             Role::Assistant => match &m.content {
                 None => continue,
-                Some(c) => (PromptRole::Assistant, render_template(T_ASSISTANT, json!({"content": c}))?),
+                Some(c) => (PromptRole::Assistant, render_template(templates, T_ASSISTANT, json!({"content": c}))?),
             },
         };
         // Strict chat templates (Mistral's) need alternating roles: merge neighbours.
@@ -348,7 +378,7 @@ pub fn render(req: &ChatAgentRequest, family: Family, opts: &RenderOptions) -> R
         }
     }
     if opts.prefill {
-        let content = render_template(T_PREFILL, json!({"scratchpad": steps_json(&req.scratchpad)}))?;
+        let content = render_template(templates, T_PREFILL, json!({"scratchpad": steps_json(&req.scratchpad)}))?;
         messages.push(PromptMessage { role: PromptRole::Assistant, content });
     }
     Ok(messages)
@@ -534,6 +564,49 @@ mod tests {
         let r = ChatAgentRequest::parse(&json!({"messages": [{"role": "user", "content": "{{ current_date }} {% if x %}"}]})).unwrap();
         let m = render(&r, Family::Mistral, &opts(false)).unwrap();
         assert_eq!(m[1].content, "{{ current_date }} {% if x %}");
+    }
+
+    /// A template engine that records what it is asked for and answers with the name.
+    struct Recorder(std::cell::RefCell<Vec<(String, Value)>>);
+
+    impl ChatTemplates for Recorder {
+        fn render_template(&self, name: &str, vars: &Value) -> Result<String, GitlabError> {
+            self.0.borrow_mut().push((name.to_owned(), vars.clone()));
+            Ok(format!("\n<{name}>\n"))
+        }
+    }
+
+    #[test]
+    fn render_with_asks_the_engine_for_each_message() {
+        let rec = Recorder(std::cell::RefCell::new(Vec::new()));
+        let scopes = Some(vec!["ask_issue".to_owned()]);
+        let m = render_with(&rec, &golden_request(), Family::Mixtral, &RenderOptions { today: TODAY, scopes, prefill: false })
+            .unwrap();
+        let calls = rec.0.into_inner();
+        let names: Vec<&str> = calls.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["chat_react/system_compact", "chat_react/user", "chat_react/assistant", "chat_react/user"]);
+        assert_eq!(m.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), names.iter().map(|n| format!("<{n}>")).collect::<Vec<_>>());
+        let sys = &calls[0].1;
+        assert_eq!(sys["current_date"], "Thursday, November 26, 2026");
+        assert_eq!(sys["tool_names"], "issue_reader");
+        assert_eq!(sys["unavailable_resources"], "Pipelines, Vulnerabilities");
+        assert_eq!(calls[1].1["scratchpad"], json!([]), "history turns carry no scratchpad");
+        assert_eq!(calls[2].1, json!({"content": "A runner executes CI jobs."}));
+        let last = &calls[3].1;
+        assert_eq!(last["content"], "Summarize issue #12 and fix my code");
+        assert_eq!(last["context"], json!({"legacy": false, "kind": "issue", "label": "issue", "title": "Login broken"}));
+        assert_eq!(last["current_file"], json!({"file_path": "app/login.rb", "data": "def login = nil", "selected_code": true}));
+        assert_eq!(last["additional_context"], json!([{"category": "snippet", "id": "s1", "content": "retry 3"}]));
+        assert_eq!(last["scratchpad"][0]["observation"], "Issue #12: login fails on Safari.");
+
+        // An engine failure is the renderer's failure.
+        struct Broken;
+        impl ChatTemplates for Broken {
+            fn render_template(&self, _: &str, _: &Value) -> Result<String, GitlabError> {
+                Err(GitlabError::detail(500, "boom"))
+            }
+        }
+        assert_eq!(render_with(&Broken, &golden_request(), Family::Gpt, &opts(false)).unwrap_err().status, 500);
     }
 
     #[test]

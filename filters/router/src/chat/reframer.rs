@@ -1,0 +1,212 @@
+//! The `/v2/chat/agent` framing for the stream translator: the model's text deltas go through
+//! the [`ReactStreamParser`] and come out as GitLab's NDJSON events; a broken upstream stream
+//! becomes one `error` event (so the downstream stream can end cleanly: GitLab reads the error).
+//!
+//! ```ignore
+//! let t = StreamTranslator::with_reframer(platform, api, Box::new(ChatAgentReframer::new()));
+//! ```
+
+use super::events::{AgentEvent, CONTENT_TYPE, is_context_overflow};
+use super::parser::ReactStreamParser;
+use crate::stream::framing::Reframer;
+use crate::stream::{StreamError, Usage};
+
+#[derive(Debug, Default)]
+pub struct ChatAgentReframer {
+    parser: ReactStreamParser,
+}
+
+impl ChatAgentReframer {
+    pub fn new() -> Self {
+        ChatAgentReframer { parser: ReactStreamParser::new() }
+    }
+}
+
+impl Reframer for ChatAgentReframer {
+    fn content_type(&self) -> &'static str {
+        CONTENT_TYPE
+    }
+
+    fn text(&mut self, text: &str, out: &mut Vec<u8>) {
+        self.parser.push(text, out);
+    }
+
+    fn complete(&mut self, _usage: &Usage, out: &mut Vec<u8>) {
+        self.parser.finish(out);
+    }
+
+    fn broken(&mut self, reason: &StreamError, out: &mut Vec<u8>) -> bool {
+        self.parser.fail(stream_failure(reason), out);
+        true
+    }
+}
+
+/// The `error` event for a stream that broke after the 200. The upstream's own message is
+/// never repeated (it may quote the prompt); only its kind decides the wording.
+pub fn stream_failure(reason: &StreamError) -> AgentEvent {
+    let overloaded = |what: &str| AgentEvent::Error {
+        message: format!("overloaded_error: the model platform is busy ({what})"),
+        retryable: true,
+    };
+    let overflow = match reason {
+        StreamError::UpstreamException { message, .. } => is_context_overflow(message.as_bytes()),
+        StreamError::UpstreamError { code, message } => {
+            is_context_overflow(message.as_bytes()) || code.as_deref().is_some_and(|c| c.contains("context_length"))
+        }
+        _ => false,
+    };
+    if overflow {
+        return AgentEvent::Error {
+            message: "prompt is too long: the conversation does not fit the model's context window".into(),
+            retryable: false,
+        };
+    }
+    match reason {
+        StreamError::UpstreamException { kind, .. } => {
+            let k = kind.to_ascii_lowercase();
+            if k.contains("throttling") || k.contains("serviceunavailable") || k.contains("modelnotready") {
+                overloaded(kind)
+            } else if k.contains("modelstreamerror") || k.contains("internalserver") {
+                AgentEvent::Error { message: format!("The model platform failed while answering ({kind})"), retryable: true }
+            } else {
+                AgentEvent::Error { message: format!("The model platform failed while answering ({kind})"), retryable: false }
+            }
+        }
+        StreamError::UpstreamError { code, .. } => {
+            let code_text = code.as_deref().unwrap_or("error");
+            let c = code_text.to_ascii_lowercase();
+            if c.contains("rate_limit") || c.contains("overloaded") || c == "429" || c == "503" || c == "529" {
+                overloaded(code_text)
+            } else {
+                AgentEvent::Error {
+                    message: format!("The model server reported an error in its stream ({code_text})"),
+                    retryable: c.contains("server_error") || c.starts_with('5'),
+                }
+            }
+        }
+        StreamError::ContentFiltered => AgentEvent::Error {
+            message: "The model platform's content filter stopped the answer".into(),
+            retryable: false,
+        },
+        StreamError::Truncated => AgentEvent::Error {
+            message: "The model server's answer stopped before it was complete".into(),
+            retryable: true,
+        },
+        StreamError::BadPreludeCrc | StreamError::BadMessageCrc | StreamError::Malformed(_) | StreamError::TooLarge => {
+            AgentEvent::Error {
+                message: format!("The model server's stream could not be read ({})", reason.log_reason()),
+                retryable: false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::chat::parser::tests::{lines, summarize};
+    use crate::model::{Api, Platform};
+    use crate::stream::{Ended, StreamTranslator};
+    use serde_json::json;
+
+    fn sse_chunk(text: &str) -> String {
+        format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]}))
+    }
+
+    fn vllm_stream(deltas: &[&str], done: bool) -> Vec<u8> {
+        let mut s = String::from("data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n");
+        for d in deltas {
+            s.push_str(&sse_chunk(d));
+        }
+        if done {
+            s.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
+            s.push_str("data: [DONE]\n\n");
+        }
+        s.into_bytes()
+    }
+
+    fn translate(bytes: &[u8], split: usize) -> (Vec<u8>, Ended) {
+        let mut t = StreamTranslator::with_reframer(Platform::Vllm, Api::Chat, Box::new(ChatAgentReframer::new()));
+        assert_eq!(t.content_type(), "application/x-ndjson; charset=utf-8");
+        let mut out = Vec::new();
+        for chunk in bytes.chunks(split.max(1)) {
+            let _ = t.push(chunk, &mut out);
+        }
+        let ended = t.finish(&mut out);
+        (out, ended)
+    }
+
+    #[test]
+    fn vllm_final_answer_streams_as_deltas() {
+        let bytes = vllm_stream(&["Thought: I know.\nFinal", " Answer: The issue", " describes a", " login bug."], true);
+        for split in [1, 7, 64, bytes.len()] {
+            let (out, ended) = translate(&bytes, split);
+            assert_eq!(ended, Ended::Complete);
+            let events = lines(&out);
+            assert!(events.len() >= 3, "several deltas at split {split}: {events:?}");
+            assert_eq!(summarize(&events), ("The issue describes a login bug.".to_owned(), vec![]));
+        }
+    }
+
+    #[test]
+    fn vllm_action_comes_at_the_end() {
+        let bytes = vllm_stream(&["Thought: Need it.\nAction: issue", "_reader\nAction Input: #12\n"], true);
+        let (out, _) = translate(&bytes, 5);
+        assert_eq!(
+            lines(&out),
+            vec![json!({"type": "action", "data": {"tool": "issue_reader", "tool_input": "#12", "thought": "Need it."}})]
+        );
+    }
+
+    #[test]
+    fn truncated_stream_mid_answer_ends_with_a_retryable_error() {
+        let bytes = vllm_stream(&["Final Answer: first part", " second part"], false);
+        let (out, ended) = translate(&bytes, 9);
+        assert!(matches!(ended, Ended::Broken(StreamError::Truncated)));
+        let events = lines(&out);
+        let (answer, others) = summarize(&events);
+        assert_eq!(answer, "first part second part");
+        assert_eq!(
+            others,
+            vec![json!({"type": "error", "data": {"message": "The model server's answer stopped before it was complete", "retryable": true}})]
+        );
+        assert_eq!(events.last().unwrap()["type"], "error", "the error is last");
+    }
+
+    #[test]
+    fn in_band_error_becomes_an_error_event() {
+        let mut bytes = vllm_stream(&["Final Answer: part"], false);
+        bytes.extend_from_slice(b"data: {\"error\":{\"message\":\"This model's maximum context length is 4096 tokens\",\"type\":\"BadRequestError\",\"code\":400}}\n\n");
+        let (out, ended) = translate(&bytes, 3);
+        assert!(matches!(ended, Ended::Broken(_)));
+        let events = lines(&out);
+        assert_eq!(events.last().unwrap()["type"], "error");
+        let msg = events.last().unwrap()["data"]["message"].as_str().unwrap().to_owned();
+        assert!(msg.starts_with("prompt is too long"), "{msg}");
+        assert!(!msg.contains("4096"), "no upstream text: {msg}");
+    }
+
+    #[test]
+    fn stream_failures_are_classified() {
+        let retry = |e: StreamError| match stream_failure(&e) {
+            AgentEvent::Error { retryable, .. } => retryable,
+            other => panic!("{other:?}"),
+        };
+        assert!(retry(StreamError::UpstreamException { kind: "throttlingException".into(), message: "slow down".into() }));
+        assert!(!retry(StreamError::UpstreamException { kind: "validationException".into(), message: "bad".into() }));
+        assert!(retry(StreamError::UpstreamError { code: Some("rate_limit_exceeded".into()), message: String::new() }));
+        assert!(!retry(StreamError::ContentFiltered));
+        assert!(retry(StreamError::Truncated));
+        assert!(!retry(StreamError::BadMessageCrc));
+        match stream_failure(&StreamError::UpstreamException { kind: "validationException".into(), message: "Input is too long for requested model.".into() }) {
+            AgentEvent::Error { message, retryable } => {
+                assert!(message.starts_with("prompt is too long"));
+                assert!(!retryable);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
