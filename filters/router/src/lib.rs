@@ -1,6 +1,7 @@
 //! duo_router (skeleton: loads and validates its configuration).
 
 pub mod chat;
+pub mod codec;
 pub mod config;
 pub mod decide;
 pub mod model;

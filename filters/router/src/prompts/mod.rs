@@ -420,6 +420,11 @@ impl PromptSet {
         Ok(Rendered { messages, fim: None, params: def.params.clone(), stop })
     }
 
+    /// Default params of prompt `id` (what `render` would return), without rendering.
+    pub fn default_params(&self, id: &str) -> Map<String, Value> {
+        self.prompts.get(id).map(|d| d.params.clone()).unwrap_or_default()
+    }
+
     /// Does `family` have a fill-in-the-middle template for prompt `id`?
     pub fn has_fim(&self, id: &str, family: Family) -> bool {
         self.prompts

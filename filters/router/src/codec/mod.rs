@@ -1,0 +1,558 @@
+//! Provider codecs (non-streaming answers; request side for streaming too): GitLab's request →
+//! the model platform's request, and the platform's answer → the answer GitLab expects.
+//!
+//! Pure functions, no proxy-wasm. The router adapter calls [`build_upstream_request`] once the
+//! request body is complete and [`translate_response`] once the upstream answer is complete
+//! (non-streaming); for streams it uses [`AnswerCtx`] with the stream decoders (`crate::stream`)
+//! and [`translate_response`] only for error statuses.
+
+pub mod bedrock;
+mod errors;
+pub mod inbound;
+pub mod openai;
+pub mod textchat;
+
+#[cfg(test)]
+mod golden;
+
+use duo_core::catalogue::EndpointKind;
+use duo_core::errors::GitlabError;
+use serde_json::{Map, Value, json};
+
+use crate::model::{Api, Credentials, Family, ModelConfig, Platform};
+use crate::prompts::{Message, PromptSet, RenderOptions, Rendered, Role, date_from_unix};
+use inbound::{ChatV1Request, CodeRequest, PromptRequest};
+use textchat::TextFormat;
+
+/// Largest request body the router buffers. GitLab caps code-suggestion payloads at 600 000
+/// bytes before adding its own model fields; this leaves room for those.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// 413 for a body over [`MAX_REQUEST_BYTES`].
+pub fn request_too_large(len: usize) -> GitlabError {
+    GitlabError::detail(
+        413,
+        &format!("Request body too large: {len} bytes; the gateway accepts at most {MAX_REQUEST_BYTES} bytes"),
+    )
+}
+
+/// Everything [`build_upstream_request`] needs besides the body.
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    pub kind: EndpointKind,
+    /// `Endpoint::prompt_id` (percent-decoded prompt id, or the `/v1/chat/<invokable>` name).
+    pub prompt_id: Option<&'a str>,
+    /// The `models.<name>` entry the routing decision chose.
+    pub model: &'a ModelConfig,
+    pub prompts: &'a PromptSet,
+    /// Unix seconds, for `current_date` in prompts.
+    pub now_unix: u64,
+}
+
+/// What goes to the model platform. The adapter removes `remove_headers`, then sets
+/// `set_headers`, `:method` and `:path`, and replaces the body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpstreamRequest {
+    pub method: &'static str,
+    /// Path with query, single-encoded (what SigV4 signs for Bedrock).
+    pub path: String,
+    pub set_headers: Vec<(&'static str, String)>,
+    pub remove_headers: &'static [&'static str],
+    pub body: Vec<u8>,
+    /// The platform was asked for a stream.
+    pub stream: bool,
+    /// Keep this for the response side.
+    pub answer: AnswerCtx,
+}
+
+/// Headers never forwarded to a model platform: GitLab's JWT and any key header (the only
+/// credential sent is the one in `set_headers`), the old length (the body changes), and
+/// `accept-encoding` (the answer must come back uncompressed to be translated).
+pub const REMOVE_HEADERS: &[&str] =
+    &["authorization", "api-key", "x-api-key", "content-length", "accept-encoding", "x-amz-content-sha256"];
+
+/// The answer GitLab expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerShape {
+    /// `/v2/code/*`: `{id, model, object, created, choices, metadata}`; stream: raw text.
+    CodeSuggestions,
+    /// `/v1/prompts/*`: a bare JSON string; stream: raw text.
+    PromptV1,
+    /// `/v2/prompts/*`: `{content, usage}`.
+    PromptV2,
+    /// Legacy `/v1/chat/*`: `{response, metadata}`; stream: raw text.
+    ChatV1,
+}
+
+/// The platform's wire format (what the answer looks like).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    OpenaiChat,
+    OpenaiCompletions,
+    BedrockConverse,
+    BedrockAnthropic,
+    BedrockMistral,
+    BedrockLlama,
+}
+
+/// What the response side needs to know about the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnswerCtx {
+    pub shape: AnswerShape,
+    pub wire: Wire,
+    pub platform: Platform,
+    pub stream: bool,
+    /// The platform's model id (`models.<name>.model`), echoed as GitLab's model name.
+    pub model: String,
+    pub family: Family,
+    /// Code suggestions: language for `model.lang`.
+    pub lang: Option<String>,
+    /// Legacy chat: `payload.model` GitLab sent, echoed in `metadata.model`.
+    pub chat_model: Option<String>,
+    /// Answer text post-processing.
+    pub post: PostProcess,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostProcess {
+    None,
+    /// Chat-mode code completion / generation: drop a Markdown fence wrapped around the code.
+    StripFences,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// The upstream answer, as the adapter has it at the end of the response.
+#[derive(Clone, Copy, Debug)]
+pub struct UpstreamResponse<'a> {
+    pub status: u32,
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    /// `Some(true)` when Envoy's `response.code_details` is `via_upstream`, `Some(false)` for
+    /// Envoy's own replies (no healthy upstream, connect failure, timeout); `None`: unknown.
+    pub via_upstream: Option<bool>,
+}
+
+impl UpstreamResponse<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What to send GitLab.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GitlabAnswer {
+    pub status: u32,
+    /// Replace these response headers (always `content-type`; `retry-after` on 429).
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+    pub usage: Option<Usage>,
+    /// For the access log's `error` (never content).
+    pub error: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Request side.
+
+/// What a platform receives, in a platform-neutral form.
+pub struct Prepared {
+    /// Chat messages (system first when present, assistant prefill last).
+    pub messages: Vec<Message>,
+    /// Raw text prompt, for completions-style wires (FIM or family chat format).
+    pub raw: Option<String>,
+    pub params: Map<String, Value>,
+    pub stop: Vec<String>,
+    pub stream: bool,
+}
+
+/// The wire a request will use on `model` (FIM code completions switch vLLM to completions).
+fn choose_wire(model: &ModelConfig, fim_available: bool) -> Result<Wire, GitlabError> {
+    Ok(match model.platform {
+        Platform::Vllm | Platform::OpenaiCompatible => {
+            if fim_available || model.effective_api() == Api::Completions {
+                Wire::OpenaiCompletions
+            } else {
+                Wire::OpenaiChat
+            }
+        }
+        Platform::AzureOpenai => Wire::OpenaiChat,
+        Platform::Bedrock => match model.effective_api() {
+            Api::Invoke => bedrock::invoke_wire(&model.model).ok_or_else(|| {
+                GitlabError::detail(
+                    500,
+                    &format!("Bedrock InvokeModel is not supported for model '{}': use api converse", model.model),
+                )
+            })?,
+            _ => Wire::BedrockConverse,
+        },
+    })
+}
+
+fn takes_raw(wire: Wire) -> bool {
+    matches!(wire, Wire::OpenaiCompletions | Wire::BedrockMistral | Wire::BedrockLlama)
+}
+
+/// Builds the platform request from GitLab's body (parsed once). Errors are GitLab-shaped
+/// local replies (422 bad body or missing variables, 404 unknown prompt).
+pub fn build_upstream_request(call: &Call<'_>, body: &[u8]) -> Result<UpstreamRequest, GitlabError> {
+    if body.len() > MAX_REQUEST_BYTES {
+        return Err(request_too_large(body.len()));
+    }
+    let model = call.model;
+    let today = date_from_unix(call.now_unix);
+    let (shape, api_key, prepared, wire, lang, chat_model, post) = match call.kind {
+        EndpointKind::CodeCompletions { .. } | EndpointKind::CodeGenerations => {
+            let req: CodeRequest = inbound::parse(body)?;
+            let generations = call.kind == EndpointKind::CodeGenerations;
+            let lang = inbound::language_name(req.current_file.language_identifier.as_deref(), &req.current_file.file_name);
+            let id = if generations { "code_suggestions/generations" } else { "code_suggestions/completions" };
+            let fim = !generations && model.platform != Platform::Bedrock && model.platform != Platform::AzureOpenai
+                && call.prompts.has_fim(id, model.family);
+            let wire = choose_wire(model, fim)?;
+            let (rendered, post) = render_code(call, &req, generations, lang.as_deref(), takes_raw(wire), &today)?;
+            let prepared = prepare(rendered, model, wire, req.stream, &Map::new());
+            (AnswerShape::CodeSuggestions, req.model_api_key, prepared, wire, lang, None, post)
+        }
+        EndpointKind::PromptV1 | EndpointKind::PromptV2 => {
+            let req: PromptRequest = inbound::parse(body)?;
+            let id = call.prompt_id.unwrap_or_default();
+            let wire = choose_wire(model, false)?;
+            let opts = RenderOptions { want_fim: false, today: &today };
+            let rendered = call.prompts.render(id, model.family, &req.inputs, opts)?;
+            let prepared = prepare(rendered, model, wire, req.stream, &Map::new());
+            let shape = if call.kind == EndpointKind::PromptV1 { AnswerShape::PromptV1 } else { AnswerShape::PromptV2 };
+            let key = req.model_metadata.and_then(|m| m.api_key);
+            (shape, key, prepared, wire, None, None, PostProcess::None)
+        }
+        EndpointKind::ChatInvokable | EndpointKind::ChatAgentV1 => {
+            let req: ChatV1Request = inbound::parse(body)?;
+            let wire = choose_wire(model, false)?;
+            let [component] = <[_; 1]>::try_from(req.prompt_components).map_err(|v: Vec<_>| {
+                inbound::validation_error(
+                    &["body", "prompt_components"],
+                    &format!("Exactly one prompt component is required, got {}", v.len()),
+                )
+            })?;
+            let payload = component.payload;
+            let messages = chat_messages(&payload.content)?;
+            let rendered = Rendered { messages, fim: None, params: Map::new(), stop: Vec::new() };
+            let request_params = legacy_chat_params(&payload.params);
+            let prepared = prepare(rendered, model, wire, req.stream, &request_params);
+            (AnswerShape::ChatV1, payload.model_api_key, prepared, wire, None, payload.model, PostProcess::None)
+        }
+        other => {
+            return Err(GitlabError::detail(500, &format!("{other:?} requests are not translated by the provider codecs")));
+        }
+    };
+    let answer = AnswerCtx {
+        shape,
+        wire,
+        platform: model.platform,
+        stream: prepared.stream,
+        model: model.model.clone(),
+        family: model.family,
+        lang,
+        chat_model,
+        post,
+    };
+    let (path, body) = match wire {
+        Wire::OpenaiChat | Wire::OpenaiCompletions => openai::build(model, wire, &prepared)?,
+        _ => bedrock::build(model, wire, &prepared)?,
+    };
+    let mut set_headers: Vec<(&'static str, String)> = vec![("content-type", "application/json".to_owned())];
+    let accept = match (prepared.stream, wire) {
+        (false, _) => "application/json",
+        (true, Wire::OpenaiChat | Wire::OpenaiCompletions) => "text/event-stream",
+        (true, _) => "application/vnd.amazon.eventstream",
+    };
+    set_headers.push(("accept", accept.to_owned()));
+    if model.effective_credentials() == Credentials::Gitlab {
+        if let Some(key) = api_key.filter(|k| !k.trim().is_empty()) {
+            match model.platform {
+                Platform::AzureOpenai => set_headers.push(("api-key", key)),
+                _ => set_headers.push(("authorization", format!("Bearer {key}"))),
+            }
+        }
+    }
+    Ok(UpstreamRequest {
+        method: "POST",
+        path,
+        set_headers,
+        remove_headers: REMOVE_HEADERS,
+        body,
+        stream: prepared.stream,
+        answer,
+    })
+}
+
+fn render_code(
+    call: &Call<'_>,
+    req: &CodeRequest,
+    generations: bool,
+    lang: Option<&str>,
+    raw_wire: bool,
+    today: &str,
+) -> Result<(Rendered, PostProcess), GitlabError> {
+    let f = &req.current_file;
+    // An explicit prompt: generations v3 sends chat messages; a completions prompt is final text.
+    match &req.prompt {
+        Some(Value::Array(_)) if generations => {
+            let messages = chat_messages(req.prompt.as_ref().unwrap_or(&Value::Null))?;
+            return Ok((Rendered { messages, fim: None, params: default_code_params(call, true), stop: Vec::new() }, PostProcess::StripFences));
+        }
+        Some(Value::String(p)) if !generations && !p.is_empty() => {
+            let r = if raw_wire {
+                Rendered { messages: Vec::new(), fim: Some(p.clone()), params: default_code_params(call, false), stop: Vec::new() }
+            } else {
+                let messages = vec![Message { role: Role::User, content: p.clone() }];
+                Rendered { messages, fim: None, params: default_code_params(call, false), stop: Vec::new() }
+            };
+            return Ok((r, PostProcess::None));
+        }
+        _ => {}
+    }
+    let mut inputs = Map::new();
+    let s = |v: &str| Value::String(v.to_owned());
+    inputs.insert("file_name".into(), s(&f.file_name));
+    if let Some(l) = lang {
+        inputs.insert("language".into(), s(l));
+    }
+    let (id, opts) = if generations {
+        if let Some(Value::String(p)) = &req.prompt {
+            inputs.insert("user_instruction".into(), s(p));
+        }
+        inputs.insert("trimmed_content_above_cursor".into(), s(&f.content_above_cursor));
+        inputs.insert("trimmed_content_below_cursor".into(), s(&f.content_below_cursor));
+        ("code_suggestions/generations", RenderOptions { want_fim: false, today })
+    } else {
+        inputs.insert("prefix".into(), s(&f.content_above_cursor));
+        inputs.insert("suffix".into(), s(&f.content_below_cursor));
+        let ctx: Vec<Value> = req
+            .context
+            .iter()
+            .filter(|c| !c.content.is_empty())
+            .map(|c| json!({"name": c.name, "type": c.kind, "content": c.content}))
+            .collect();
+        if !ctx.is_empty() {
+            inputs.insert("code_context".into(), Value::Array(ctx));
+        }
+        ("code_suggestions/completions", RenderOptions { want_fim: raw_wire, today })
+    };
+    let r = call.prompts.render(id, call.model.family, &inputs, opts).map_err(|e| {
+        if generations && e.status == 422 && !inputs.contains_key("user_instruction") {
+            inbound::validation_error(&["body", "prompt"], "Field required")
+        } else {
+            e
+        }
+    })?;
+    let post = if r.fim.is_some() { PostProcess::None } else { PostProcess::StripFences };
+    Ok((r, post))
+}
+
+fn default_code_params(call: &Call<'_>, generations: bool) -> Map<String, Value> {
+    let id = if generations { "code_suggestions/generations" } else { "code_suggestions/completions" };
+    call.prompts.default_params(id)
+}
+
+/// `content` of a legacy chat component (string or messages) or a v3 generations prompt.
+fn chat_messages(content: &Value) -> Result<Vec<Message>, GitlabError> {
+    match content {
+        Value::String(s) => Ok(vec![Message { role: Role::User, content: s.clone() }]),
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|m| {
+                let role = match m.get("role").and_then(Value::as_str) {
+                    Some("system") => Role::System,
+                    Some("user") => Role::User,
+                    Some("assistant") => Role::Assistant,
+                    other => {
+                        return Err(inbound::validation_error(
+                            &["body", "content", "role"],
+                            &format!("Unsupported message role {other:?}"),
+                        ));
+                    }
+                };
+                let content = m.get("content").and_then(Value::as_str).unwrap_or_default().to_owned();
+                Ok(Message { role, content })
+            })
+            .collect(),
+        _ => Err(inbound::validation_error(&["body", "content"], "Expected a string or a list of messages")),
+    }
+}
+
+/// Legacy chat `params` (Anthropic-style names) in the common vocabulary.
+fn legacy_chat_params(p: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (k, v) in p {
+        let key = match k.as_str() {
+            "max_tokens_to_sample" | "max_tokens" => "max_tokens",
+            "stop_sequences" | "stop" => "stop",
+            "temperature" => "temperature",
+            "top_p" => "top_p",
+            "top_k" => "top_k",
+            _ => continue,
+        };
+        out.insert(key.to_owned(), v.clone());
+    }
+    out
+}
+
+/// Merges params (feature defaults < model `params` < request params), moves `stop` out,
+/// folds the system prompt for families that have no system role, renders raw text prompts.
+fn prepare(r: Rendered, model: &ModelConfig, wire: Wire, stream: bool, request: &Map<String, Value>) -> Prepared {
+    let mut params = r.params;
+    let mut stop = r.stop;
+    for layer in [&model.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Map<_, _>>(), request] {
+        for (k, v) in layer {
+            if k == "stop" || k == "stop_sequences" {
+                stop = match v {
+                    Value::String(s) => vec![s.clone()],
+                    Value::Array(a) => a.iter().filter_map(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                    _ => stop,
+                };
+            } else if !matches!(k.as_str(), "stream" | "model" | "messages" | "prompt" | "stream_options") {
+                params.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let mut messages = r.messages;
+    let mut raw = r.fim;
+    if takes_raw(wire) {
+        if raw.is_none() {
+            let (format, bos) = match wire {
+                Wire::BedrockMistral => (TextFormat::MistralInst, true),
+                Wire::BedrockLlama => (TextFormat::Llama3, true),
+                _ => (TextFormat::for_family(model.family), false),
+            };
+            raw = Some(textchat::render(format, &messages, bos));
+            for s in format.stops() {
+                if !stop.iter().any(|x| x == s) {
+                    stop.push((*s).to_owned());
+                }
+            }
+        }
+        messages.clear();
+    } else if !textchat::family_has_system_role(model.family) {
+        fold_system(&mut messages);
+    }
+    Prepared { messages, raw, params, stop, stream }
+}
+
+/// Moves a leading system message into the first user message.
+fn fold_system(messages: &mut Vec<Message>) {
+    if messages.first().is_some_and(|m| m.role == Role::System) {
+        let sys = messages.remove(0);
+        match messages.iter_mut().find(|m| m.role == Role::User) {
+            Some(u) => u.content = format!("{}\n\n{}", sys.content, u.content),
+            None => messages.insert(0, Message { role: Role::User, content: sys.content }),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Response side.
+
+/// Text, finish reason and usage read from a successful platform answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    /// GitLab/OpenAI vocabulary: `stop`, `length`, `content_filter`, ...
+    pub finish_reason: Option<String>,
+    pub usage: Option<Usage>,
+}
+
+/// Reads a complete (non-streaming) 2xx answer of `wire`.
+pub fn parse_completion(wire: Wire, headers: &[(String, String)], body: &[u8]) -> Result<Completion, String> {
+    match wire {
+        Wire::OpenaiChat | Wire::OpenaiCompletions => openai::parse(wire, body),
+        _ => bedrock::parse(wire, headers, body),
+    }
+}
+
+/// Turns the upstream answer into GitLab's answer (non-streaming; for streams, only
+/// error statuses come here).
+pub fn translate_response(ctx: &AnswerCtx, resp: &UpstreamResponse<'_>, now_unix: u64) -> GitlabAnswer {
+    if !(200..300).contains(&resp.status) {
+        return errors::map_error(ctx, resp);
+    }
+    match parse_completion(ctx.wire, resp.headers, resp.body) {
+        Ok(c) => success(ctx, c, now_unix),
+        Err(why) => {
+            let mut a = errors::inference_failed();
+            a.error = Some(format!("malformed upstream answer: {why}"));
+            a
+        }
+    }
+}
+
+/// GitLab's answer for a completed text (also used by the stream side for its final record).
+pub fn success(ctx: &AnswerCtx, c: Completion, now_unix: u64) -> GitlabAnswer {
+    let text = post_process(ctx.post, &c.text);
+    let body = match ctx.shape {
+        AnswerShape::CodeSuggestions => {
+            let choices: Vec<Value> = if text.is_empty() {
+                Vec::new()
+            } else {
+                vec![json!({"text": text, "index": 0, "finish_reason": c.finish_reason.as_deref().unwrap_or("length")})]
+            };
+            json!({
+                "id": "id",
+                "model": {"engine": "litellm", "name": ctx.model, "lang": ctx.lang, "tokens_consumption_metadata": null, "region": null},
+                "experiments": [],
+                "object": "text_completion",
+                "created": now_unix,
+                "choices": choices,
+                "metadata": {"enabled_feature_flags": []},
+            })
+        }
+        AnswerShape::PromptV1 => Value::String(text),
+        AnswerShape::PromptV2 => {
+            let mut o = Map::new();
+            o.insert("content".into(), Value::String(text));
+            if let Some(u) = c.usage {
+                o.insert(
+                    "usage".into(),
+                    json!({ ctx.model.as_str(): {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens} }),
+                );
+            }
+            Value::Object(o)
+        }
+        AnswerShape::ChatV1 => json!({
+            "response": text,
+            "metadata": {"provider": "litellm", "model": ctx.chat_model.as_deref().unwrap_or(ctx.family.name()), "timestamp": now_unix},
+        }),
+    };
+    GitlabAnswer {
+        status: 200,
+        headers: vec![("content-type", "application/json".to_owned())],
+        body: body.to_string().into_bytes(),
+        usage: c.usage,
+        error: None,
+    }
+}
+
+/// Drops a Markdown fence wrapped around the whole answer (chat-mode code suggestions).
+pub fn post_process(p: PostProcess, text: &str) -> String {
+    match p {
+        PostProcess::None => text.to_owned(),
+        PostProcess::StripFences => strip_fences(text).to_owned(),
+    }
+}
+
+fn strip_fences(text: &str) -> &str {
+    let t = text.trim();
+    let Some(rest) = t.strip_prefix("```") else { return text };
+    let Some(nl) = rest.find('\n') else { return text };
+    let inner = &rest[nl + 1..];
+    match inner.trim_end().strip_suffix("```") {
+        Some(code) => code.strip_suffix('\n').unwrap_or(code),
+        None => inner,
+    }
+}
+
+#[cfg(test)]
+mod tests;

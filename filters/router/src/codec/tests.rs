@@ -1,0 +1,251 @@
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use super::*;
+use serde_json::json;
+
+pub(crate) fn model(v: Value) -> ModelConfig {
+    serde_json::from_value(v).unwrap()
+}
+
+fn vllm(family: &str) -> ModelConfig {
+    model(json!({"platform": "vllm", "cluster": "c", "authority": "vllm:8000", "model": "served", "family": family}))
+}
+
+fn call<'a>(kind: EndpointKind, prompt_id: Option<&'a str>, m: &'a ModelConfig, set: &'a PromptSet) -> Call<'a> {
+    Call { kind, prompt_id, model: m, prompts: set, now_unix: 1_798_675_200 }
+}
+
+fn body_json(r: &UpstreamRequest) -> Value {
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+const SECRET: &str = "sk-very-secret-key";
+
+#[test]
+fn bedrock_model_ids_are_encoded_once_for_sigv4() {
+    assert_eq!(
+        bedrock::path("us.anthropic.claude-3-5-sonnet-20240620-v1:0", Wire::BedrockConverse, false),
+        "/model/us.anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse"
+    );
+    assert_eq!(
+        bedrock::path(
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.meta.llama3-3-70b-instruct-v1:0",
+            Wire::BedrockLlama,
+            true
+        ),
+        "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fus.meta.llama3-3-70b-instruct-v1%3A0/invoke-with-response-stream"
+    );
+    // Already encoded: left alone.
+    assert_eq!(bedrock::encode_model_id("a%3A0"), "a%3A0");
+    assert_eq!(bedrock::invoke_wire("us.anthropic.claude-3-5-sonnet-20240620-v1:0"), Some(Wire::BedrockAnthropic));
+    assert_eq!(bedrock::invoke_wire("mistral.mistral-7b-instruct-v0:2"), Some(Wire::BedrockMistral));
+    assert_eq!(bedrock::invoke_wire("arn:aws:bedrock:us-east-1:1:inference-profile/us.meta.llama3-1-8b-instruct-v1:0"), Some(Wire::BedrockLlama));
+    assert_eq!(bedrock::invoke_wire("amazon.titan-text-express-v1"), None);
+}
+
+#[test]
+fn the_gitlab_api_key_goes_only_to_the_auth_header() {
+    let set = PromptSet::builtin().unwrap();
+    let body = json!({"inputs": {"diff": "x"}, "model_metadata": {"api_key": SECRET, "name": "mistral"}}).to_string();
+    for (m, header) in [
+        (vllm("mistral"), "authorization"),
+        (
+            model(json!({"platform": "azure_openai", "cluster": "c", "authority": "a.openai.azure.com", "model": "d", "family": "gpt"})),
+            "api-key",
+        ),
+    ] {
+        let r = build_upstream_request(&call(EndpointKind::PromptV1, Some("generate_commit_message"), &m, &set), body.as_bytes()).unwrap();
+        let sent: Vec<_> = r.set_headers.iter().filter(|(_, v)| v.contains(SECRET)).map(|(k, _)| *k).collect();
+        assert_eq!(sent, vec![header]);
+        assert!(!String::from_utf8_lossy(&r.body).contains(SECRET));
+        assert!(!r.path.contains(SECRET));
+        assert!(r.remove_headers.contains(&"authorization"));
+    }
+    // `credentials: envoy`: no key at all.
+    let mut m = vllm("mistral");
+    m.credentials = Some(Credentials::Envoy);
+    let r = build_upstream_request(&call(EndpointKind::PromptV1, Some("generate_commit_message"), &m, &set), body.as_bytes()).unwrap();
+    assert!(r.set_headers.iter().all(|(k, v)| *k != "authorization" && !v.contains(SECRET)));
+}
+
+#[test]
+fn fim_families_use_completions_with_a_raw_prompt_and_no_suffix() {
+    let set = PromptSet::builtin().unwrap();
+    let body = json!({
+        "current_file": {"file_name": "a.py", "content_above_cursor": "def f():\n", "content_below_cursor": "\nf()"},
+        "model_api_key": SECRET, "stream": false, "prompt_version": 2, "model_name": "codestral"
+    })
+    .to_string();
+    let m = vllm("codestral");
+    let r = build_upstream_request(&call(EndpointKind::CodeCompletions { direct: false }, None, &m, &set), body.as_bytes()).unwrap();
+    assert_eq!(r.path, "/v1/completions");
+    let b = body_json(&r);
+    assert_eq!(b["prompt"], json!("[SUFFIX]\nf()[PREFIX]def f():\n"));
+    assert!(b.get("suffix").is_none());
+    assert_eq!(b["max_tokens"], json!(96));
+    assert_eq!(b["model"], json!("served"));
+    assert_eq!(r.answer.wire, Wire::OpenaiCompletions);
+    assert_eq!(r.answer.post, PostProcess::None);
+}
+
+#[test]
+fn params_merge_feature_defaults_then_model_then_request() {
+    let set = PromptSet::builtin().unwrap();
+    let mut m = vllm("mistral");
+    m.params.insert("temperature".into(), json!(0.7));
+    m.params.insert("max_tokens".into(), json!(300));
+    let body = json!({"prompt_components": [{"type": "prompt", "payload": {
+        "content": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}],
+        "provider": "litellm", "model": "mistral",
+        "params": {"max_tokens_to_sample": 50, "stop_sequences": ["Observation:"]}}}], "stream": true})
+    .to_string();
+    let r = build_upstream_request(&call(EndpointKind::ChatInvokable, Some("explain_code"), &m, &set), body.as_bytes()).unwrap();
+    let b = body_json(&r);
+    assert_eq!(b["temperature"], json!(0.7));
+    assert_eq!(b["max_tokens"], json!(50));
+    assert_eq!(b["stop"], json!(["Observation:"]));
+    assert_eq!(b["stream"], json!(true));
+    assert_eq!(b["stream_options"], json!({"include_usage": true}));
+    // Mistral has no system role: folded into the user turn.
+    assert_eq!(b["messages"], json!([{"role": "user", "content": "S\n\nU"}]));
+    assert!(r.stream);
+    assert_eq!(r.set_headers.iter().find(|(k, _)| *k == "accept").map(|(_, v)| v.as_str()), Some("text/event-stream"));
+}
+
+#[test]
+fn a_600_kb_body_is_translated_and_a_huge_one_is_413() {
+    let set = PromptSet::builtin().unwrap();
+    let m = vllm("codestral");
+    let above = "x = 1\n".repeat(100_000);
+    let body = json!({"current_file": {"file_name": "a.py", "content_above_cursor": above, "content_below_cursor": ""}}).to_string();
+    assert!(body.len() > 600_000);
+    let r = build_upstream_request(&call(EndpointKind::CodeCompletions { direct: false }, None, &m, &set), body.as_bytes()).unwrap();
+    assert!(r.body.len() > 600_000);
+    let big = vec![b' '; MAX_REQUEST_BYTES + 1];
+    let e = build_upstream_request(&call(EndpointKind::CodeCompletions { direct: false }, None, &m, &set), &big).unwrap_err();
+    assert_eq!(e.status, 413);
+}
+
+#[test]
+fn bad_bodies_and_missing_inputs_are_422_unknown_prompts_404() {
+    let set = PromptSet::builtin().unwrap();
+    let m = vllm("mistral");
+    let e = build_upstream_request(&call(EndpointKind::PromptV1, Some("generate_commit_message"), &m, &set), b"{not json").unwrap_err();
+    assert_eq!(e.status, 422);
+    let e = build_upstream_request(&call(EndpointKind::PromptV1, Some("generate_commit_message"), &m, &set), br#"{"inputs":{}}"#).unwrap_err();
+    assert_eq!(e.status, 422);
+    assert!(e.body.contains("diff"));
+    let e = build_upstream_request(&call(EndpointKind::PromptV2, Some("nope"), &m, &set), br#"{"inputs":{}}"#).unwrap_err();
+    assert_eq!(e.status, 404);
+    let e = build_upstream_request(&call(EndpointKind::CodeGenerations, None, &m, &set), br#"{"current_file":{}}"#).unwrap_err();
+    assert_eq!(e.status, 422);
+    assert!(e.body.contains("prompt"), "{}", e.body);
+}
+
+#[test]
+fn fences_are_stripped_only_when_wrapping_the_answer() {
+    assert_eq!(strip_fences("```python\nx = 1\n```"), "x = 1");
+    assert_eq!(strip_fences("  x = 1"), "  x = 1");
+    assert_eq!(strip_fences("```\nx\n"), "x");
+}
+
+fn resp<'a>(status: u32, headers: &'a [(String, String)], body: &'a [u8]) -> UpstreamResponse<'a> {
+    UpstreamResponse { status, headers, body, via_upstream: Some(true) }
+}
+
+fn ctx(shape: AnswerShape, wire: Wire) -> AnswerCtx {
+    AnswerCtx {
+        shape,
+        wire,
+        platform: Platform::Vllm,
+        stream: false,
+        model: "m".into(),
+        family: Family::Mistral,
+        lang: None,
+        chat_model: None,
+        post: PostProcess::None,
+    }
+}
+
+#[test]
+fn error_mapping_follows_gitlab() {
+    let h = |v: &[(&str, &str)]| v.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect::<Vec<_>>();
+    // vLLM new shape on a prompt endpoint → 421 with status and message.
+    let hs = h(&[]);
+    let body = br#"{"error":{"message":"max_tokens too large","type":"BadRequestError","param":null,"code":400}}"#;
+    let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::OpenaiChat), &resp(400, &hs, body), 0);
+    assert_eq!((a.status, String::from_utf8_lossy(&a.body).as_ref()), (421, r#"{"detail":"400: max_tokens too large"}"#));
+    assert_eq!(a.error.as_deref(), Some("upstream 400 BadRequestError"));
+    // Old flat shape.
+    let body = br#"{"object":"error","message":"bad","type":"BadRequestError","param":null,"code":400}"#;
+    let a = translate_response(&ctx(AnswerShape::PromptV2, Wire::OpenaiChat), &resp(400, &hs, body), 0);
+    assert_eq!(String::from_utf8_lossy(&a.body), r#"{"detail":"400: bad"}"#);
+    // Code endpoints: 503.
+    let a = translate_response(&ctx(AnswerShape::CodeSuggestions, Wire::OpenaiChat), &resp(400, &hs, body), 0);
+    assert_eq!((a.status, String::from_utf8_lossy(&a.body).as_ref()), (503, r#"{"detail":"Inference failed"}"#));
+    // 429 keeps Retry-After; Azure's retry-after-ms becomes seconds.
+    let hs = h(&[("Retry-After", "7")]);
+    let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::OpenaiChat), &resp(429, &hs, b"{}"), 0);
+    assert_eq!(a.status, 429);
+    assert!(a.headers.contains(&("retry-after", "7".to_owned())));
+    let hs = h(&[("retry-after-ms", "1500")]);
+    let a = translate_response(&ctx(AnswerShape::CodeSuggestions, Wire::OpenaiChat), &resp(429, &hs, b"{}"), 0);
+    assert!(a.headers.contains(&("retry-after", "2".to_owned())));
+    // Bedrock error type from the header (suffix after ':' dropped).
+    let hs = h(&[("x-amzn-ErrorType", "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/")]);
+    let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::BedrockConverse), &resp(400, &hs, br#"{"message":"Malformed input request"}"#), 0);
+    assert_eq!(String::from_utf8_lossy(&a.body), r#"{"detail":"400: Malformed input request"}"#);
+    assert_eq!(a.error.as_deref(), Some("upstream 400 ValidationException"));
+    let hs = h(&[("x-amzn-errortype", "ThrottlingException")]);
+    let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::BedrockConverse), &resp(400, &hs, br#"{"message":"slow down"}"#), 0);
+    assert_eq!(a.status, 429);
+    // Envoy's own 503 (no upstream) and 504 (timeout).
+    let hs = h(&[("content-type", "text/plain")]);
+    for (status, why) in [(503, "upstream unreachable (503)"), (504, "upstream timeout (504)")] {
+        let r = UpstreamResponse { status, headers: &hs, body: b"no healthy upstream", via_upstream: None };
+        let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::OpenaiChat), &r, 0);
+        assert_eq!((a.status, a.error.as_deref()), (503, Some(why)));
+    }
+    // A model server's own 503 is an HTTP error of the model: 421 on prompts.
+    let hs = h(&[("x-envoy-upstream-service-time", "3")]);
+    let r = UpstreamResponse { status: 503, headers: &hs, body: b"overloaded", via_upstream: None };
+    assert_eq!(translate_response(&ctx(AnswerShape::PromptV1, Wire::OpenaiChat), &r, 0).status, 421);
+}
+
+#[test]
+fn azure_content_filter_errors_are_explained() {
+    let body = json!({"error": {"code": "content_filter", "message": "The response was filtered", "param": "prompt", "status": 400,
+        "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
+            "hate": {"filtered": true, "severity": "high"}, "violence": {"filtered": false, "severity": "safe"}}}}})
+    .to_string();
+    let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::OpenaiChat), &resp(400, &[], body.as_bytes()), 0);
+    let detail: Value = serde_json::from_slice(&a.body).unwrap();
+    let d = detail["detail"].as_str().unwrap();
+    assert!(d.starts_with("400: Azure OpenAI content filter blocked the request: hate (high)."), "{d}");
+    assert!(!d.contains("violence"));
+}
+
+#[test]
+fn answers_have_gitlab_shapes() {
+    let body = br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"Fix the bug"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#;
+    let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::OpenaiChat), &resp(200, &[], body), 5);
+    assert_eq!(String::from_utf8_lossy(&a.body), r#""Fix the bug""#);
+    assert_eq!(a.usage, Some(Usage { input_tokens: 12, output_tokens: 3 }));
+    let a = translate_response(&ctx(AnswerShape::PromptV2, Wire::OpenaiChat), &resp(200, &[], body), 5);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&a.body).unwrap(),
+        json!({"content": "Fix the bug", "usage": {"m": {"input_tokens": 12, "output_tokens": 3}}})
+    );
+    let a = translate_response(&ctx(AnswerShape::ChatV1, Wire::OpenaiChat), &resp(200, &[], body), 5);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&a.body).unwrap(),
+        json!({"response": "Fix the bug", "metadata": {"provider": "litellm", "model": "mistral", "timestamp": 5}})
+    );
+    // Empty completion: choices dropped; malformed 200: 503.
+    let empty = br#"{"choices":[{"index":0,"text":"","finish_reason":"stop"}]}"#;
+    let a = translate_response(&ctx(AnswerShape::CodeSuggestions, Wire::OpenaiCompletions), &resp(200, &[], empty), 5);
+    assert_eq!(serde_json::from_slice::<Value>(&a.body).unwrap()["choices"], json!([]));
+    let a = translate_response(&ctx(AnswerShape::CodeSuggestions, Wire::OpenaiCompletions), &resp(200, &[], b"{}"), 5);
+    assert_eq!(a.status, 503);
+}
