@@ -368,6 +368,44 @@ mod tests {
     }
 
     #[test]
+    fn every_secret_form_in_every_context() {
+        // (text carrying a secret, the part that must disappear)
+        let forms: &[(&str, &str)] = &[
+            ("Bearer S3cretTok.en_1", "S3cretTok"),
+            ("authorization: Bearer S3cretTok", "S3cretTok"),
+            ("Authorization=Basic dXNlcjpwdw==", "dXNlcjpwdw"),
+            ("api_key=S3cretKey", "S3cretKey"),
+            ("\"api_key\": \"S3cret Key\"", "S3cret Key"),
+            ("'model_api_key':'S3cretKey'", "S3cretKey"),
+            ("\\\"model_api_key\\\":\\\"S3cretKey\\\"", "S3cretKey"),
+            ("api-key: S3cretKey", "S3cretKey"),
+            ("X-Amz-Signature=0123abcd", "0123abcd"),
+            ("x-amz-security-token=FwoGZXIvY", "FwoGZXIvY"),
+            ("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=0123abcd", "0123abcd"),
+            ("AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
+            (JWT, "eyJzdWIiOiIxMjMi"),
+        ];
+        let contexts = ["{}", "x {} y", "\"{}\"", "({})", "<{}>", "[{}]", "{}\nnext", "\t{}", "a,{};b", "é{}ü", "{}&z=1", "{\"k\":\"{}\"}"];
+        for (form, secret) in forms {
+            for context in contexts {
+                let text = context.replacen("{}", form, 1);
+                let out = redact(&text);
+                assert!(!out.contains(secret), "{secret:?} survived in {out:?} (from {text:?})");
+                assert!(out.contains(MARK), "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn cut_anywhere_the_secret_never_shows_more_than_its_key() {
+        let text = r#"{"model_api_key": "S3cretKeyValue", "prompt": "x"}"#;
+        for end in 0..=text.len() {
+            let out = redact(&text[..end]);
+            assert!(!out.contains("S3c"), "{end}: {out:?}");
+        }
+    }
+
+    #[test]
     fn key_names_inside_longer_words_do_not_fire() {
         // `tokenizer` and `secretary` are not credential keys.
         assert_eq!(redact("tokenizer=fast secretary: bob"), "tokenizer=fast secretary: bob");
