@@ -195,9 +195,8 @@ struct Root {
 impl Root {
     fn schedule(&mut self) {
         let Some(cfg) = self.config.clone() else { return };
-        if cfg.verifier != Verifier::Builtin {
-            return;
-        }
+        // With envoy_jwt_authn the keys are still loaded when sources are listed: they verify
+        // tokens whose kid jwt_authn does not know yet (a rotation before its cache expires).
         let now = now();
         for src in &cfg.jwks_sources {
             if self.fetches.values().any(|f| f.source == src.name) {
@@ -410,7 +409,8 @@ impl Stream {
     fn verify_jwt_authn(&self) -> Verdict {
         let leaf = |key: &str, name: &str| duo_kit::property(&jwt_authn::property_path(key, name));
         if let Some(message) = leaf(jwt_authn::FAILURE_KEY, "message") {
-            return Verdict::Deny(jwt_authn::failure_denial(&String::from_utf8_lossy(&message)));
+            let denial = jwt_authn::failure_denial(&String::from_utf8_lossy(&message));
+            return Verdict::Deny(denial);
         }
         match jwt_authn::claims_from_metadata(|claim| leaf(jwt_authn::PAYLOAD_KEY, claim)) {
             None => {
@@ -431,7 +431,14 @@ impl Stream {
         } else {
             match self.config.verifier {
                 Verifier::Builtin => self.verify_builtin(&token, allow_refetch),
-                Verifier::EnvoyJwtAuthn => self.verify_jwt_authn(),
+                Verifier::EnvoyJwtAuthn => match self.verify_jwt_authn() {
+                    // jwt_authn caches its JWKS for its cache_duration and never refetches on an
+                    // unknown kid: duo_auth's own keys (and kid-miss refetch) decide those.
+                    Verdict::Deny(d) if d.reason == TokenError::UnknownKid.reason() && !self.config.jwks_sources.is_empty() => {
+                        self.verify_builtin(&token, allow_refetch)
+                    }
+                    other => other,
+                },
             }
         };
         match verdict {
