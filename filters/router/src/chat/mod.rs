@@ -41,6 +41,50 @@ pub struct ChatStep {
     pub params: ChatParams,
 }
 
+impl From<PromptMessage> for crate::prompts::Message {
+    fn from(m: PromptMessage) -> Self {
+        let role = match m.role {
+            PromptRole::System => crate::prompts::Role::System,
+            PromptRole::User => crate::prompts::Role::User,
+            PromptRole::Assistant => crate::prompts::Role::Assistant,
+        };
+        crate::prompts::Message { role, content: m.content }
+    }
+}
+
+impl ChatStep {
+    /// The step in the provider codecs' vocabulary (`crate::prompts::Rendered`): messages
+    /// (assistant prefill last when present), `temperature`/`max_tokens` defaults, stop sequences.
+    pub fn rendered(&self) -> crate::prompts::Rendered {
+        let mut params = serde_json::Map::new();
+        params.insert("temperature".into(), Value::from(self.params.temperature));
+        params.insert("max_tokens".into(), Value::from(self.params.max_tokens));
+        crate::prompts::Rendered {
+            messages: self.messages.iter().cloned().map(Into::into).collect(),
+            fim: None,
+            params,
+            stop: self.params.stop.clone(),
+        }
+    }
+}
+
+/// The whole NDJSON answer for a model answer that arrived in one piece (non-streaming
+/// upstream): same events as the streaming path.
+pub fn answer_body(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut parser = ReactStreamParser::new();
+    parser.push(text, &mut out);
+    parser.finish(&mut out);
+    out
+}
+
+/// The NDJSON answer (HTTP 200, like GitLab's gateway, which has already started its stream
+/// when the model call fails) for a model platform that answered `status` with `body`, or
+/// (`None`) could not be reached.
+pub fn error_body(status: Option<u32>, body: &[u8]) -> Vec<u8> {
+    upstream_failure(status, body).to_line()
+}
+
 /// Parse the body and render the prompt for the routed model.
 /// `today`: from the host clock (`CivilDate::from_unix_seconds`); `scopes`: the token's scopes
 /// from duo_auth's hand-off (`None` when unknown).
@@ -77,5 +121,30 @@ mod tests {
         assert_eq!(vllm.params.stop, vec!["Observation:".to_owned()]);
         let e = prepare_step(&json!({"messages": []}), Family::Gpt, Platform::AzureOpenai, today, None).unwrap_err();
         assert_eq!(e.status, 422);
+    }
+
+    #[test]
+    fn step_in_the_codecs_vocabulary() {
+        let body = json!({"messages": [{"role": "user", "content": "hi"}]});
+        let step = prepare_step(&body, Family::Claude3, Platform::Bedrock, CivilDate { year: 2026, month: 1, day: 2 }, None).unwrap();
+        let r = step.rendered();
+        assert_eq!(r.messages.len(), 3);
+        assert_eq!(r.messages[0].role, crate::prompts::Role::System);
+        assert_eq!(r.messages[1], crate::prompts::Message { role: crate::prompts::Role::User, content: "hi".into() });
+        assert_eq!(r.messages[2].role, crate::prompts::Role::Assistant);
+        assert_eq!(r.stop, vec!["Observation:".to_owned()]);
+        assert_eq!(r.params.get("max_tokens"), Some(&json!(8192)));
+        assert_eq!(r.params.get("temperature"), Some(&json!(0.1)));
+        assert_eq!(r.fim, None);
+    }
+
+    #[test]
+    fn whole_answers_and_errors_as_ndjson() {
+        let body = String::from_utf8(answer_body("Thought: x\nFinal Answer: Hello\nthere")).unwrap();
+        assert_eq!(body, "{\"type\":\"final_answer_delta\",\"data\":{\"text\":\"Hello\\nthere\"}}\n");
+        let body = String::from_utf8(answer_body("Thought: x\nAction: build_reader\nAction Input: job 9")).unwrap();
+        assert!(body.starts_with("{\"type\":\"action\""), "{body}");
+        let e = String::from_utf8(error_body(Some(503), b"")).unwrap();
+        assert_eq!(e, "{\"type\":\"error\",\"data\":{\"message\":\"overloaded_error: the model server is overloaded (503)\",\"retryable\":true}}\n");
     }
 }
