@@ -146,7 +146,8 @@ pub fn map_error(ctx: &AnswerCtx, resp: &UpstreamResponse<'_>) -> GitlabAnswer {
         return a;
     }
     let pe = provider_error(resp);
-    let code_label = pe.code.as_deref().map(|c| format!(" {c}")).unwrap_or_default();
+    let status_text = resp.status.to_string();
+    let code_label = pe.code.as_deref().filter(|c| *c != status_text).map(|c| format!(" {c}")).unwrap_or_default();
     let error = format!("upstream {}{code_label}", resp.status);
     let throttled =
         resp.status == 429 || matches!(pe.code.as_deref(), Some("ThrottlingException" | "ModelNotReadyException"));
