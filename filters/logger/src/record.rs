@@ -34,6 +34,8 @@ pub struct RequestFacts {
     pub gitlab_host_name: Option<String>,
     pub gitlab_version: Option<String>,
     pub gitlab_language_server_version: Option<String>,
+    pub gitlab_feature_enablement_type: Option<String>,
+    pub gitlab_feature_enabled_by_namespace_ids: Option<String>,
     /// `X-Gitlab-Rails-Send-Start`, a unix time in seconds (float) as text.
     pub rails_send_start: Option<String>,
     /// `x-gitlab-enabled-instance-verbose-ai-logs: true`.
@@ -52,6 +54,8 @@ pub const CAPTURED_HEADERS: &[&str] = &[
     "x-gitlab-host-name",
     "x-gitlab-version",
     "x-gitlab-language-server-version",
+    "x-gitlab-feature-enablement-type",
+    "x-gitlab-feature-enabled-by-namespace-ids",
     "x-gitlab-rails-send-start",
     VERBOSE_AI_LOGS_HEADER,
 ];
@@ -71,6 +75,8 @@ impl RequestFacts {
             gitlab_host_name: header("x-gitlab-host-name"),
             gitlab_version: header("x-gitlab-version"),
             gitlab_language_server_version: header("x-gitlab-language-server-version"),
+            gitlab_feature_enablement_type: header("x-gitlab-feature-enablement-type"),
+            gitlab_feature_enabled_by_namespace_ids: header("x-gitlab-feature-enabled-by-namespace-ids"),
             rails_send_start: header("x-gitlab-rails-send-start"),
             verbose_ai_logs: verbose,
         }
@@ -329,6 +335,8 @@ pub fn build_record(inputs: &RecordInputs<'_>) -> Map<String, Value> {
     r.text("gitlab_version", request.gitlab_version.as_deref(), 64);
     r.text("gitlab_language_server_version", request.gitlab_language_server_version.as_deref(), 64);
     r.text("user_agent", request.user_agent.as_deref(), MAX_HEADER_VALUE_BYTES);
+    r.text("gitlab_feature_enablement_type", request.gitlab_feature_enablement_type.as_deref(), 64);
+    r.text("gitlab_feature_enabled_by_namespace_ids", request.gitlab_feature_enabled_by_namespace_ids.as_deref(), MAX_HEADER_VALUE_BYTES);
 
     if let Some(auth) = auth {
         r.text("auth_result", Some(&auth.result), 32);
@@ -392,6 +400,8 @@ mod tests {
             gitlab_host_name: Some("gitlab.example.com".into()),
             gitlab_version: Some("18.4.1".into()),
             gitlab_language_server_version: Some("7.1.0".into()),
+            gitlab_feature_enablement_type: Some("duo_enterprise".into()),
+            gitlab_feature_enabled_by_namespace_ids: Some("".into()),
             rails_send_start: None,
             verbose_ai_logs: false,
         }
@@ -483,6 +493,7 @@ mod tests {
             "gitlab_version": "18.4.1",
             "gitlab_language_server_version": "7.1.0",
             "user_agent": "gitlab-language-server/7.1 vscode",
+            "gitlab_feature_enablement_type": "duo_enterprise",
             "auth_result": "ok",
             "token_issuer": "https://gitlab.example.com",
             "request_bytes": 321,
@@ -618,6 +629,20 @@ mod tests {
         assert_eq!(facts.correlation_id.as_deref(), Some("v:x-request-id"));
         assert_eq!(facts.gitlab_language_server_version.as_deref(), Some("v:x-gitlab-language-server-version"));
         assert_eq!(facts.path.as_deref(), Some("v::path"));
+    }
+
+    #[test]
+    fn reads_exactly_the_documented_headers() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let _ = RequestFacts::from_headers(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        });
+        let mut asked = asked.into_inner();
+        asked.sort();
+        let mut documented: Vec<String> = CAPTURED_HEADERS.iter().map(|h| (*h).to_owned()).collect();
+        documented.sort();
+        assert_eq!(asked, documented);
     }
 
     #[test]
