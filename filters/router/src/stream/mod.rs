@@ -67,6 +67,30 @@ pub enum StreamError {
 }
 
 impl StreamError {
+    /// The HTTP status the platform would have answered with had the error come before the
+    /// stream started (Bedrock's modeled status per exception; an in-band error's numeric
+    /// code). Lets an adapter that has not sent the response headers yet (no text so far)
+    /// map the error exactly like a non-streaming one. `None` for our own findings.
+    pub fn upstream_status(&self) -> Option<u16> {
+        match self {
+            StreamError::UpstreamException { kind, .. } => match kind.as_str() {
+                "validationException" | "serviceQuotaExceededException" => Some(400),
+                "accessDeniedException" => Some(403),
+                "resourceNotFoundException" => Some(404),
+                "modelTimeoutException" => Some(408),
+                "throttlingException" | "modelNotReadyException" => Some(429),
+                "modelErrorException" | "modelStreamErrorException" => Some(424),
+                "internalServerException" => Some(500),
+                "serviceUnavailableException" => Some(503),
+                _ => None,
+            },
+            StreamError::UpstreamError { code: Some(code), .. } => {
+                code.parse::<u16>().ok().filter(|c| (400..600).contains(c))
+            }
+            _ => None,
+        }
+    }
+
     /// A short, content-free reason for the access log (`error` field of `duo_usage`):
     /// never an upstream message, which might quote the prompt.
     pub fn log_reason(&self) -> String {

@@ -70,6 +70,9 @@ impl SseDecoder {
     where
         F: FnMut(SseEvent<'_>) -> Result<(), StreamError>,
     {
+        if input.is_empty() {
+            return Ok(());
+        }
         if self.after_cr {
             self.after_cr = false;
             if let Some(rest) = input.strip_prefix(b"\n") {
@@ -225,6 +228,12 @@ mod tests {
     fn cr_at_chunk_end_followed_by_lf_is_one_line_end() {
         let (got, _) = collect(&[b"data: a\r", b"\n\r", b"\ndata: b\n\n"]);
         assert_eq!(got, pairs(&[("", "a"), ("", "b")]));
+    }
+
+    #[test]
+    fn an_empty_chunk_between_cr_and_lf_changes_nothing() {
+        let (got, _) = collect(&[b"data: a\r", b"", b"\ndata: b\n\n"]);
+        assert_eq!(got, pairs(&[("", "a\nb")]));
     }
 
     #[test]

@@ -519,3 +519,21 @@ fn real_captures() {
         eprintln!("{name}: {} bytes, text {:?}, usage {:?}", bin.len(), want, r.usage);
     }
 }
+
+#[test]
+fn upstream_status_hints() {
+    let exc = |k: &str| StreamError::UpstreamException { kind: k.into(), message: String::new() };
+    assert_eq!(exc("throttlingException").upstream_status(), Some(429));
+    assert_eq!(exc("modelStreamErrorException").upstream_status(), Some(424));
+    assert_eq!(exc("serviceUnavailableException").upstream_status(), Some(503));
+    assert_eq!(exc("validationException").upstream_status(), Some(400));
+    assert_eq!(exc("somethingNew").upstream_status(), None);
+    let err = |c: Option<&str>| StreamError::UpstreamError { code: c.map(str::to_owned), message: String::new() };
+    assert_eq!(err(Some("429")).upstream_status(), Some(429));
+    assert_eq!(err(Some("500")).upstream_status(), Some(500));
+    assert_eq!(err(Some("200")).upstream_status(), None);
+    assert_eq!(err(Some("server_error")).upstream_status(), None);
+    assert_eq!(err(None).upstream_status(), None);
+    assert_eq!(StreamError::Truncated.upstream_status(), None);
+    assert_eq!(StreamError::BadMessageCrc.upstream_status(), None);
+}
