@@ -146,6 +146,7 @@ impl LoggerStream {
             request_bytes: int_property(&["request", "size"]),
             response_bytes: int_property(&["response", "size"]),
             response_code_details: duo_kit::property(&["response", "code_details"]).and_then(|b| props::text(&b)),
+            grpc_status: if self.request.grpc { int_property(&["response", "grpc_status"]) } else { None },
         }
     }
 }

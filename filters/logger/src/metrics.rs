@@ -63,13 +63,22 @@ pub fn metric_name(base: &str, tags: &[(&str, &str)]) -> String {
 /// How a request ended, for `duo_requests_total{outcome}`:
 /// `ok` (status < 400 and no error), `auth_denied` (duo_auth refused it), `client_error` (other
 /// 4xx), `rate_limited` (429), `server_error` (5xx), `stream_error` (the status was sent but the
-/// answer broke afterwards), `no_response` (no status was sent).
+/// answer broke afterwards), `no_response` (no status was sent). A gRPC answer (HTTP 200) with a
+/// non-zero `grpc_status` counts as `rate_limited` (8), `client_error` (1, 3, 5, 6, 7, 9, 11, 16)
+/// or `server_error` (the others).
 pub fn outcome(record: &Map<String, Value>) -> &'static str {
     let status = record.get("status_code").and_then(Value::as_i64);
     let denied = record.get("auth_result").and_then(Value::as_str) == Some("denied");
+    let grpc = record.get("grpc_status").and_then(Value::as_i64).filter(|c| *c != 0);
     match status {
         None => "no_response",
         Some(_) if denied => "auth_denied",
+        // gRPC answers are HTTP 200; the grpc-status says how they ended.
+        Some(s) if s < 400 && grpc.is_some() => match grpc {
+            Some(8) => "rate_limited",
+            Some(1 | 3 | 5 | 6 | 7 | 9 | 11 | 16) => "client_error",
+            _ => "server_error",
+        },
         Some(429) => "rate_limited",
         Some(s) if s >= 500 => "server_error",
         Some(s) if s >= 400 => "client_error",
@@ -151,6 +160,11 @@ mod tests {
             (json!({"status_code": 429}), "rate_limited"),
             (json!({"status_code": 421}), "client_error"),
             (json!({"status_code": 503}), "server_error"),
+            (json!({"status_code": 200, "grpc_status": 0}), "ok"),
+            (json!({"status_code": 200, "grpc_status": 14}), "server_error"),
+            (json!({"status_code": 200, "grpc_status": 3}), "client_error"),
+            (json!({"status_code": 200, "grpc_status": 8}), "rate_limited"),
+            (json!({"status_code": 401, "grpc_status": 16, "auth_result": "denied"}), "auth_denied"),
         ];
         for (record, want) in cases {
             assert_eq!(outcome(&obj(record.clone())), want, "{record}");

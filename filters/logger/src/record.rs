@@ -40,6 +40,8 @@ pub struct RequestFacts {
     pub rails_send_start: Option<String>,
     /// `x-gitlab-enabled-instance-verbose-ai-logs: true`.
     pub verbose_ai_logs: bool,
+    /// `content-type: application/grpc...` (Agent Platform): Envoy's gRPC status is meaningful.
+    pub grpc: bool,
 }
 
 /// The request headers [`RequestFacts::from_headers`] reads (lower case).
@@ -57,6 +59,7 @@ pub const CAPTURED_HEADERS: &[&str] = &[
     "x-gitlab-feature-enablement-type",
     "x-gitlab-feature-enabled-by-namespace-ids",
     "x-gitlab-rails-send-start",
+    "content-type",
     VERBOSE_AI_LOGS_HEADER,
 ];
 
@@ -79,6 +82,7 @@ impl RequestFacts {
             gitlab_feature_enabled_by_namespace_ids: header("x-gitlab-feature-enabled-by-namespace-ids"),
             rails_send_start: header("x-gitlab-rails-send-start"),
             verbose_ai_logs: verbose,
+            grpc: header("content-type").is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/grpc")),
         }
     }
 }
@@ -105,6 +109,9 @@ pub struct StreamFacts {
     pub response_bytes: Option<i64>,
     /// `response.code_details` (Envoy's reason for the status).
     pub response_code_details: Option<String>,
+    /// `response.grpc_status`; only read for gRPC requests (Envoy maps plain HTTP statuses to
+    /// gRPC codes too).
+    pub grpc_status: Option<i64>,
 }
 
 /// Everything one record is built from.
@@ -348,6 +355,9 @@ pub fn build_record(inputs: &RecordInputs<'_>) -> Map<String, Value> {
     if let Some(details) = non_empty(stream.response_code_details.as_ref()).filter(|d| *d != "via_upstream") {
         r.put("response_code_details", clean(details, 256));
     }
+    if request.grpc {
+        r.int("grpc_status", stream.grpc_status);
+    }
     r.int("request_bytes", stream.request_bytes);
     r.int("response_bytes", stream.response_bytes);
 
@@ -404,6 +414,7 @@ mod tests {
             gitlab_feature_enabled_by_namespace_ids: Some("".into()),
             rails_send_start: None,
             verbose_ai_logs: false,
+            grpc: false,
         }
     }
 
@@ -418,6 +429,7 @@ mod tests {
             request_bytes: Some(321),
             response_bytes: Some(654),
             response_code_details: Some("via_upstream".into()),
+            grpc_status: Some(2),
         }
     }
 
@@ -668,6 +680,17 @@ mod tests {
         assert_eq!(build(&cfg, &req, &st, None, Some(&ro), Some(&u), None)["error"], "stream cut");
         let r = build(&cfg, &req, &st, None, Some(&ro), None, None);
         assert_eq!((r["error"].as_str(), r["response_code_details"].as_str()), (Some("unknown model"), Some("wasm_fail_stream")));
+    }
+
+    #[test]
+    fn grpc_status_only_for_grpc_requests() {
+        let st = StreamFacts { status_code: Some(200), grpc_status: Some(14), ..Default::default() };
+        let plain = RequestFacts::from_headers(|name| (name == "content-type").then(|| "application/json".to_owned()));
+        assert!(!plain.grpc);
+        assert!(build(&LoggerConfig::default(), &plain, &st, None, None, None, None).get("grpc_status").is_none());
+        let grpc = RequestFacts::from_headers(|name| (name == "content-type").then(|| "application/grpc+proto".to_owned()));
+        assert!(grpc.grpc);
+        assert_eq!(build(&LoggerConfig::default(), &grpc, &st, None, None, None, None)["grpc_status"], 14);
     }
 
     #[test]

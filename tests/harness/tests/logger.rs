@@ -384,3 +384,23 @@ fn header_bytes_outside_utf8_do_not_kill_the_vm() {
     let r = record(&s);
     assert_eq!((r["user_agent"].as_str(), r["correlation_id"].as_str()), (Some("caf\u{fffd}"), Some("r\u{fffd}1")));
 }
+
+#[test]
+fn grpc_status_decides_the_outcome_of_a_grpc_answer() {
+    let host = Host::new();
+    let p = logger(&host, "{}");
+    let s = p.new_stream();
+    s.set_property(&["response", "grpc_status"], PropValue::Int(14));
+    s.request_headers(
+        &[(":method", "POST"), (":path", "/DuoWorkflow/ExecuteWorkflow"), (":authority", "gw"), ("content-type", "application/grpc")],
+        false,
+    );
+    s.request_body(b"\0\0\0\0\0", true);
+    s.response_headers(&[(":status", "200"), ("content-type", "application/grpc")], false);
+    s.response_body(b"", true);
+    s.finish();
+    let r = record(&s);
+    assert_eq!((r["status_code"].as_i64(), r["grpc_status"].as_i64()), (Some(200), Some(14)));
+    assert_eq!(r["feature"], "duo_agent_platform");
+    assert_eq!(host.metric_value("duo_requests_total.feature.duo_agent_platform.outcome.server_error"), Some(1));
+}
