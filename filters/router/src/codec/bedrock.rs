@@ -214,7 +214,7 @@ pub fn finish_reason(r: &str) -> &'static str {
     }
 }
 
-fn texts<'a>(blocks: Option<&'a Value>, key: &str) -> Option<String> {
+fn texts(blocks: Option<&Value>, key: &str) -> Option<String> {
     let blocks = blocks?.as_array()?;
     let mut out = String::new();
     for b in blocks {

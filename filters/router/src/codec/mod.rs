@@ -270,12 +270,12 @@ pub fn build_upstream_request(call: &Call<'_>, body: &[u8]) -> Result<UpstreamRe
         (true, _) => "application/vnd.amazon.eventstream",
     };
     set_headers.push(("accept", accept.to_owned()));
-    if model.effective_credentials() == Credentials::Gitlab {
-        if let Some(key) = api_key.filter(|k| !k.trim().is_empty()) {
-            match model.platform {
-                Platform::AzureOpenai => set_headers.push(("api-key", key)),
-                _ => set_headers.push(("authorization", format!("Bearer {key}"))),
-            }
+    if model.effective_credentials() == Credentials::Gitlab
+        && let Some(key) = api_key.filter(|k| !k.trim().is_empty())
+    {
+        match model.platform {
+            Platform::AzureOpenai => set_headers.push(("api-key", key)),
+            _ => set_headers.push(("authorization", format!("Bearer {key}"))),
         }
     }
     Ok(UpstreamRequest {

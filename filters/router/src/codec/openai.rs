@@ -63,7 +63,7 @@ pub fn build(model: &ModelConfig, wire: Wire, p: &Prepared) -> Result<(String, V
     };
     let mut body = Map::new();
     // Classic Azure deployments take the model from the path.
-    if !(model.platform == Platform::AzureOpenai && !azure_uses_v1(model)) {
+    if model.platform != Platform::AzureOpenai || azure_uses_v1(model) {
         body.insert("model".into(), Value::String(model.model.clone()));
     }
     if chat {

@@ -396,11 +396,11 @@ impl PromptSet {
         let variant = def.families.get(&family).unwrap_or(&def.base);
         let ctx = context(inputs, opts.today);
         let stop = variant.stop.clone().unwrap_or_else(|| def.stop.clone());
-        if opts.want_fim {
-            if let Some(name) = &variant.fim {
-                let text = self.render_one(name, &ctx)?;
-                return Ok(Rendered { messages: Vec::new(), fim: Some(text), params: def.params.clone(), stop });
-            }
+        if opts.want_fim
+            && let Some(name) = &variant.fim
+        {
+            let text = self.render_one(name, &ctx)?;
+            return Ok(Rendered { messages: Vec::new(), fim: Some(text), params: def.params.clone(), stop });
         }
         let mut messages = Vec::with_capacity(3);
         if let Some(name) = &variant.system {
