@@ -248,3 +248,33 @@ def test_logger_metrics_in_prometheus(e2e):
     assert env.metric("duo_request_duration_ms_count", feature="none", model="none") == 1
     text = env.admin("/stats/prometheus")
     assert json.dumps(text).count("wasmcustom") == 0, "the wasmcustom namespace should be stripped"
+
+
+def test_logger_dashboard_uses_only_exported_metrics(e2e):
+    """The Grafana dashboard queries only metrics and labels docs/logger.md documents."""
+    doc = (ROOT / "docs" / "logger.md").read_text()
+    documented = set(re.findall(r"^\| `(duo_[a-z_]+)` \|", doc, re.M))
+    assert {"duo_requests_total", "duo_auth_denials_total", "duo_input_tokens_total", "duo_output_tokens_total",
+            "duo_request_duration_ms", "duo_first_chunk_duration_ms"} <= documented, documented
+    dash = json.loads((ROOT / "examples" / "observability" / "grafana-dashboard.json").read_text())
+    exprs = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("expr", "definition") and isinstance(v, str):
+                    exprs.append(v)
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(dash)
+    assert len(exprs) >= 10, exprs
+    for expr in exprs:
+        for name in re.findall(r"\b(duo_[a-z_]+)", expr):
+            base = re.sub(r"_(bucket|count|sum)$", "", name)
+            assert base in documented, f"dashboard uses {name}, not a documented metric: {expr}"
+        for label in re.findall(r"\b([a-z_]+)\s*(?:=~|!=|=)\s*\"", expr) + re.findall(r"by \(([^)]*)\)", expr):
+            for one in re.split(r",\s*", label):
+                assert one in ("feature", "model", "outcome", "reason", "le"), f"unknown label {one!r} in {expr}"
