@@ -28,6 +28,20 @@ const ACTION: &str = "Action:";
 const ACTION_INPUT: &str = "Action Input:";
 const OBSERVATION: &str = "Observation:";
 const THOUGHT: &str = "Thought:";
+const THINK_OPEN: &str = "<think>";
+const THINK_CLOSE: &str = "</think>";
+
+/// A reasoning block (`<think>...</think>`) at the start of the answer, as reasoning models
+/// write it: not part of the answer, and markers inside it do not count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Think {
+    /// Not known yet: the text so far is blank or a prefix of `<think>`.
+    Undecided,
+    /// Inside the block; `</think>` is searched from this byte on.
+    Open(usize),
+    /// No block, or the block ended: the answer proper starts at this byte.
+    From(usize),
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -46,6 +60,7 @@ pub struct ReactStreamParser {
     preamble: String,
     /// Bytes of `preamble` known not to start a `Final Answer:` marker.
     scanned: usize,
+    think: Think,
     /// Answer whitespace held back until more text follows it.
     pending_ws: String,
     answer_started: bool,
@@ -64,6 +79,7 @@ impl ReactStreamParser {
             state: State::Preamble,
             preamble: String::new(),
             scanned: 0,
+            think: Think::Undecided,
             pending_ws: String::new(),
             answer_started: false,
             answer_chars: 0,
@@ -77,9 +93,10 @@ impl ReactStreamParser {
             State::Answer => self.answer(text, out),
             State::Preamble => {
                 self.preamble.push_str(text);
+                let Some(start) = self.advance_think() else { return };
                 // Only the part that may hold a new marker is searched: at most the marker's
                 // length minus one old bytes, then the new text.
-                let from = floor_boundary(&self.preamble, self.scanned);
+                let from = floor_boundary(&self.preamble, self.scanned.max(start));
                 if let Some(at) = self.preamble[from..].find(FINAL_ANSWER) {
                     let at = from + at;
                     let rest = self.preamble[at + FINAL_ANSWER.len()..].to_owned();
@@ -105,7 +122,13 @@ impl ReactStreamParser {
             }
             State::Preamble => {
                 let text = std::mem::take(&mut self.preamble);
-                classify(&text).write_to(out);
+                let event = match self.think {
+                    // The reasoning is not shown; what follows it is the answer.
+                    Think::From(start) if start > 0 => classify(&text[start..]),
+                    // A reasoning block that never closed (cut by max_tokens): all there is.
+                    _ => classify(&text),
+                };
+                event.write_to(out);
             }
         }
         self.pending_ws.clear();
@@ -146,6 +169,37 @@ impl ReactStreamParser {
 
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// Tracks a leading reasoning block; returns where the answer proper starts, or `None`
+    /// while inside (or maybe about to open) one.
+    fn advance_think(&mut self) -> Option<usize> {
+        loop {
+            match self.think {
+                Think::From(start) => return Some(start),
+                Think::Undecided => {
+                    let lead = self.preamble.len() - self.preamble.trim_start().len();
+                    let rest = &self.preamble[lead..];
+                    if rest.starts_with(THINK_OPEN) {
+                        self.think = Think::Open(lead + THINK_OPEN.len());
+                    } else if THINK_OPEN.starts_with(rest) {
+                        return None;
+                    } else {
+                        self.think = Think::From(0);
+                    }
+                }
+                Think::Open(from) => {
+                    let from = floor_boundary(&self.preamble, from);
+                    match self.preamble[from..].find(THINK_CLOSE) {
+                        Some(at) => self.think = Think::From(from + at + THINK_CLOSE.len()),
+                        None => {
+                            self.think = Think::Open(self.preamble.len().saturating_sub(THINK_CLOSE.len() - 1));
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn answer(&mut self, text: &str, out: &mut Vec<u8>) {
@@ -418,6 +472,25 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn reasoning_blocks_are_not_the_answer() {
+        let text = "<think>The user wants X. Final Answer: maybe?</think>\nThought: ok\nFinal Answer: X it is.";
+        for chunks in [vec![text.to_owned()], bytewise(text)] {
+            let events = run(&chunks.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(summarize(&events), ("X it is.".to_owned(), vec![]));
+        }
+        let events = run(&["  <think>plan: use issue_reader</think>\nAction: issue_reader\nAction Input: #3"]);
+        assert_eq!(events[0]["data"]["thought"], "", "reasoning is not the thought");
+        assert_eq!(events[0]["data"]["tool"], "issue_reader");
+        let events = run(&["<think>hmm</think>Just text."]);
+        assert_eq!(events, vec![serde_json::json!({"type": "unknown", "data": {"text": "Just text."}})]);
+        // Never closed: everything there is, as unknown.
+        let events = run(&["<think>Final Answer: not yet"]);
+        assert_eq!(events[0]["type"], "unknown");
+        // Not at the start: ordinary text.
+        assert_eq!(summarize(&run(&["Final Answer: use <think> tags"])).0, "use <think> tags");
+    }
+
+    #[test]
     fn marker_text_inside_the_answer_is_kept() {
         let events = run(&["Final Answer: write 'Final Answer:' at the end"]);
         assert_eq!(summarize(&events).0, "write 'Final Answer:' at the end");
@@ -456,6 +529,9 @@ mod props {
             Just("Action Input: ".to_owned()),
             Just("Observation:".to_owned()),
             Just("issue_reader".to_owned()),
+            Just("<think>".to_owned()),
+            Just("</think>".to_owned()),
+            Just("<thi".to_owned()),
             Just("\n".to_owned()),
             Just("  ".to_owned()),
             Just("é✓👋".to_owned()),
