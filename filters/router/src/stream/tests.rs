@@ -537,3 +537,24 @@ fn upstream_status_hints() {
     assert_eq!(StreamError::Truncated.upstream_status(), None);
     assert_eq!(StreamError::BadMessageCrc.upstream_status(), None);
 }
+
+#[test]
+fn invoke_titan_deepseek_and_unknown_shapes() {
+    let titan = invoke_body(&[
+        r#"{"outputText":"Hello","index":0,"totalOutputTextTokenCount":1,"completionReason":null,"inputTextTokenCount":3}"#,
+        r#"{"outputText":" Titan","index":0,"totalOutputTextTokenCount":2,"completionReason":"FINISH","amazon-bedrock-invocationMetrics":{"inputTokenCount":3,"outputTokenCount":2,"invocationLatency":1,"firstByteLatency":1}}"#,
+    ]);
+    let r = raw(Platform::Bedrock, Api::Invoke, &titan);
+    assert_eq!((r.out.as_slice(), &r.ended, r.usage), (&b"Hello Titan"[..], &Ended::Complete, usage(3, 2, 5)));
+    let deepseek = invoke_body(&[
+        r#"{"choices":[{"text":"<think>","stop_reason":null}]}"#,
+        r#"{"choices":[{"text":" ok","stop_reason":"stop"}]}"#,
+    ]);
+    let r = raw(Platform::Bedrock, Api::Invoke, &deepseek);
+    assert_eq!((r.out.as_slice(), &r.ended), (&b"<think> ok"[..], &Ended::Complete));
+    // text in a shape we do not know is never dropped silently: the stream breaks
+    let unknown = invoke_body(&[r#"{"answer":"hidden text","done":true}"#]);
+    let r = raw(Platform::Bedrock, Api::Invoke, &unknown);
+    assert!(matches!(r.ended, Ended::Broken(StreamError::Malformed(_))));
+    assert!(r.out.is_empty());
+}

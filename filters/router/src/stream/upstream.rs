@@ -10,8 +10,10 @@
 //!   (usage) is the end; `stopReason` `content_filtered`/`guardrail_intervened` breaks it.
 //! - Bedrock InvokeModelWithResponseStream: `chunk` events whose `bytes` (base64) hold the
 //!   model's own JSON: Anthropic messages events (end: `message_stop`), Mistral `outputs[0]`,
-//!   Mistral chat-style `choices[0]`, Llama `generation` (end: a `stop_reason`), and on the last
-//!   chunk `amazon-bedrock-invocationMetrics` (usage; also marks the end).
+//!   Mistral chat-style / DeepSeek `choices[0]`, Llama `generation`, Titan `outputText`, Cohere
+//!   `text`, Claude 2 `completion` (end: a `stop_reason` / `completionReason` / `is_finished`),
+//!   and on the last chunk `amazon-bedrock-invocationMetrics` (usage; also marks the end). A
+//!   chunk of none of these shapes is refused, never silently dropped.
 //! - Bedrock `exception` and `error` messages break the stream.
 //!
 //! Tool calls, reasoning text and other side channels are not GitLab's and are dropped.
@@ -247,7 +249,19 @@ impl Core {
                 _ => {}
             },
             None => {
-                // Mistral (`outputs`), Mistral chat-style (`choices`), Llama (`generation`).
+                // Mistral (`outputs`), Mistral chat-style and DeepSeek (`choices`), Llama
+                // (`generation`), Titan (`outputText`), Cohere (`text`), Claude 2 (`completion`).
+                let known = c.outputs.is_some()
+                    || c.choices.is_some()
+                    || c.generation.is_some()
+                    || c.output_text.is_some()
+                    || c.text.is_some()
+                    || c.completion.is_some()
+                    || c.metrics.is_some();
+                if !known {
+                    // Never drop a model's text silently and call the answer complete.
+                    return Err(StreamError::Malformed("InvokeModel chunk of an unknown model format"));
+                }
                 if let Some(o) = c.outputs.as_ref().and_then(|o| o.first()) {
                     if let Some(text) = &o.text {
                         self.text(text, out);
@@ -256,15 +270,15 @@ impl Core {
                 }
                 if let Some(ch) = c.choices.as_ref().and_then(|o| o.first()) {
                     let text = ch.message.as_ref().or(ch.delta.as_ref()).and_then(|m| m.content.as_deref());
-                    if let Some(text) = text {
+                    if let Some(text) = text.or(ch.text.as_deref()) {
                         self.text(text, out);
                     }
                     end |= ch.stop_reason.is_some() || ch.finish_reason.is_some();
                 }
-                if let Some(text) = &c.generation {
+                for text in [&c.generation, &c.output_text, &c.text, &c.completion].into_iter().flatten() {
                     self.text(text, out);
                 }
-                end |= c.stop_reason.is_some();
+                end |= c.stop_reason.is_some() || c.completion_reason.is_some() || c.is_finished == Some(true);
                 if c.prompt_token_count.is_some() {
                     self.usage.input_tokens = c.prompt_token_count;
                 }
@@ -424,8 +438,18 @@ struct InvokeChunk<'a> {
     choices: Option<Vec<OaiChoice<'a>>>,
     #[serde(default, borrow)]
     generation: Option<Cow<'a, str>>,
+    #[serde(default, borrow, rename = "outputText")]
+    output_text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    completion: Option<Cow<'a, str>>,
     #[serde(default)]
     stop_reason: Option<IgnoredAny>,
+    #[serde(default, rename = "completionReason")]
+    completion_reason: Option<IgnoredAny>,
+    #[serde(default)]
+    is_finished: Option<bool>,
     #[serde(default)]
     prompt_token_count: Option<u64>,
     #[serde(default)]
