@@ -1,0 +1,212 @@
+"""Duo Chat `/v2/chat/agent` on real Envoy 1.40 (docs/chat.md): GitLab's ReAct step body in,
+the model platform asked for a stream with the agent prompt, GitLab's NDJSON events out
+(`action` at the end of a tool step, `final_answer_delta` chunks while the answer streams, an
+`error` event when the upstream breaks mid-answer), on vLLM and on Bedrock (Converse, Claude with
+the `Thought:` prefill); 422 for a malformed body; 403 for `additional_context` without its
+`include_<category>_context` scope.
+
+The scenarios run once duo_router wires the chat module into its adapter (and, for the scope
+check, once duo_auth calls `duo_core::chat_scopes`); until then they are skipped, naming what is
+missing. After that every check is a hard failure."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from duo_e2e import ROOT, Answer, Skip
+
+VLLM = "vllm_codestral"
+BEDROCK = "bedrock_us_east_1"
+NDJSON = "application/x-ndjson"
+API_KEY = "sk-e2e-chat-key"
+QUESTION = "Summarize issue #12"
+
+
+def _sources(*dirs: str) -> str:
+    out = []
+    for d in dirs:
+        for p in sorted((ROOT / d).rglob("*.rs")):
+            out.append(p.read_text(encoding="utf-8", errors="replace"))
+    return "\n".join(out)
+
+
+def _require_router_chat() -> None:
+    src_dir = ROOT / "filters/router/src"
+    wired = any(
+        ("ChatAgentReframer" in p.read_text(encoding="utf-8", errors="replace")
+         or "prepare_step" in p.read_text(encoding="utf-8", errors="replace"))
+        for p in src_dir.rglob("*.rs") if "chat" not in p.relative_to(src_dir).parts
+    )
+    if not wired:
+        raise Skip("duo_router does not wire the chat module (prepare_step / ChatAgentReframer) into its adapter yet")
+
+
+def _require_auth_context_scopes() -> None:
+    if "required_context_scopes" not in _sources("filters/auth/src"):
+        raise Skip("duo_auth does not check include_<category>_context scopes (duo_core::chat_scopes) yet")
+
+
+def _vllm_metadata() -> dict[str, Any]:
+    return {"provider": "openai", "name": "codestral", "endpoint": "http://vllm.internal:8000/v1",
+            "api_key": API_KEY, "identifier": "custom_openai/Codestral-22B-v0.1"}
+
+
+def _bedrock_metadata() -> dict[str, Any]:
+    return {"provider": "openai", "name": "claude_3", "endpoint": "", "api_key": "",
+            "identifier": "bedrock/us.anthropic.claude-3-5-sonnet-20240620-v1:0"}
+
+
+def _step_body(metadata: dict[str, Any], scratchpad: list[dict[str, Any]] | None = None,
+               additional_context: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What GitLab's ReactExecutor sends (gitlab-protocol.md §5.8)."""
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "What is a runner?", "additional_context": None, "resource_content": None},
+        {"role": "assistant", "content": "A runner executes CI jobs.", "additional_context": None},
+        {"role": "user", "content": QUESTION, "context": {"type": "issue", "title": "Login broken"},
+         "current_file": None, "additional_context": additional_context},
+    ]
+    if scratchpad is not None:
+        messages.append({"role": "assistant", "agent_scratchpad": scratchpad})
+    return {"messages": messages, "model_metadata": metadata, "unavailable_resources": ["Pipelines", "Vulnerabilities"]}
+
+
+def _events(r) -> list[dict[str, Any]]:
+    assert r.status == 200, r
+    ctype = r.header("content-type") or ""
+    assert ctype.startswith(NDJSON), f"content-type {ctype!r}"
+    text = r.body.decode("utf-8")
+    assert text.endswith("\n"), f"every event ends its line: {text!r}"
+    events = [json.loads(line) for line in text.split("\n") if line]
+    for e in events:
+        assert set(e) == {"type", "data"}, e
+        assert e["type"] in ("action", "final_answer_delta", "unknown", "error"), e
+    return events
+
+
+def _answer(events: list[dict[str, Any]]) -> str:
+    return "".join(e["data"]["text"] for e in events if e["type"] == "final_answer_delta")
+
+
+def _delta_chunks(r) -> int:
+    """How many separate network chunks carried final_answer_delta events."""
+    return sum(1 for _t, chunk in r.chunks if b'"final_answer_delta"' in chunk)
+
+
+def test_chat_vllm_action_step(e2e):
+    _require_router_chat()
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    st.fake(VLLM).enqueue(Answer(text="", pieces=["Thought: I need the", " issue.\nAction: issue", "_reader\nAction Input: #12\n"]))
+    r = st.post("/v2/chat/agent", json_body=_step_body(_vllm_metadata()), headers=gl.headers())
+    events = _events(r)
+    assert events == [{"type": "action", "data": {"tool": "issue_reader", "tool_input": "#12", "thought": "I need the issue."}}], events
+
+    sent = st.fake(VLLM).last()
+    assert sent.path == "/v1/chat/completions", sent.path
+    body = sent.json()
+    assert body["model"] == "Codestral-22B-v0.1" and body["stream"] is True, body
+    assert "Observation:" in (body.get("stop") or []), body.get("stop")
+    assert sent.header("authorization") == f"Bearer {API_KEY}"
+    msgs = body["messages"]
+    assert msgs[0]["role"] == "system" and "issue_reader" in msgs[0]["content"], msgs[0]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"], [m["role"] for m in msgs]
+    assert QUESTION in msgs[-1]["content"] and "Login broken" in msgs[-1]["content"], msgs[-1]
+    for name in (BEDROCK, "azure_eastus"):
+        st.fake(name).assert_nothing_received()
+
+
+def test_chat_vllm_final_answer_streams_in_deltas(e2e):
+    _require_router_chat()
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    scratchpad = [{"action": {"thought": "I need the issue.", "tool": "issue_reader", "tool_input": "#12"},
+                   "observation": "Issue #12: login fails on Safari 17."}]
+    pieces = ["Thought: I know the answer.\nFinal", " Answer: Issue", " #12 reports", " that login", " fails on Safari."]
+    st.fake(VLLM).enqueue(Answer(text="", pieces=pieces, delay_s=0.15))
+    r = st.post("/v2/chat/agent", json_body=_step_body(_vllm_metadata(), scratchpad), headers=gl.headers())
+    events = _events(r)
+    assert all(e["type"] == "final_answer_delta" for e in events), events
+    assert _answer(events) == "Issue #12 reports that login fails on Safari.", events
+    assert len(events) >= 3, f"the answer came as one event: {events}"
+    assert _delta_chunks(r) >= 2, f"deltas were not streamed as they came: {r.chunks}"
+    # The observation went back to the model with the step.
+    last_user = st.fake(VLLM).last().json()["messages"][-1]["content"]
+    assert "Observation: Issue #12: login fails on Safari 17." in last_user, last_user
+
+
+def test_chat_vllm_failure_mid_answer_is_an_error_event(e2e):
+    _require_router_chat()
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    pieces = ["Final Answer: The first", " part", " and more", " never arrives"]
+    st.fake(VLLM).enqueue(Answer(text="", pieces=pieces, abort_after=2, delay_s=0.05))
+    r = st.post("/v2/chat/agent", json_body=_step_body(_vllm_metadata()), headers=gl.headers())
+    events = _events(r)
+    assert events[-1]["type"] == "error", events
+    assert events[-1]["data"]["retryable"] is True, events[-1]
+    assert _answer(events).startswith("The first"), events
+    assert "never arrives" not in _answer(events)
+
+
+def test_chat_bedrock_final_answer_with_prefill(e2e):
+    _require_router_chat()
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    pieces = [" I can answer.\nFinal Answer:", " Runners", " execute", " jobs."]
+    st.fake(BEDROCK).enqueue(Answer(text="", pieces=pieces, delay_s=0.1))
+    r = st.post("/v2/chat/agent", json_body=_step_body(_bedrock_metadata()), headers=gl.headers())
+    events = _events(r)
+    assert _answer(events) == "Runners execute jobs.", events
+    assert all(e["type"] == "final_answer_delta" for e in events), events
+    assert _delta_chunks(r) >= 2, r.chunks
+    sent = st.fake(BEDROCK).last()
+    assert sent.path.endswith("/converse-stream"), sent.path
+    body = sent.json()
+    assert "GitLab Duo Chat" in body["system"][0]["text"], body.get("system")
+    assert body["messages"][-1]["role"] == "assistant", body["messages"][-1]
+    assert body["messages"][-1]["content"][0]["text"] == "Thought:", body["messages"][-1]
+    assert "Observation:" in body["inferenceConfig"]["stopSequences"], body.get("inferenceConfig")
+    st.fake(VLLM).assert_nothing_received()
+
+
+def test_chat_bedrock_failure_mid_answer_is_an_error_event(e2e):
+    _require_router_chat()
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    st.fake(BEDROCK).enqueue(Answer(text="", pieces=["Final Answer: Part", " one", " two", " three"], abort_after=2))
+    r = st.post("/v2/chat/agent", json_body=_step_body(_bedrock_metadata()), headers=gl.headers())
+    events = _events(r)
+    assert events[-1]["type"] == "error" and events[-1]["data"]["retryable"] is True, events
+    assert _answer(events).startswith("Part"), events
+
+
+def test_chat_malformed_body_is_422(e2e):
+    _require_router_chat()
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    body = _step_body(_vllm_metadata())
+    body["messages"][2]["role"] = "system"
+    r = st.post("/v2/chat/agent", json_body=body, headers=gl.headers())
+    assert r.status == 422, r
+    assert r.json() == {"detail": "messages.2.role: Input should be 'user' or 'assistant'"}, r.json()
+    st.fake(VLLM).assert_nothing_received()
+
+
+def test_chat_additional_context_needs_its_scope(e2e):
+    _require_router_chat()
+    _require_auth_context_scopes()
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    ctx = [{"category": "file", "id": "app/x.rb", "content": "puts 1", "metadata": {}}]
+    token = gl.mint(scopes=["duo_chat", "ask_issue"])
+    r = st.post("/v2/chat/agent", json_body=_step_body(_vllm_metadata(), additional_context=ctx), headers=gl.headers(token))
+    assert r.status == 403, r
+    assert r.json() == {"detail": "Unauthorized to access include_file_context"}, r.json()
+    st.fake(VLLM).assert_nothing_received()
+    # With the scope, the same request reaches the model.
+    st.fake(VLLM).enqueue(Answer(text="Final Answer: ok"))
+    token = gl.mint(scopes=["duo_chat", "ask_issue", "include_file_context"])
+    r = st.post("/v2/chat/agent", json_body=_step_body(_vllm_metadata(), additional_context=ctx), headers=gl.headers(token))
+    assert _answer(_events(r)) == "ok"
+    assert "puts 1" in st.fake(VLLM).last().json()["messages"][-1]["content"]
