@@ -65,6 +65,9 @@ pub struct ReactStreamParser {
     pending_ws: String,
     answer_started: bool,
     answer_chars: usize,
+    /// The marker was bold (`**Final Answer:**`): its closing `**` is not part of the answer.
+    /// Text is held here until it is known whether it starts with that `**`.
+    bold_lead: Option<String>,
 }
 
 impl Default for ReactStreamParser {
@@ -83,6 +86,7 @@ impl ReactStreamParser {
             pending_ws: String::new(),
             answer_started: false,
             answer_chars: 0,
+            bold_lead: None,
         }
     }
 
@@ -100,6 +104,9 @@ impl ReactStreamParser {
                 if let Some(at) = self.preamble[from..].find(FINAL_ANSWER) {
                     let at = from + at;
                     let rest = self.preamble[at + FINAL_ANSWER.len()..].to_owned();
+                    if self.preamble[..at].ends_with("**") {
+                        self.bold_lead = Some(String::new());
+                    }
                     self.preamble.truncate(at);
                     self.state = State::Answer;
                     self.answer(&rest, out);
@@ -115,6 +122,10 @@ impl ReactStreamParser {
         match self.state {
             State::Done => return,
             State::Answer => {
+                if let Some(lead) = self.bold_lead.take() {
+                    // Only a lone `*` can still be held: it was the answer.
+                    self.answer(&lead, out);
+                }
                 if !self.answer_started {
                     AgentEvent::Error { message: "The model's final answer was empty".into(), retryable: true }
                         .write_to(out);
@@ -203,6 +214,20 @@ impl ReactStreamParser {
     }
 
     fn answer(&mut self, text: &str, out: &mut Vec<u8>) {
+        let lead_text;
+        let text = match self.bold_lead.as_mut() {
+            Some(lead) => {
+                lead.push_str(text);
+                let t = lead.trim_start();
+                if t.is_empty() || t == "*" {
+                    return;
+                }
+                lead_text = t.strip_prefix("**").unwrap_or(t).to_owned();
+                self.bold_lead = None;
+                lead_text.as_str()
+            }
+            None => text,
+        };
         let text = if self.answer_started { text } else { text.trim_start() };
         if text.is_empty() {
             return;
@@ -491,6 +516,20 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn bold_marker_closing_stars_are_dropped() {
+        let text = "**Thought:** easy\n**Final Answer:** **Runners** run *jobs*.";
+        for chunks in [vec![text.to_owned()], bytewise(text)] {
+            let events = run(&chunks.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(summarize(&events).0, "**Runners** run *jobs*.");
+        }
+        // A plain marker keeps an answer that starts in bold.
+        assert_eq!(summarize(&run(&["Final Answer: **Bold** start"])).0, "**Bold** start");
+        // A lone star after a bold marker is still text.
+        assert_eq!(summarize(&run(&["**Final Answer:** *"])).0, "*");
+        assert_eq!(summarize(&run(&["**Final Answer:**", " *", "x*"])).0, "*x*");
+    }
+
+    #[test]
     fn marker_text_inside_the_answer_is_kept() {
         let events = run(&["Final Answer: write 'Final Answer:' at the end"]);
         assert_eq!(summarize(&events).0, "write 'Final Answer:' at the end");
@@ -532,6 +571,8 @@ mod props {
             Just("<think>".to_owned()),
             Just("</think>".to_owned()),
             Just("<thi".to_owned()),
+            Just("**".to_owned()),
+            Just("*".to_owned()),
             Just("\n".to_owned()),
             Just("  ".to_owned()),
             Just("é✓👋".to_owned()),
