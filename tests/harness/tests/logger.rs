@@ -404,3 +404,34 @@ fn grpc_status_decides_the_outcome_of_a_grpc_answer() {
     assert_eq!(r["feature"], "duo_agent_platform");
     assert_eq!(host.metric_value("duo_requests_total.feature.duo_agent_platform.outcome.server_error"), Some(1));
 }
+
+/// The real duo_auth after the logger (`duo_logger -> duo_auth`): a request with no token gets
+/// duo_auth's 401 local reply, and the logger's record carries that status and auth's verdict.
+#[test]
+fn local_reply_of_duo_auth_gets_a_record_with_its_verdict() {
+    let host = Host::new();
+    let log = logger(&host, "{}");
+    let auth_config = r#"{"audience": "gitlab-ai-gateway", "jwks_sources": [{"name": "gitlab", "cluster": "gitlab",
+        "authority": "gitlab.example.com", "jwks_path": "/oauth/discovery/keys"}]}"#;
+    let auth = host.load(Filter::Auth, auth_config).unwrap();
+    assert!(auth.configured(), "{:?}", auth.logs());
+    let s = Stream::chain(&[&log, &auth]);
+    s.set_property(&["request", "time"], PropValue::TimestampNanos(host.now_nanos() as i64));
+    s.request_headers(
+        &[(":method", "POST"), (":path", "/v2/code/completions"), (":authority", "gw"), ("x-request-id", "no-token"),
+          ("content-type", "application/json"), ("x-gitlab-authentication-type", "oidc")],
+        false,
+    );
+    s.request_body(br#"{"prompt_version": 1}"#, true);
+    let reply = s.local_reply().expect("duo_auth answers a request without a token itself");
+    s.finish();
+    let r = record(&s);
+    assert_eq!(r["status_code"].as_u64(), Some(u64::from(reply.status)), "{r}");
+    assert_eq!(reply.status, 401);
+    assert_eq!(r["auth_result"], "denied", "{r}");
+    assert!(r["auth_error"].as_str().is_some_and(|e| !e.is_empty()), "{r}");
+    assert_eq!(r["correlation_id"], "no-token");
+    assert_eq!(r["feature"], "code_completions");
+    assert!(r.get("first_chunk_duration_s").is_some(), "the local reply passed the logger on its way out: {r}");
+    assert_eq!(host.metric_value("duo_requests_total.feature.code_completions.outcome.auth_denied"), Some(1));
+}
