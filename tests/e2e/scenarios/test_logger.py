@@ -278,3 +278,46 @@ def test_logger_dashboard_uses_only_exported_metrics(e2e):
         for label in re.findall(r"\b([a-z_]+)\s*(?:=~|!=|=)\s*\"", expr) + re.findall(r"by \(([^)]*)\)", expr):
             for one in re.split(r",\s*", label):
                 assert one in ("feature", "model", "outcome", "reason", "le"), f"unknown label {one!r} in {expr}"
+
+
+def check_access_logs(stacks) -> list[str]:
+    """Problems in the whole access logs of `stacks` (not only since the last mark): every line
+    must be one JSON object with the request's identity and timing. Usable by any scenario or by
+    the runner at the end of a run."""
+    problems: list[str] = []
+    for st in stacks:
+        try:
+            text = st.access_log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                problems.append(f"{st.name}:{n}: not JSON: {line[:200]!r}")
+                continue
+            if not isinstance(rec, dict):
+                problems.append(f"{st.name}:{n}: not an object: {line[:200]!r}")
+                continue
+            missing = [k for k in ("timestamp", "correlation_id", "method", "path", "duration_s") if k not in rec]
+            if missing:
+                problems.append(f"{st.name}:{n}: missing {missing}: {line[:300]}")
+            try:
+                _check_shape(rec)
+            except AssertionError as e:
+                problems.append(f"{st.name}:{n}: {e}")
+    return problems
+
+
+def test_logger_every_line_so_far_is_a_record(e2e):
+    """Runs after the scenarios sorted before it: every line any of their stacks logged."""
+    stacks = e2e.stacks()
+    if not stacks:
+        st = e2e.stack("self_hosted")
+        st.get("/monitoring/healthz")
+        st.access_log(wait_for=1)
+        stacks = [st]
+    problems = check_access_logs(stacks)
+    assert not problems, "\n".join(problems[:20])
