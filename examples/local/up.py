@@ -87,6 +87,7 @@ class LocalModel(FakeVllm):
 
 def port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # like Envoy: TIME_WAIT is no obstacle
         try:
             s.bind(("127.0.0.1", port))
             return True
@@ -139,8 +140,11 @@ def main(argv: list[str]) -> int:
         if args.check:
             headers = gitlab.headers(X_Gitlab_Host_Name="gitlab.local")
             r = request(envoy.port, "POST", PATH, headers=headers, body=json.dumps(BODY), timeout_s=15)
+            for fake in (gitlab, model):
+                for refused in fake.refusals:
+                    print(f"up: the {fake.name} fake refused {refused.method} {refused.target}: {refused.refused}", file=sys.stderr)
             print(f"{r.status} {r.text}")
-            return 0 if r.status == 200 and model.requests else 1
+            return 0 if r.status == 200 and model.requests and not model.refusals else 1
         print(f"""
 Duo AI gateway (Envoy {ENVOY.name} + dist/duo_{{logger,auth,router}}.wasm) on http://127.0.0.1:{GATEWAY_PORT}
   local GitLab key set  http://127.0.0.1:{GITLAB_PORT}  (dev-only key: {KEY_PATH.relative_to(ROOT)})

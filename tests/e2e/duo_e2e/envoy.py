@@ -18,6 +18,9 @@ from . import procs
 
 ROOT = Path(__file__).resolve().parents[3]
 ENVOY = Path(os.environ.get("DUO_E2E_ENVOY", ROOT / ".venv" / "bin" / "envoy"))
+# Envoy's working directory: the shipped configs name `dist/*.wasm` relative to it. Point it at
+# another directory holding a `dist/` to run the e2e against filters built elsewhere.
+ENVOY_CWD = Path(os.environ.get("DUO_E2E_ENVOY_CWD", ROOT))
 
 
 @dataclass
@@ -30,7 +33,7 @@ def validate(config: Path, timeout_s: float = 60.0, env: dict[str, str] | None =
     """`envoy --mode validate -c config`, run from the repository root (the shipped configs name
     `dist/*.wasm` relative to it). Loads the .wasm files and runs each plugin's on_configure."""
     proc = procs.spawn([str(ENVOY), "--mode", "validate", "-c", str(config), "-l", "info"],
-                       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or envoy_env())
+                       cwd=ENVOY_CWD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or envoy_env())
     try:
         out, _ = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -77,7 +80,7 @@ class Envoy:
                "-l", "info", "--log-path", str(self.log_path), "--file-flush-interval-msec", "50",
                "--drain-time-s", "1", "--parent-shutdown-time-s", "2"]
         out = open(self.run_dir / f"{self.name}.stdout", "wb")
-        self.proc = procs.spawn(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+        self.proc = procs.spawn(cmd, cwd=ENVOY_CWD, stdout=out, stderr=subprocess.STDOUT, env=self.env)
         out.close()
         deadline = time.monotonic() + timeout_s
         try:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import contract, procs
-from .envoy import ROOT, ENVOY, EnvoyError
+from .envoy import ENVOY, ENVOY_CWD, ROOT, EnvoyError
 from .stack import Stack, shipped
 
 DEFAULT_TIMEOUT_S = 90.0
@@ -173,7 +173,7 @@ def main(argv: list[str]) -> int:
     run_dir = ROOT / "target" / "e2e" / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"e2e: {len(scenarios)} scenario(s), Envoy {ENVOY}, run directory {run_dir.relative_to(ROOT)}", flush=True)
-    missing = [f"dist/{n}.wasm" for n in ("duo_logger", "duo_auth", "duo_router") if not (ROOT / "dist" / f"{n}.wasm").exists()]
+    missing = [f"dist/{n}.wasm" for n in ("duo_logger", "duo_auth", "duo_router") if not (ENVOY_CWD / "dist" / f"{n}.wasm").exists()]
     e2e = E2E(run_dir)
     results: list[Result] = []
     try:
