@@ -48,3 +48,18 @@ def pending(envoy_output: str) -> str | None:
         if name in known:
             return f"{plugin} does not implement product.md {kind} `{name}` yet"
     return None
+
+
+_GITLAB_PATHS = ("/v1/prompts/", "/v2/prompts/", "/v2/code/", "/v2/completions", "/v3/code/", "/v2/chat/", "/v1/chat/")
+
+
+def untranslated(requests: list) -> str | None:
+    """'duo_router does not translate /v2/code/completions for vllm yet' when a model-platform fake
+    received GitLab's request unchanged (an AI-gateway path): the router's translation for that
+    endpoint is not built yet. None otherwise (or in strict mode)."""
+    if strict():
+        return None
+    for r in requests:
+        if getattr(r, "refused", None) and r.refused.startswith("unknown path") and r.path.startswith(_GITLAB_PATHS):
+            return f"duo_router does not translate {r.path} for {r.fake} yet (the platform received GitLab's request unchanged)"
+    return None

@@ -22,6 +22,7 @@ from .envoy import ENVOY, ENVOY_CWD, ROOT, EnvoyError
 from .stack import Stack, shipped
 
 DEFAULT_TIMEOUT_S = 90.0
+MODEL_FAKES = {"vllm", "azure", "bedrock"}
 
 
 class Skip(Exception):
@@ -139,6 +140,13 @@ def run_all(scenarios: list[tuple[str, Callable[..., Any]]], e2e: E2E, out: Any 
             signal.setitimer(signal.ITIMER_REAL, 0)
             if isinstance(e, KeyboardInterrupt):
                 raise
+            model_refusals = [r for st in e2e.stacks() for f in st.fakes.values() if f.kind in MODEL_FAKES for r in f.refusals]
+            why = contract.untranslated(model_refusals)
+            if why:
+                res = Result(name, "SKIP", time.monotonic() - start, why)
+                results.append(res)
+                print(f"SKIP {name} ({res.seconds:.1f}s): {why}", file=out, flush=True)
+                continue
             detail = "".join(traceback.format_exception(type(e), e, e.__traceback__, limit=-4))
             if isinstance(e, ScenarioTimeout):
                 detail = f"timed out after {timeout}s\n" + detail
