@@ -189,7 +189,8 @@ def test_chat_malformed_body_is_422(e2e):
     body["messages"][2]["role"] = "system"
     r = st.post("/v2/chat/agent", json_body=body, headers=gl.headers())
     assert r.status == 422, r
-    assert r.json() == {"detail": "messages.2.role: Input should be 'user' or 'assistant'"}, r.json()
+    assert r.json() == {"detail": [{"loc": ["body", "messages", 2, "role"],
+                                    "msg": "Input should be 'user' or 'assistant'", "type": "literal_error"}]}, r.json()
     st.fake(VLLM).assert_nothing_received()
 
 

@@ -8,6 +8,7 @@
 //! `temperature` 0 to 1, `max_tokens_to_sample` 1 to 8192.
 
 use super::prompt::{PromptMessage, PromptRole};
+use super::validation::invalid;
 use duo_core::errors::GitlabError;
 use serde_json::{Map, Value, json};
 
@@ -82,9 +83,6 @@ impl std::fmt::Debug for LegacyChatRequest {
     }
 }
 
-fn invalid(loc: &str, msg: &str) -> GitlabError {
-    GitlabError::detail(422, &format!("{loc}: {msg}"))
-}
 
 fn bounded_str(obj: &Map<String, Value>, loc: &str, key: &str, max: usize, required: bool) -> Result<Option<String>, GitlabError> {
     let loc = format!("{loc}.{key}");
@@ -278,7 +276,7 @@ mod tests {
     fn detail(body: Value) -> String {
         let e = LegacyChatRequest::parse(&body).unwrap_err();
         assert_eq!(e.status, 422);
-        serde_json::from_str::<Value>(&e.body).unwrap()["detail"].as_str().unwrap().to_owned()
+        crate::chat::validation::summary(&e)
     }
 
     #[test]

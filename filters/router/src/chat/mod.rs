@@ -15,6 +15,7 @@ pub mod parser;
 pub mod prompt;
 pub mod reframer;
 pub mod request;
+mod validation;
 
 pub use events::{AgentEvent, upstream_failure};
 pub use legacy::LegacyChatRequest;

@@ -1,12 +1,13 @@
 //! The body of `POST /v2/chat/agent` (GitLab's `Gitlab::Duo::Chat::ReactExecutor#step_params`,
 //! the AI gateway's `AgentRequest`), parsed and validated into typed values.
 //!
-//! Shape errors answer 422 `{"detail": "<where>: <what>"}`; an `agent_scratchpad` on a message
+//! Shape errors answer 422 in FastAPI's list shape (`{"detail": [{"loc", "msg", "type"}]}`); an `agent_scratchpad` on a message
 //! that is not the assistant's answers 400, as GitLab's gateway does. Unknown fields are ignored
 //! (Rails sends e.g. `resource_content` in history messages); `model_metadata` belongs to the
 //! routing decision and is not read here.
 
 use duo_core::chat_scopes::is_context_category;
+use super::validation::invalid;
 use duo_core::errors::GitlabError;
 use serde_json::{Map, Value};
 
@@ -195,9 +196,6 @@ struct Budget {
     used: usize,
 }
 
-fn invalid(loc: &str, msg: &str) -> GitlabError {
-    GitlabError::detail(422, &format!("{loc}: {msg}"))
-}
 
 fn text(loc: &str, s: &str, max: usize, budget: &mut Budget) -> Result<String, GitlabError> {
     let n = s.chars().count();
@@ -450,6 +448,9 @@ mod tests {
     use serde_json::json;
 
     fn detail(e: &GitlabError) -> String {
+        if e.status == 422 {
+            return crate::chat::validation::summary(e);
+        }
         let v: Value = serde_json::from_str(&e.body).unwrap();
         v["detail"].as_str().unwrap().to_owned()
     }
