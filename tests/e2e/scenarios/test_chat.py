@@ -43,7 +43,8 @@ def _require_router_chat() -> None:
 
 
 def _require_auth_context_scopes() -> None:
-    if "required_context_scopes" not in _sources("filters/auth/src"):
+    src = _sources("filters/auth/src")
+    if "required_context_scopes" not in src and "include_{category}_context" not in src:
         raise Skip("duo_auth does not check include_<category>_context scopes (duo_core::chat_scopes) yet")
 
 
