@@ -15,12 +15,14 @@ use serde_json::{Map, Value, json};
 pub const MAX_CONTENT_CHARS: usize = 400_000;
 pub const MAX_MESSAGES: usize = 100;
 
-/// Model names GitLab may put in `payload.model` (its LiteLLM families and Anthropic models).
-pub const MODEL_NAMES: [&str; 25] = [
+/// Model names GitLab may put in `payload.model` (its LiteLLM families and Anthropic models,
+/// 18.4 and later gateways).
+pub const MODEL_NAMES: [&str; 30] = [
     "codegemma",
     "codellama",
     "codestral",
     "codestral-2501",
+    "codestral-2508",
     "mistral",
     "mixtral",
     "deepseekcoder",
@@ -42,6 +44,10 @@ pub const MODEL_NAMES: [&str; 25] = [
     "claude-3-7-sonnet@20250219",
     "claude-sonnet-4-20250514",
     "claude-sonnet-4@20250514",
+    "claude-sonnet-4-5-20250929",
+    "claude-sonnet-4-5@20250929",
+    "claude-sonnet-4-6",
+    "claude-haiku-4-5-20251001",
 ];
 
 #[derive(Clone, Debug, PartialEq)]
