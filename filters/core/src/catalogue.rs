@@ -289,14 +289,14 @@ pub fn classify(method: &str, path: &str) -> Result<Endpoint, Unclassified> {
         return need(post, e);
     }
     // gRPC: `/<package>.DuoWorkflow/<Method>`, whatever the proto package is called.
-    if let Some(rest) = path.strip_prefix('/') {
-        if let Some((service, method_name)) = rest.split_once('/') {
-            let service_name = service.rsplit('.').next().unwrap_or(service);
-            if service_name == "DuoWorkflow" && !method_name.is_empty() && !method_name.contains('/') {
-                let e = endpoint(EndpointKind::AgentPlatformGrpc, Some(Feature::DuoAgentPlatform), Some("duo_agent_platform"));
-                return need(post, e);
-            }
-        }
+    if let Some(rest) = path.strip_prefix('/')
+        && let Some((service, method_name)) = rest.split_once('/')
+        && service.rsplit('.').next() == Some("DuoWorkflow")
+        && !method_name.is_empty()
+        && !method_name.contains('/')
+    {
+        let e = endpoint(EndpointKind::AgentPlatformGrpc, Some(Feature::DuoAgentPlatform), Some("duo_agent_platform"));
+        return need(post, e);
     }
     Err(Unclassified::NotFound)
 }

@@ -26,12 +26,22 @@ pub fn follow_host_log_level() {
     log::set_max_level(level);
 }
 
+/// A request header as text. Read as bytes and decoded lossily: the SDK's `get_map_value`
+/// unwraps UTF-8, so one Latin-1 byte from a client would panic and kill the VM.
 pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+    header_lossy(MapType::HttpRequestHeaders, name)
 }
 
 pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+    header_lossy(MapType::HttpResponseHeaders, name)
+}
+
+fn header_lossy(map: MapType, name: &str) -> Option<String> {
+    let bytes = hostcalls::get_map_value_bytes(map, name).ok().flatten()?;
+    Some(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
