@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from duo_e2e import ROOT, Answer, Skip
+from duo_e2e import ROOT, Answer, Reply, Skip, eventstream
 
 VLLM = "vllm_codestral"
 BEDROCK = "bedrock_us_east_1"
@@ -136,18 +136,62 @@ def test_chat_vllm_final_answer_streams_in_deltas(e2e):
     assert "Observation: Issue #12: login fails on Safari 17." in last_user, last_user
 
 
-def test_chat_vllm_failure_mid_answer_is_an_error_event(e2e):
+def _sse(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def _vllm_chunks(pieces: list[str]) -> list[bytes]:
+    """vLLM's chat stream (role chunk, then content deltas), without its end."""
+    base = {"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "created": 1, "model": "Codestral-22B-v0.1"}
+    out = [_sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})]
+    out += [_sse({**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}) for p in pieces]
+    return out
+
+
+SSE_HEADERS = [("content-type", "text/event-stream; charset=utf-8")]
+
+
+def test_chat_vllm_error_in_the_stream_is_an_error_event(e2e):
+    _require_router_chat()
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    chunks = _vllm_chunks(["Final Answer: The first", " part"])
+    chunks.append(_sse({"error": {"object": "error", "message": "engine died", "type": "InternalServerError", "code": 500}}))
+    st.fake(VLLM).enqueue(Reply(200, SSE_HEADERS, chunks=chunks, delay_s=0.05))
+    r = st.post("/v2/chat/agent", json_body=_step_body(_vllm_metadata()), headers=gl.headers())
+    events = _events(r)
+    assert _answer(events) == "The first part", events
+    assert events[-1] == {"type": "error", "data": {"message": "The model server reported an error in its stream (500)",
+                                                    "retryable": True}}, events
+    assert "engine died" not in r.text, "upstream text is not repeated"
+
+
+def test_chat_vllm_stream_cut_short_is_an_error_event(e2e):
+    _require_router_chat()
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    # The body ends cleanly but without vLLM's `data: [DONE]`: the answer is not complete.
+    st.fake(VLLM).enqueue(Reply(200, SSE_HEADERS, chunks=_vllm_chunks(["Final Answer: Half", " an answer"])))
+    r = st.post("/v2/chat/agent", json_body=_step_body(_vllm_metadata()), headers=gl.headers())
+    events = _events(r)
+    assert _answer(events) == "Half an answer", events
+    assert events[-1] == {"type": "error", "data": {"message": "The model server's answer stopped before it was complete",
+                                                    "retryable": True}}, events
+
+
+def test_chat_vllm_connection_lost_never_looks_complete(e2e):
     _require_router_chat()
     st = e2e.stack("self_hosted")
     gl = st.gitlab
     pieces = ["Final Answer: The first", " part", " and more", " never arrives"]
     st.fake(VLLM).enqueue(Answer(text="", pieces=pieces, abort_after=2, delay_s=0.05))
     r = st.post("/v2/chat/agent", json_body=_step_body(_vllm_metadata()), headers=gl.headers())
-    events = _events(r)
-    assert events[-1]["type"] == "error", events
-    assert events[-1]["data"]["retryable"] is True, events[-1]
-    assert _answer(events).startswith("The first"), events
-    assert "never arrives" not in _answer(events)
+    assert r.status == 200, r
+    lines = [json.loads(line) for line in r.body.decode("utf-8").split("\n") if line.strip()]
+    assert "never arrives" not in _answer(lines)
+    # Either the downstream stream was reset (Envoy got no end of the upstream body), or the
+    # answer ends with an error event: never a clean end that GitLab would take as complete.
+    assert not r.complete or (lines and lines[-1]["type"] == "error"), (r.complete, lines)
 
 
 def test_chat_bedrock_final_answer_with_prefill(e2e):
@@ -171,15 +215,23 @@ def test_chat_bedrock_final_answer_with_prefill(e2e):
     st.fake(VLLM).assert_nothing_received()
 
 
-def test_chat_bedrock_failure_mid_answer_is_an_error_event(e2e):
+def test_chat_bedrock_exception_mid_answer_is_an_error_event(e2e):
     _require_router_chat()
     st = e2e.stack("self_hosted")
     gl = st.gitlab
-    st.fake(BEDROCK).enqueue(Answer(text="", pieces=["Final Answer: Part", " one", " two", " three"], abort_after=2))
+    frames = [
+        eventstream.event("messageStart", {"role": "assistant"}),
+        eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": " ok\nFinal Answer: Part"}}),
+        eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": " one"}}),
+        eventstream.exception("throttlingException", "Too many tokens, please wait before trying again."),
+    ]
+    headers = [("content-type", "application/vnd.amazon.eventstream"), ("x-amzn-requestid", "e2e-chat")]
+    st.fake(BEDROCK).enqueue(Reply(200, headers, chunks=frames, delay_s=0.05))
     r = st.post("/v2/chat/agent", json_body=_step_body(_bedrock_metadata()), headers=gl.headers())
     events = _events(r)
-    assert events[-1]["type"] == "error" and events[-1]["data"]["retryable"] is True, events
-    assert _answer(events).startswith("Part"), events
+    assert _answer(events) == "Part one", events
+    assert events[-1] == {"type": "error", "data": {
+        "message": "overloaded_error: the model platform is busy (throttlingException)", "retryable": True}}, events
 
 
 def test_chat_malformed_body_is_422(e2e):
