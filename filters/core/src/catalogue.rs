@@ -316,9 +316,11 @@ mod tests {
         assert_eq!(Feature::from_name("duo_chat_everything"), None);
     }
 
+    type Case = (&'static str, &'static str, EndpointKind, Option<Feature>, Option<&'static str>);
+
     #[test]
     fn classifies_every_documented_call() {
-        let cases: &[(&str, &str, EndpointKind, Option<Feature>, Option<&str>)] = &[
+        let cases: &[Case] = &[
             ("GET", "/monitoring/healthz", EndpointKind::Public, None, None),
             ("POST", "/v2/code/completions", EndpointKind::CodeCompletions { direct: false }, Some(Feature::CodeCompletions), Some("complete_code")),
             ("POST", "/v2/completions", EndpointKind::CodeCompletions { direct: true }, Some(Feature::CodeCompletions), Some("complete_code")),
