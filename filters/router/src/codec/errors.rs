@@ -139,6 +139,19 @@ fn retry_after(resp: &UpstreamResponse<'_>) -> Option<String> {
 }
 
 pub fn map_error(ctx: &AnswerCtx, resp: &UpstreamResponse<'_>) -> GitlabAnswer {
+    if ctx.shape == AnswerShape::ChatAgent {
+        // Duo Chat answers 200 with an NDJSON `error` event, as GitLab's gateway does.
+        let local = is_envoy_local_reply(resp);
+        let status = if local { None } else { Some(resp.status) };
+        let code = provider_error(resp).code.map(|c| format!(" {c}")).unwrap_or_default();
+        return GitlabAnswer {
+            status: 200,
+            headers: vec![("content-type", crate::chat::events::CONTENT_TYPE.to_owned())],
+            body: crate::chat::error_body(status, resp.body),
+            usage: None,
+            error: Some(if local { format!("upstream unreachable ({})", resp.status) } else { format!("upstream {}{code}", resp.status) }),
+        };
+    }
     if is_envoy_local_reply(resp) {
         let why = if resp.status == 504 { "upstream timeout" } else { "upstream unreachable" };
         let mut a = inference_failed();
@@ -163,7 +176,7 @@ pub fn map_error(ctx: &AnswerCtx, resp: &UpstreamResponse<'_>) -> GitlabAnswer {
             let reason = pe.message.as_deref().map(truncate).unwrap_or_else(|| reason_phrase(resp.status).to_owned());
             detail_answer(421, &format!("{}: {reason}", resp.status), error)
         }
-        AnswerShape::CodeSuggestions | AnswerShape::ChatV1 => {
+        AnswerShape::CodeSuggestions | AnswerShape::ChatV1 | AnswerShape::ChatAgent => {
             let mut a = inference_failed();
             a.error = Some(error);
             a

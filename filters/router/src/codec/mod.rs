@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use crate::model::{Api, Credentials, Family, ModelConfig, Platform};
 use crate::prompts::{Message, PromptSet, RenderOptions, Rendered, Role, date_from_unix};
-use inbound::{ChatV1Request, CodeRequest, PromptRequest};
+use inbound::{CodeRequest, PromptRequest};
 use textchat::TextFormat;
 
 /// Largest request body the router buffers. GitLab caps code-suggestion payloads at 600 000
@@ -82,6 +82,8 @@ pub enum AnswerShape {
     PromptV2,
     /// Legacy `/v1/chat/*`: `{response, metadata}`; stream: raw text.
     ChatV1,
+    /// `/v2/chat/agent`: NDJSON events (`crate::chat`), HTTP 200 even for model failures.
+    ChatAgent,
 }
 
 /// The platform's wire format (what the answer looks like).
@@ -229,20 +231,22 @@ pub fn build_upstream_request(call: &Call<'_>, body: &[u8]) -> Result<UpstreamRe
             (shape, key, prepared, wire, None, None, PostProcess::None)
         }
         EndpointKind::ChatInvokable | EndpointKind::ChatAgentV1 => {
-            let req: ChatV1Request = inbound::parse(body)?;
+            // GitLab's validation of legacy prompt components lives with Duo Chat.
+            let v: Value = inbound::parse(body)?;
+            let req = crate::chat::LegacyChatRequest::parse(&v)?;
             let wire = choose_wire(model, false)?;
-            let [component] = <[_; 1]>::try_from(req.prompt_components).map_err(|v: Vec<_>| {
-                inbound::validation_error(
-                    &["body", "prompt_components"],
-                    &format!("Exactly one prompt component is required, got {}", v.len()),
-                )
-            })?;
-            let payload = component.payload;
-            let messages = chat_messages(&payload.content)?;
+            let messages = req.messages.iter().cloned().map(Into::into).collect();
             let rendered = Rendered { messages, fim: None, params: Map::new(), stop: Vec::new() };
-            let request_params = legacy_chat_params(&payload.params);
+            let mut request_params = Map::new();
+            if let Some(p) = &req.params {
+                request_params.insert("temperature".into(), json!(p.temperature));
+                request_params.insert("max_tokens".into(), json!(p.max_tokens));
+                if !p.stop_sequences.is_empty() {
+                    request_params.insert("stop".into(), json!(p.stop_sequences));
+                }
+            }
             let prepared = prepare(rendered, model, wire, req.stream, &request_params);
-            (AnswerShape::ChatV1, payload.model_api_key, prepared, wire, None, payload.model, PostProcess::None)
+            (AnswerShape::ChatV1, req.model_api_key, prepared, wire, None, req.model, PostProcess::None)
         }
         other => {
             return Err(GitlabError::detail(500, &format!("{other:?} requests are not translated by the provider codecs")));
@@ -259,6 +263,37 @@ pub fn build_upstream_request(call: &Call<'_>, body: &[u8]) -> Result<UpstreamRe
         chat_model,
         post,
     };
+    finish(model, prepared, api_key, answer)
+}
+
+/// For prompts rendered elsewhere (`/v2/chat/agent`: `crate::chat::ChatStep::rendered()`):
+/// the same params merge, system folding, raw-text formats, paths and credentials as
+/// [`build_upstream_request`]. `api_key`: `model_metadata.api_key` from GitLab's body.
+pub fn build_rendered_request(
+    model: &ModelConfig,
+    shape: AnswerShape,
+    rendered: Rendered,
+    stream: bool,
+    api_key: Option<String>,
+) -> Result<UpstreamRequest, GitlabError> {
+    let wire = choose_wire(model, false)?;
+    let prepared = prepare(rendered, model, wire, stream, &Map::new());
+    let answer = AnswerCtx {
+        shape,
+        wire,
+        platform: model.platform,
+        stream,
+        model: model.model.clone(),
+        family: model.family,
+        lang: None,
+        chat_model: None,
+        post: PostProcess::None,
+    };
+    finish(model, prepared, api_key, answer)
+}
+
+fn finish(model: &ModelConfig, prepared: Prepared, api_key: Option<String>, answer: AnswerCtx) -> Result<UpstreamRequest, GitlabError> {
+    let wire = answer.wire;
     let (path, body) = match wire {
         Wire::OpenaiChat | Wire::OpenaiCompletions => openai::build(model, wire, &prepared)?,
         _ => bedrock::build(model, wire, &prepared)?,
@@ -384,23 +419,6 @@ fn chat_messages(content: &Value) -> Result<Vec<Message>, GitlabError> {
     }
 }
 
-/// Legacy chat `params` (Anthropic-style names) in the common vocabulary.
-fn legacy_chat_params(p: &Map<String, Value>) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (k, v) in p {
-        let key = match k.as_str() {
-            "max_tokens_to_sample" | "max_tokens" => "max_tokens",
-            "stop_sequences" | "stop" => "stop",
-            "temperature" => "temperature",
-            "top_p" => "top_p",
-            "top_k" => "top_k",
-            _ => continue,
-        };
-        out.insert(key.to_owned(), v.clone());
-    }
-    out
-}
-
 /// Merges params (feature defaults < model `params` < request params), moves `stop` out,
 /// folds the system prompt for families that have no system role, renders raw text prompts.
 fn prepare(r: Rendered, model: &ModelConfig, wire: Wire, stream: bool, request: &Map<String, Value>) -> Prepared {
@@ -492,6 +510,15 @@ pub fn translate_response(ctx: &AnswerCtx, resp: &UpstreamResponse<'_>, now_unix
 /// GitLab's answer for a completed text (also used by the stream side for its final record).
 pub fn success(ctx: &AnswerCtx, c: Completion, now_unix: u64) -> GitlabAnswer {
     let text = post_process(ctx.post, &c.text);
+    if ctx.shape == AnswerShape::ChatAgent {
+        return GitlabAnswer {
+            status: 200,
+            headers: vec![("content-type", crate::chat::events::CONTENT_TYPE.to_owned())],
+            body: crate::chat::answer_body(&text),
+            usage: c.usage,
+            error: None,
+        };
+    }
     let body = match ctx.shape {
         AnswerShape::CodeSuggestions => {
             let choices: Vec<Value> = if text.is_empty() {
@@ -521,6 +548,7 @@ pub fn success(ctx: &AnswerCtx, c: Completion, now_unix: u64) -> GitlabAnswer {
             }
             Value::Object(o)
         }
+        AnswerShape::ChatAgent => Value::Null,
         AnswerShape::ChatV1 => json!({
             "response": text,
             "metadata": {"provider": "litellm", "model": ctx.chat_model.as_deref().unwrap_or(ctx.family.name()), "timestamp": now_unix},

@@ -95,14 +95,16 @@ fn params_merge_feature_defaults_then_model_then_request() {
     let mut m = vllm("mistral");
     m.params.insert("temperature".into(), json!(0.7));
     m.params.insert("max_tokens".into(), json!(300));
-    let body = json!({"prompt_components": [{"type": "prompt", "payload": {
+    m.params.insert("top_p".into(), json!(0.9));
+    let body = json!({"prompt_components": [{"type": "prompt", "metadata": {"source": "GitLab EE", "version": "18.4.0"}, "payload": {
         "content": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}],
         "provider": "litellm", "model": "mistral",
-        "params": {"max_tokens_to_sample": 50, "stop_sequences": ["Observation:"]}}}], "stream": true})
+        "params": {"max_tokens_to_sample": 50, "temperature": 0.1, "stop_sequences": ["Observation:"]}}}], "stream": true})
     .to_string();
     let r = build_upstream_request(&call(EndpointKind::ChatInvokable, Some("explain_code"), &m, &set), body.as_bytes()).unwrap();
     let b = body_json(&r);
-    assert_eq!(b["temperature"], json!(0.7));
+    assert_eq!(b["temperature"], json!(0.1));
+    assert_eq!(b["top_p"], json!(0.9));
     assert_eq!(b["max_tokens"], json!(50));
     assert_eq!(b["stop"], json!(["Observation:"]));
     assert_eq!(b["stream"], json!(true));
@@ -248,4 +250,35 @@ fn answers_have_gitlab_shapes() {
     assert_eq!(serde_json::from_slice::<Value>(&a.body).unwrap()["choices"], json!([]));
     let a = translate_response(&ctx(AnswerShape::CodeSuggestions, Wire::OpenaiCompletions), &resp(200, &[], b"{}"), 5);
     assert_eq!(a.status, 503);
+}
+
+#[test]
+fn chat_agent_steps_use_the_same_codecs_and_answer_ndjson() {
+    let m = model(json!({"platform": "bedrock", "cluster": "c", "authority": "bedrock-runtime.us-east-1.amazonaws.com",
+        "model": "us.anthropic.claude-3-5-sonnet-20240620-v1:0", "family": "claude_3"}));
+    let rendered = Rendered {
+        messages: vec![
+            Message { role: Role::System, content: "S".into() },
+            Message { role: Role::User, content: "hi".into() },
+            Message { role: Role::Assistant, content: "Thought:".into() },
+        ],
+        fim: None,
+        params: [("max_tokens".to_owned(), json!(8192))].into_iter().collect(),
+        stop: vec!["Observation:".into()],
+    };
+    let r = build_rendered_request(&m, AnswerShape::ChatAgent, rendered, true, Some(SECRET.into())).unwrap();
+    assert_eq!(r.path, "/model/us.anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream");
+    let b = body_json(&r);
+    assert_eq!(b["messages"][1], json!({"role": "assistant", "content": [{"text": "Thought:"}]}));
+    assert_eq!(b["inferenceConfig"]["stopSequences"], json!(["Observation:"]));
+    // Bedrock signs with Envoy: the GitLab key is not sent.
+    assert!(r.set_headers.iter().all(|(_, v)| !v.contains(SECRET)));
+    let ctx = AnswerCtx { shape: AnswerShape::ChatAgent, ..r.answer.clone() };
+    let ok = br#"{"output":{"message":{"role":"assistant","content":[{"text":" I know.\nFinal Answer: Hello"}]}},"stopReason":"end_turn","usage":{"inputTokens":5,"outputTokens":3,"totalTokens":8}}"#;
+    let a = translate_response(&ctx, &resp(200, &[], ok), 0);
+    assert_eq!(a.status, 200);
+    assert!(String::from_utf8_lossy(&a.body).contains("final_answer_delta"), "{}", String::from_utf8_lossy(&a.body));
+    let a = translate_response(&ctx, &resp(500, &[], br#"{"message":"boom"}"#), 0);
+    assert_eq!(a.status, 200);
+    assert!(String::from_utf8_lossy(&a.body).contains(r#""type":"error""#), "{}", String::from_utf8_lossy(&a.body));
 }
