@@ -97,6 +97,20 @@ pub enum Wire {
     BedrockLlama,
 }
 
+impl Wire {
+    /// The API actually called. Differs from `ModelConfig::effective_api()` for code
+    /// completions on fill-in-the-middle families, which always use `/v1/completions`: stream
+    /// decoders must follow this, not the model entry.
+    pub fn api(self) -> Api {
+        match self {
+            Wire::OpenaiChat => Api::Chat,
+            Wire::OpenaiCompletions => Api::Completions,
+            Wire::BedrockConverse => Api::Converse,
+            Wire::BedrockAnthropic | Wire::BedrockMistral | Wire::BedrockLlama => Api::Invoke,
+        }
+    }
+}
+
 /// What the response side needs to know about the request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AnswerCtx {
