@@ -353,6 +353,31 @@ mod tests {
     }
 
     #[test]
+    fn json_schema_lists_every_field_with_accepted_defaults() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!("../config.schema.json")).unwrap();
+        let props = schema["properties"].as_object().unwrap();
+        let mut all = base();
+        for (name, p) in props {
+            if let Some(d) = p.get("default") {
+                let mut v = base();
+                v[name] = d.clone();
+                assert!(parse(&v).is_ok(), "default of {name} refused");
+                all[name] = d.clone();
+            }
+        }
+        assert!(parse(&all).is_ok());
+        // Every field the parser knows is in the schema: a config naming all of them parses.
+        all["user_tokens"] = serde_json::json!({"signing_key_pem": testkeys::USER_PEM, "ttl_s": 600});
+        let keys: Vec<&String> = all.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), props.len(), "{keys:?}");
+        assert!(parse(&all).is_ok());
+        let mut source_keys: Vec<&str> =
+            schema["properties"]["jwks_sources"]["items"]["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        source_keys.sort_unstable();
+        assert_eq!(source_keys, ["authority", "cluster", "discovery_path", "jwks_path", "name"]);
+    }
+
+    #[test]
     fn envoy_jwt_authn_and_bypass_all_need_no_sources() {
         assert!(parse(&serde_json::json!({"verifier": "envoy_jwt_authn"})).is_ok());
         assert!(parse(&serde_json::json!({"bypass": "all"})).is_ok());
