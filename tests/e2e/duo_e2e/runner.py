@@ -138,8 +138,8 @@ def run_all(scenarios: list[tuple[str, Callable[..., Any]]], e2e: E2E, out: Any 
             res = Result(name, "SKIP", time.monotonic() - start, str(s))
         except BaseException as e:  # noqa: BLE001 - a scenario's failure must not stop the run
             signal.setitimer(signal.ITIMER_REAL, 0)
-            if isinstance(e, KeyboardInterrupt):
-                raise
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise  # Ctrl-C / SIGTERM: stop the run; main() tears everything down
             model_refusals = [r for st in e2e.stacks() for f in st.fakes.values() if f.kind in MODEL_FAKES for r in f.refusals]
             why = contract.untranslated(model_refusals)
             if why:
