@@ -3,6 +3,7 @@
 //! `on_configure` with one message that names it.
 
 use crate::model::{self, ModelConfig};
+use crate::prompts::{TemplateOverrides, validate_overrides};
 use duo_core::catalogue::Feature;
 use duo_core::config::{ConfigError, parse_json};
 use serde::Deserialize;
@@ -123,6 +124,9 @@ pub struct RawConfig {
     /// missing), answers 500 and logs an error. 0 turns the watchdog off.
     #[serde(default = "default_body_wait_ms")]
     pub body_wait_ms: u64,
+    /// Prompt template overrides (owned by the prompt renderer: `crate::prompts`).
+    #[serde(default)]
+    pub prompts: TemplateOverrides,
 }
 
 /// Where a feature goes, after validation.
@@ -161,6 +165,8 @@ pub struct Config {
     pub allow_self_hosted_issue_description: bool,
     pub max_request_bytes: u64,
     pub body_wait_ms: u64,
+    /// Validated prompt overrides; the adapter builds its `PromptSet` from them.
+    pub prompts: TemplateOverrides,
     /// GitLab identifier → `models` key.
     pub identifiers: BTreeMap<String, String>,
 }
@@ -206,9 +212,11 @@ impl Config {
             check_name("aigw.cluster", &a.cluster)?;
             check_authority("aigw.authority", &a.authority)?;
         }
-        if raw.max_request_bytes == 0 {
-            return Err(ConfigError::new("max_request_bytes", "must be greater than 0"));
+        let codec_max = u64::try_from(crate::codec::MAX_REQUEST_BYTES).unwrap_or(u64::MAX);
+        if raw.max_request_bytes == 0 || raw.max_request_bytes > codec_max {
+            return Err(ConfigError::new("max_request_bytes", format!("must be between 1 and {codec_max} (what the codecs accept)")));
         }
+        validate_overrides("prompts", &raw.prompts)?;
 
         let compiler = RouteCompiler { raw: &raw, any_identifier: !identifiers.is_empty() };
         let mut features = BTreeMap::new();
@@ -244,6 +252,7 @@ impl Config {
             allow_self_hosted_issue_description: raw.allow_self_hosted_issue_description,
             max_request_bytes: raw.max_request_bytes,
             body_wait_ms: raw.body_wait_ms,
+            prompts: raw.prompts,
             identifiers,
         })
     }
@@ -541,7 +550,10 @@ mod tests {
             (|v| { v["configuration_type"] = json!("gitlab_com"); }, "features.code_completions.provider", "only `vendored` or `disabled`"),
             (|v| v["features"]["generate_issue_description"] = json!({"provider": "self_hosted"}), "features.generate_issue_description.provider", "allow_self_hosted_issue_description"),
             (|v| v["features"]["duo_agent_platform"] = json!({"provider": "self_hosted"}), "features.duo_agent_platform.provider", "aigw"),
-            (|v| v["max_request_bytes"] = json!(0), "max_request_bytes", "greater than 0"),
+            (|v| v["max_request_bytes"] = json!(0), "max_request_bytes", "between 1 and"),
+            (|v| v["max_request_bytes"] = json!(1u64 << 30), "max_request_bytes", "between 1 and"),
+            (|v| v["prompts"] = json!({"no_such_prompt": {"user": "x"}}), "prompts.no_such_prompt", ""),
+            (|v| v["prompts"] = json!({"generate_commit_message": {"colour": 1}}), "prompts.generate_commit_message.colour", "unknown field"),
             (|v| v["max_request_bytes"] = json!(-1), "max_request_bytes", "invalid value"),
         ];
         for (edit, path, needle) in cases {

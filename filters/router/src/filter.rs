@@ -14,15 +14,17 @@
 //! its headers whose body callback never arrives within `body_wait_ms` — what Envoy does when
 //! `allow_on_headers_stop_iteration` is missing (see docs/router.md).
 
+use crate::codec::{self, AnswerCtx, AnswerShape, UpstreamResponse};
 use crate::config::{Config, Provider};
 use crate::decide::{self, Decision, Outcome, Pending, Plan, Reason, Target};
+use crate::prompts::PromptSet;
+use crate::stream::{Ended, Framing, StreamTranslator};
 use duo_core::catalogue::Endpoint;
 use duo_core::errors::GitlabError;
 use duo_core::handoff::{self, RouteInfo, UsageInfo};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
-use serde_json::Value;
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -31,7 +33,7 @@ use std::time::{Duration, UNIX_EPOCH};
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { config: None, shared: Rc::new(RefCell::new(Shared::default())) })
+        Box::new(Root { config: None, prompts: None, shared: Rc::new(RefCell::new(Shared::default())) })
     });
 }}
 
@@ -89,6 +91,8 @@ fn now_ms() -> u64 {
 
 struct Root {
     config: Option<Rc<Config>>,
+    /// Built-in prompts plus the config's overrides, compiled once per VM.
+    prompts: Option<Rc<PromptSet>>,
     shared: Rc<RefCell<Shared>>,
 }
 
@@ -100,6 +104,14 @@ impl RootContext for Root {
         let bytes = duo_kit::plugin_configuration().unwrap_or_default();
         match Config::parse(&bytes) {
             Ok(config) => {
+                let prompts = match PromptSet::new(&config.prompts) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        log::error!("duo_router: {e}");
+                        return false;
+                    }
+                };
+                self.prompts = Some(Rc::new(prompts));
                 let period = match config.body_wait_ms {
                     0 => Duration::ZERO,
                     ms => Duration::from_millis((ms / 4).clamp(50, 1000)),
@@ -159,7 +171,10 @@ impl RootContext for Root {
         Some(Box::new(Stream {
             id: context_id,
             config: self.config.clone(),
+            prompts: self.prompts.clone(),
             shared: self.shared.clone(),
+            answer: None,
+            response: Response::PassThrough,
             pending: None,
             target: None,
             endpoint: None,
@@ -170,10 +185,24 @@ impl RootContext for Root {
     }
 }
 
+/// What happens to the upstream answer of a self-hosted call.
+enum Response {
+    /// Not ours to translate (vendored, aigw, local replies) or already done.
+    PassThrough,
+    /// Held whole, then translated (non-streaming answers and every error status).
+    Buffer,
+    /// Translated chunk by chunk.
+    Stream(Box<StreamTranslator>),
+}
+
 struct Stream {
     id: u32,
     config: Option<Rc<Config>>,
+    prompts: Option<Rc<PromptSet>>,
     shared: Rc<RefCell<Shared>>,
+    /// The codec's context for translating the answer (self-hosted only).
+    answer: Option<AnswerCtx>,
+    response: Response,
     /// A self-hosted request waiting for the end of its body.
     pending: Option<Pending>,
     /// Where it was sent, once decided.
@@ -201,7 +230,7 @@ impl Stream {
     }
 
     /// Applies a decision: local reply, or the target's headers (then the codec for self-hosted).
-    fn apply(&mut self, config: &Config, outcome: Outcome, body: Option<&Value>) -> Action {
+    fn apply(&mut self, config: &Config, outcome: Outcome, body: Option<&[u8]>) -> Action {
         let Outcome { decision, endpoint, route } = outcome;
         let label = route.feature.clone().unwrap_or_else(|| match &endpoint {
             Some(e) if e.prompt_id.is_some() => "model_check".to_owned(),
@@ -262,27 +291,141 @@ impl Stream {
             }
             Ok(body) => {
                 let outcome = decide::decide_body(config, pending, &body);
-                self.apply(config, outcome, Some(&body))
+                self.apply(config, outcome, Some(&bytes))
             }
         }
     }
 
     // ---- codec seam: the provider translation plugs in here ----
 
-    /// Rewrites a self-hosted request for its model platform (path, headers, body). Until the
-    /// codecs are wired, the body is forwarded as GitLab sent it.
-    fn rewrite_request(&mut self, _config: &Config, _target: &Target, _endpoint: &Endpoint, _body: &Value) -> Result<(), GitlabError> {
+    /// Rewrites a self-hosted request for its model platform (`codec::build_upstream_request`):
+    /// method, path, headers (the platform credential; GitLab's JWT and length removed), body.
+    fn rewrite_request(&mut self, config: &Config, target: &Target, endpoint: &Endpoint, body: &[u8]) -> Result<(), GitlabError> {
+        let model = target.model.as_ref().and_then(|n| config.models.get(n)).ok_or_else(GitlabError::inference_failed)?;
+        let prompts = self.prompts.clone().ok_or_else(GitlabError::inference_failed)?;
+        let call = codec::Call {
+            kind: endpoint.kind,
+            prompt_id: endpoint.prompt_id.as_deref(),
+            model,
+            prompts: &prompts,
+            now_unix: now_ms() / 1000,
+        };
+        let up = codec::build_upstream_request(&call, body)?;
+        let host = |r: Result<(), proxy_wasm::types::Status>| r.map_err(|_| GitlabError::inference_failed());
+        for name in up.remove_headers {
+            host(duo_kit::set_request_header(name, None))?;
+        }
+        for (name, value) in &up.set_headers {
+            host(duo_kit::set_request_header(name, Some(value)))?;
+        }
+        host(duo_kit::set_request_header(":method", Some(up.method)))?;
+        host(duo_kit::set_request_header(":path", Some(&up.path)))?;
+        host(duo_kit::set_request_header("content-length", Some(&up.body.len().to_string())))?;
+        host(hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), &up.body))?;
+        self.answer = Some(up.answer);
         Ok(())
     }
 
-    /// Upstream response headers of a self-hosted call.
-    fn translate_response_headers(&mut self, _end_of_stream: bool) -> Action {
-        Action::Continue
+    /// Upstream response headers of a self-hosted call: a 2xx stream is translated chunk by
+    /// chunk; anything else is held whole and translated at its end.
+    fn translate_response_headers(&mut self, status: Option<u32>, end_of_stream: bool) -> Action {
+        let Some(ctx) = self.answer.clone() else {
+            return Action::Continue;
+        };
+        let ok = status.is_some_and(|s| (200..300).contains(&s));
+        if ctx.stream && ok && !end_of_stream {
+            let api = self.model_api();
+            let framing = match ctx.shape {
+                AnswerShape::PromptV2 => Framing::PromptResponses { usage_model: Some(ctx.model.clone()) },
+                _ => Framing::RawText,
+            };
+            let t = StreamTranslator::new(ctx.platform, api, framing);
+            let _ = duo_kit::set_response_header("content-type", Some(t.content_type()));
+            for (k, v) in t.extra_headers() {
+                let _ = duo_kit::set_response_header(k, Some(v));
+            }
+            let _ = duo_kit::set_response_header("content-length", None);
+            self.response = Response::Stream(Box::new(t));
+            return Action::Continue;
+        }
+        self.response = Response::Buffer;
+        if end_of_stream {
+            self.finish_buffered(&ctx, 0);
+            return Action::Continue;
+        }
+        Action::Pause
+    }
+
+    fn model_api(&self) -> crate::model::Api {
+        let model = self.target.as_ref().and_then(|t| t.model.as_ref()).and_then(|n| self.config.as_ref()?.models.get(n).cloned());
+        model.map_or(crate::model::Api::Chat, |m| m.effective_api())
+    }
+
+    /// The whole upstream answer is buffered: translate it (`codec::translate_response`).
+    fn finish_buffered(&mut self, ctx: &AnswerCtx, size: usize) {
+        self.response = Response::PassThrough;
+        let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default();
+        let headers = hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default();
+        let status = self.usage.upstream_status.unwrap_or(502);
+        let via_upstream = duo_kit::property(&["response", "code_details"]).map(|d| d == b"via_upstream");
+        let resp = UpstreamResponse { status, headers: &headers, body: &body, via_upstream };
+        let answer = codec::translate_response(ctx, &resp, now_ms() / 1000);
+        let _ = duo_kit::set_response_header(":status", Some(&answer.status.to_string()));
+        for (k, v) in &answer.headers {
+            let _ = duo_kit::set_response_header(k, Some(v));
+        }
+        let _ = duo_kit::set_response_header("content-length", Some(&answer.body.len().to_string()));
+        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &answer.body);
+        if let Some(u) = answer.usage {
+            self.usage.input_tokens = Some(u.input_tokens);
+            self.usage.output_tokens = Some(u.output_tokens);
+        }
+        self.usage.error = answer.error;
     }
 
     /// One upstream response chunk of a self-hosted call.
-    fn translate_response_chunk(&mut self, _size: usize, _end_of_stream: bool) -> Action {
-        Action::Continue
+    fn translate_response_chunk(&mut self, size: usize, end_of_stream: bool) -> Action {
+        match &mut self.response {
+            Response::PassThrough => Action::Continue,
+            Response::Buffer => {
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                match self.answer.clone() {
+                    Some(ctx) => self.finish_buffered(&ctx, size),
+                    None => self.response = Response::PassThrough,
+                }
+                Action::Continue
+            }
+            Response::Stream(t) => {
+                let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default();
+                let mut out = Vec::new();
+                let mut broken = t.push(&chunk, &mut out).err();
+                if end_of_stream
+                    && broken.is_none()
+                    && let Ended::Broken(e) = t.finish(&mut out)
+                {
+                    broken = Some(e);
+                }
+                let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &out);
+                let usage = t.usage();
+                let reset = broken.is_some() && !t.error_event_written();
+                self.usage.input_tokens = usage.input_tokens.or(self.usage.input_tokens);
+                self.usage.output_tokens = usage.output_tokens.or(self.usage.output_tokens);
+                if let Some(e) = broken {
+                    self.usage.error = Some(e.log_reason());
+                    self.response = Response::PassThrough;
+                    self.publish_usage();
+                    if reset {
+                        // After the response started, a local reply resets the stream (F16):
+                        // a broken raw-text stream must never look complete.
+                        let _ = duo_kit::send_error(&GitlabError::inference_failed(), &[]);
+                        return Action::Pause;
+                    }
+                }
+                Action::Continue
+            }
+        }
     }
 
     fn publish_usage(&mut self) {
@@ -372,7 +515,7 @@ impl HttpContext for Stream {
             let name = format!("{}.{}.{}xx", metric::UPSTREAM, t.provider.name(), s / 100);
             self.shared.borrow_mut().count(&name);
         }
-        let action = if self.is_self_hosted() { self.translate_response_headers(end_of_stream) } else { Action::Continue };
+        let action = if self.is_self_hosted() { self.translate_response_headers(status, end_of_stream) } else { Action::Continue };
         if end_of_stream || !self.is_self_hosted() {
             self.publish_usage();
         }
