@@ -60,8 +60,10 @@ class EnvoyError(RuntimeError):
 class Envoy:
     """One running Envoy. `start()` returns once the admin API says LIVE and the listener is bound."""
 
-    def __init__(self, config: Path, run_dir: Path, env: dict[str, str] | None = None, name: str = "envoy"):
+    def __init__(self, config: Path, run_dir: Path, env: dict[str, str] | None = None, name: str = "envoy",
+                 concurrency: int = 2):
         self.config = config
+        self.concurrency = concurrency
         self.run_dir = run_dir
         self.name = name
         self.env = envoy_env(env)
@@ -75,7 +77,7 @@ class Envoy:
     def start(self, timeout_s: float = 30.0) -> "Envoy":
         for p in (self.admin_path, self.log_path):
             p.unlink(missing_ok=True)
-        cmd = [str(ENVOY), "-c", str(self.config), "--concurrency", "2", "--use-dynamic-base-id",
+        cmd = [str(ENVOY), "-c", str(self.config), "--concurrency", str(self.concurrency), "--use-dynamic-base-id",
                "--base-id-path", str(self.base_id_path), "--admin-address-path", str(self.admin_path),
                "-l", "info", "--log-path", str(self.log_path), "--file-flush-interval-msec", "50",
                "--drain-time-s", "1", "--parent-shutdown-time-s", "2"]

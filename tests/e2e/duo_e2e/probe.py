@@ -36,7 +36,7 @@ def build(timeout_s: float = 600.0) -> Path:
     return WASM
 
 
-def splice(allow_on_headers_stop_iteration: bool = True) -> Callable[[dict[str, Any]], None]:
+def splice(allow_on_headers_stop_iteration: bool = True, failure_policy: str = "FAIL_CLOSED") -> Callable[[dict[str, Any]], None]:
     """A Stack `patch`: keep the shipped chain's non-wasm filters (jwt_authn, which resolves and
     caches the route before any wasm filter runs, and the router), replace duo_* by the probe."""
     wasm = build()
@@ -49,7 +49,7 @@ def splice(allow_on_headers_stop_iteration: bool = True) -> Callable[[dict[str, 
                 "config": {"name": "e2e_probe", "root_id": "e2e_probe",
                            "vm_config": {"vm_id": "e2e_probe", "runtime": "envoy.wasm.runtime.v8",
                                          "code": {"local": {"filename": str(wasm)}}},
-                           "failure_policy": "FAIL_CLOSED",
+                           "failure_policy": failure_policy,
                            "allow_on_headers_stop_iteration": allow_on_headers_stop_iteration}}}
             chain.insert(len(chain) - 1, probe)
             hcm["http_filters"] = chain

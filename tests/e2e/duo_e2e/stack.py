@@ -31,8 +31,10 @@ from .fakes.bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
 class Stack:
     def __init__(self, name: str, config: Path, run_dir: Path,
                  patch: Callable[[dict[str, Any]], None] | None = None,
-                 fakes: dict[str, FakeServer] | None = None, env: dict[str, str] | None = None):
+                 fakes: dict[str, FakeServer] | None = None, env: dict[str, str] | None = None,
+                 concurrency: int = 2):
         self.name = name
+        self.concurrency = concurrency
         self.source = config
         self.run_dir = run_dir
         self.boot = bootstrap.load(config)
@@ -55,7 +57,7 @@ class Stack:
         ports = {name: fake.port for name, fake in self.fakes.items()}
         self.access_log_path.touch()
         cfg = bootstrap.dump(bootstrap.for_e2e(self.boot, ports, self.access_log_path), self.run_dir / f"{self.name}.yaml")
-        self.envoy = Envoy(cfg, self.run_dir, env=self.env, name=self.name)
+        self.envoy = Envoy(cfg, self.run_dir, env=self.env, name=self.name, concurrency=self.concurrency)
         try:
             self.envoy.start()
         except BaseException:

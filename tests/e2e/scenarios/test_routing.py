@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 from duo_e2e import probe
 
@@ -135,3 +136,41 @@ def test_jwt_authn_verdicts_on_gitlab_tokens(e2e):
             assert got.header("authorization") == f"Bearer {token}", f"{what}: jwt_authn must forward the token"
     fetches = [r for r in gl.history if r.path == "/oauth/discovery/keys"]  # fetched at start
     assert fetches and all(f.header("host") == "gitlab.example.com" for f in fetches), fetches
+
+
+def _crash_then_normal(e2e, policy):
+    # One worker, so the crashed VM is the one every later request meets.
+    st = e2e.stack("self_hosted", name=f"route_probe_{policy.lower()}", fresh=True, concurrency=1,
+                   patch=probe.splice(failure_policy=policy))
+    crashed = st.post("/v1/chat/completions", json_body=CHAT, headers={"x-probe-crash": "1", "x-probe-cluster": VLLM})
+    after = [st.post("/v1/chat/completions", json_body=CHAT, headers={"x-probe-cluster": VLLM}) for _ in range(3)]
+    return st, crashed, after
+
+
+def test_failure_policy_fail_closed_keeps_failing_after_a_crash(e2e):
+    """engineering.md F7 with the shipped policy: a crashing filter fails its request, and with
+    FAIL_CLOSED every later request on that worker fails too (nothing passes unfiltered); the VM is
+    not reloaded. If Envoy changes that, the shipped choice must be looked at again."""
+    st, crashed, after = _crash_then_normal(e2e, "FAIL_CLOSED")
+    assert crashed.status >= 500, crashed
+    time.sleep(2.5)  # longer than FAIL_RELOAD's backoff: still no recovery
+    after.append(st.post("/v1/chat/completions", json_body=CHAT, headers={"x-probe-cluster": VLLM}))
+    assert all(r.status >= 500 for r in after), after
+    st.fake(VLLM).assert_nothing_received()
+    st.stop()
+
+
+def test_failure_policy_fail_reload_recovers_after_a_crash(e2e):
+    """The alternative an admin may choose: FAIL_RELOAD fails the crashing request only."""
+    st, crashed, after = _crash_then_normal(e2e, "FAIL_RELOAD")
+    assert crashed.status >= 500, crashed
+    # Envoy reloads the VM with a backoff (1 s base): requests recover within a few seconds.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r = st.post("/v1/chat/completions", json_body=CHAT, headers={"x-probe-cluster": VLLM})
+        if r.status == 200:
+            break
+        time.sleep(0.25)
+    assert r.status == 200, f"no recovery 10 s after the crash: {r}"
+    assert st.fake(VLLM).received(), "the reloaded VM's request did not reach vLLM"
+    st.stop()

@@ -9,6 +9,8 @@
 //! - `x-probe-jwt: 1`: copy what jwt_authn left in the stream's metadata (engineering.md F18) into
 //!   request headers for the upstream: `x-probe-jwt-sub` (`duo_jwt_payload.sub`) and
 //!   `x-probe-jwt-failure` (`duo_jwt_failure.message`);
+//! - `x-probe-crash: 1`: abort (a wasm trap, what a panic becomes under `panic = "abort"`), to
+//!   observe the configured `failure_policy` (engineering.md F7);
 //! - `x-probe-body: <key>`: pause in the headers callback and, once the whole body arrived, set
 //!   `x-duo-upstream` to the string value of `"<key>":"..."` found in the JSON body (needs
 //!   `allow_on_headers_stop_iteration: true`, engineering.md F14).
@@ -38,6 +40,9 @@ struct Probe {
 impl Context for Probe {}
 impl HttpContext for Probe {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        if self.get_http_request_header("x-probe-crash").is_some() {
+            std::process::abort();
+        }
         if self.get_http_request_header("x-probe-touch-route").is_some() {
             let route = self.get_property(vec!["route_name"]).unwrap_or_default();
             self.set_http_request_header("x-probe-route-before", Some(&String::from_utf8_lossy(&route)));
