@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use wasmtime::{Config, Engine, Instance, Module, OptLevel, Store, Val};
 
@@ -22,26 +22,29 @@ fn engine() -> &'static Engine {
     })
 }
 
-/// Compiles each module once per test process (keyed by path).
+/// Compiles each module once per test process (keyed by path). Different modules compile in
+/// parallel; threads wanting the same module wait for the first one.
 pub(crate) fn module(path: &Path) -> Result<Module, HarnessError> {
-    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Module>>> = OnceLock::new();
+    type Slot = Arc<OnceLock<Result<Module, HarnessError>>>;
+    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Slot>>> = OnceLock::new();
     if !path.is_file() {
         return Err(HarnessError(format!(
             "{} is missing: run ./build.sh build (it builds and copies dist/*.wasm)",
             path.display()
         )));
     }
-    let cache = MODULES.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut cache = cache
-        .lock()
-        .map_err(|_| HarnessError("module cache poisoned".into()))?;
-    if let Some(m) = cache.get(path) {
-        return Ok(m.clone());
-    }
-    let m = Module::from_file(engine(), path)
-        .map_err(|e| HarnessError(format!("{} does not compile: {e}", path.display())))?;
-    cache.insert(path.to_path_buf(), m.clone());
-    Ok(m)
+    let slot: Slot = {
+        let cache = MODULES.get_or_init(|| Mutex::new(HashMap::new()));
+        let mut cache = cache
+            .lock()
+            .map_err(|_| HarnessError("module cache poisoned".into()))?;
+        cache.entry(path.to_path_buf()).or_default().clone()
+    };
+    slot.get_or_init(|| {
+        Module::from_file(engine(), path)
+            .map_err(|e| HarnessError(format!("{} does not compile: {e}", path.display())))
+    })
+    .clone()
 }
 
 /// The module's imports as `(module, name)` (for allow-list tests).

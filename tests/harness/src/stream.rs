@@ -113,6 +113,14 @@ impl Dir {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Event {
+    RequestHeaders,
+    RequestData,
+    ResponseHeaders,
+    ResponseData,
+}
+
 pub(crate) enum Deferred {
     Continue { stage: usize, dir: DirKind },
     Reset { stage: usize, dir: DirKind },
@@ -594,6 +602,12 @@ fn apply_deferred(core: &Rc<StreamCore>) {
         let mut d = core.data.borrow_mut();
         match item {
             Deferred::Continue { stage, dir } => {
+                let label = core
+                    .stages
+                    .get(stage)
+                    .map(|s| s.label.clone())
+                    .unwrap_or_default();
+                d.trace.push(format!("{label} continue_stream({dir:?})"));
                 // Envoy forgets the context's request headers/body after continue_stream.
                 Dir::set(&mut d.detached, stage, true);
                 let p = core.pos(dir, stage);
@@ -616,11 +630,16 @@ fn apply_deferred(core: &Rc<StreamCore>) {
                     .get(stage)
                     .map(|s| s.label.clone())
                     .unwrap_or_default();
+                d.trace.push(format!("{label} close_stream({dir:?})"));
                 d.reset = Some(format!("{label} closed the stream ({dir:?})"));
                 d.req.aborted = true;
                 d.resp.aborted = true;
             }
             Deferred::LocalReply { reply } => {
+                d.trace.push(format!(
+                    "{} send_local_response({})",
+                    reply.plugin, reply.status
+                ));
                 let n = core.n();
                 let started = Dir::get(&d.resp.headers_at, n, false);
                 if started || d.local_reply.is_some() {
@@ -711,6 +730,58 @@ impl Stream {
         }
     }
 
+    /// Events Envoy could not deliver in this state are harness misuse: answered with
+    /// `Failed("harness: ...")` and not run. A stream that already failed or was reset ignores
+    /// further events (and returns its status).
+    fn refuse(&self, event: Event) -> Option<Action> {
+        let d = self.core.data.borrow();
+        let dir = match event {
+            Event::RequestHeaders | Event::RequestData => DirKind::Request,
+            Event::ResponseHeaders | Event::ResponseData => DirKind::Response,
+        };
+        if d.failure.is_some() || d.reset.is_some() {
+            drop(d);
+            return Some(self.status(dir));
+        }
+        let n = self.core.n();
+        let why = match event {
+            Event::RequestHeaders if Dir::get(&d.req.headers_at, 0, false) => {
+                "request headers were already sent"
+            }
+            Event::RequestData if !Dir::get(&d.req.headers_at, 0, false) => {
+                "request body/trailers before request headers"
+            }
+            Event::RequestData
+                if Dir::get(&d.req.eos_at, 0, false) || Dir::get(&d.req.trailers_at, 0, false) =>
+            {
+                "request data after the end of the request"
+            }
+            Event::ResponseHeaders if d.local_reply.is_some() => {
+                "no upstream response can come: the stream already has a local reply"
+            }
+            Event::ResponseHeaders if !Dir::get(&d.req.headers_at, n, false) => {
+                "response before the request headers went upstream (a filter holds them: see trace())"
+            }
+            Event::ResponseHeaders if Dir::get(&d.resp.headers_at, 0, false) => {
+                "response headers were already sent"
+            }
+            Event::ResponseData if d.local_reply.is_some() => {
+                "no upstream response can come: the stream already has a local reply"
+            }
+            Event::ResponseData if !Dir::get(&d.resp.headers_at, 0, false) => {
+                "response body/trailers before response headers"
+            }
+            Event::ResponseData
+                if Dir::get(&d.resp.eos_at, 0, false)
+                    || Dir::get(&d.resp.trailers_at, 0, false) =>
+            {
+                "response data after the end of the response"
+            }
+            _ => return None,
+        };
+        Some(Action::Failed(format!("harness: {why}")))
+    }
+
     fn status(&self, dir: DirKind) -> Action {
         let d = self.core.data.borrow();
         if let Some(f) = &d.failure {
@@ -742,6 +813,9 @@ impl Stream {
         headers: Vec<(String, Vec<u8>)>,
         end_of_stream: bool,
     ) -> Action {
+        if let Some(a) = self.refuse(Event::RequestHeaders) {
+            return a;
+        }
         {
             let mut d = self.core.data.borrow_mut();
             d.request_headers = headers
@@ -758,6 +832,9 @@ impl Stream {
 
     /// A request body chunk from downstream.
     pub fn request_body(&self, chunk: &[u8], end_of_stream: bool) -> Action {
+        if let Some(a) = self.refuse(Event::RequestData) {
+            return a;
+        }
         {
             let mut d = self.core.data.borrow_mut();
             if let Some(b) = d.req.buf.get_mut(0) {
@@ -774,6 +851,9 @@ impl Stream {
 
     /// Request trailers (they end the request; body callbacks never saw end_of_stream).
     pub fn request_trailers(&self, trailers: &[(&str, &str)]) -> Action {
+        if let Some(a) = self.refuse(Event::RequestData) {
+            return a;
+        }
         {
             let mut d = self.core.data.borrow_mut();
             d.request_trailers = to_pairs(trailers);
@@ -785,6 +865,9 @@ impl Stream {
 
     /// Response headers from upstream (include `:status`).
     pub fn response_headers(&self, headers: &[(&str, &str)], end_of_stream: bool) -> Action {
+        if let Some(a) = self.refuse(Event::ResponseHeaders) {
+            return a;
+        }
         {
             let mut d = self.core.data.borrow_mut();
             d.response_headers = to_pairs(headers);
@@ -798,6 +881,9 @@ impl Stream {
 
     /// A response body chunk from upstream.
     pub fn response_body(&self, chunk: &[u8], end_of_stream: bool) -> Action {
+        if let Some(a) = self.refuse(Event::ResponseData) {
+            return a;
+        }
         {
             let mut d = self.core.data.borrow_mut();
             if let Some(b) = d.resp.buf.get_mut(0) {
@@ -813,6 +899,9 @@ impl Stream {
     }
 
     pub fn response_trailers(&self, trailers: &[(&str, &str)]) -> Action {
+        if let Some(a) = self.refuse(Event::ResponseData) {
+            return a;
+        }
         {
             let mut d = self.core.data.borrow_mut();
             d.response_trailers = to_pairs(trailers);

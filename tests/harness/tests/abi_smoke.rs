@@ -7,8 +7,10 @@ use duo_harness::{Action, Filter, Host, LogLevel, module_exports, module_imports
 /// becomes required.
 fn minimal_config(filter: Filter) -> &'static str {
     match filter {
-        Filter::Auth => "{}",
-        Filter::Router => r#"{"configuration_type": "self_hosted"}"#,
+        Filter::Auth => r#"{"verifier": "envoy_jwt_authn"}"#,
+        Filter::Router => {
+            r#"{"configuration_type": "self_hosted", "default": {"provider": "disabled"}}"#
+        }
         Filter::Logger => "{}",
     }
 }

@@ -492,3 +492,39 @@ fn root_callouts_on_tick_and_queues() {
         Some(b"item-1".to_vec())
     );
 }
+
+#[test]
+fn events_envoy_could_not_deliver_are_refused_as_harness_misuse() {
+    let host = Host::new();
+    let p = probe(&host, "name=p");
+    let s = p.new_stream();
+    let refused = |a: Action, why: &str| matches!(&a, Action::Failed(m) if m.starts_with("harness:") && m.contains(why));
+    assert!(refused(
+        s.request_body(b"x", true),
+        "before request headers"
+    ));
+    assert_eq!(
+        s.request_headers(&req(&[("x-probe-p", "pause")]), false),
+        Action::Pause
+    );
+    assert!(refused(
+        s.response_headers(&[(":status", "200")], true),
+        "before the request headers went upstream"
+    ));
+    assert!(refused(s.request_headers(&req(&[]), true), "already sent"));
+    assert_eq!(s.request_body(b"x", true), Action::Continue);
+    assert!(refused(s.request_body(b"y", true), "after the end"));
+    assert!(refused(
+        s.response_body(b"y", true),
+        "before response headers"
+    ));
+    assert_eq!(
+        s.response_headers(&[(":status", "200")], true),
+        Action::Continue
+    );
+    let t = s.trace();
+    assert!(
+        t.len() >= 3 && t[0].contains("Request headers") && t[0].ends_with("Pause"),
+        "{t:?}"
+    );
+}
