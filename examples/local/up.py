@@ -146,7 +146,7 @@ def main(argv: list[str]) -> int:
             print(f"{r.status} {r.text}")
             return 0 if r.status == 200 and model.requests and not model.refusals else 1
         print(f"""
-Duo AI gateway (Envoy {ENVOY.name} + dist/duo_{{logger,auth,router}}.wasm) on http://127.0.0.1:{GATEWAY_PORT}
+Duo AI gateway (Envoy 1.40 + dist/duo_{{logger,auth,router}}.wasm) on http://127.0.0.1:{GATEWAY_PORT}
   local GitLab key set  http://127.0.0.1:{GITLAB_PORT}  (dev-only key: {KEY_PATH.relative_to(ROOT)})
   fake model            http://127.0.0.1:{MODEL_PORT}/v1  ({MODEL})
   Envoy admin           http://127.0.0.1:{ADMIN_PORT}   (/stats/prometheus)
