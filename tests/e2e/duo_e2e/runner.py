@@ -57,8 +57,9 @@ class E2E:
         by later scenarios asking for the same `name` (default: the config's name); pass a distinct
         `name` with `patch=`/`fakes=`/`env=` for a variant, `fresh=True` to restart it."""
         key = name or config
-        if fresh and key in self._stacks:
-            self._stacks.pop(key).stop()
+        cached = self._stacks.get(key)
+        if cached is not None and (fresh or cached.envoy is None or not cached.envoy.running):
+            self._stacks.pop(key).stop()  # asked for a fresh one, or a scenario stopped it
         if key in self._failed and not fresh:
             earlier = self._failed[key]
             if isinstance(earlier, Skip):

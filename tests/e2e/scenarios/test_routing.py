@@ -42,6 +42,24 @@ def test_health_passthrough(e2e):
             assert rec.get("status_code") == 200 and rec.get("path") in ("/monitoring/healthz", "/monitoring/ready"), rec
 
 
+def test_every_shipped_config_boots_behind_its_fakes(e2e):
+    """hybrid, gitlab_com and local start for real (jwt_authn fetched their key sets through the
+    shipped clusters) and answer health checks with no token; nothing reaches a model."""
+    for config in ("hybrid", "gitlab_com", "local"):
+        st = e2e.stack(config)
+        try:
+            r = st.get("/monitoring/healthz")
+            assert r.status == 200 and r.json() == {"status": "ok"}, (config, r)
+            issuers = [f for f in st.fakes.values() if f.kind == "gitlab"]
+            assert issuers and all(any(q.path.endswith("/keys") for q in f.history) for f in issuers), \
+                (config, {f.name: f.history for f in issuers})
+            for fake in st.fakes.values():
+                if fake.kind != "gitlab":
+                    fake.assert_nothing_received()
+        finally:
+            st.stop()
+
+
 def _probe_stack(e2e):
     return e2e.stack("self_hosted", name="route_probe", patch=probe.splice())
 
