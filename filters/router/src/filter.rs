@@ -14,14 +14,16 @@
 //! its headers whose body callback never arrives within `body_wait_ms` — what Envoy does when
 //! `allow_on_headers_stop_iteration` is missing (see docs/router.md).
 
+use crate::chat;
 use crate::codec::{self, AnswerCtx, AnswerShape, UpstreamResponse};
 use crate::config::{Config, Provider};
 use crate::decide::{self, Decision, Outcome, Pending, Plan, Reason, Target};
 use crate::prompts::PromptSet;
 use crate::stream::{Ended, Framing, StreamTranslator};
-use duo_core::catalogue::Endpoint;
+use duo_core::catalogue::{Endpoint, EndpointKind};
 use duo_core::errors::GitlabError;
-use duo_core::handoff::{self, RouteInfo, UsageInfo};
+use duo_core::handoff::{self, AuthInfo, RouteInfo, UsageInfo};
+use serde_json::Value;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -230,7 +232,7 @@ impl Stream {
     }
 
     /// Applies a decision: local reply, or the target's headers (then the codec for self-hosted).
-    fn apply(&mut self, config: &Config, outcome: Outcome, body: Option<&[u8]>) -> Action {
+    fn apply(&mut self, config: &Config, outcome: Outcome, body: Option<(&Value, &[u8])>) -> Action {
         let Outcome { decision, endpoint, route } = outcome;
         let label = route.feature.clone().unwrap_or_else(|| match &endpoint {
             Some(e) if e.prompt_id.is_some() => "model_check".to_owned(),
@@ -291,7 +293,7 @@ impl Stream {
             }
             Ok(body) => {
                 let outcome = decide::decide_body(config, pending, &body);
-                self.apply(config, outcome, Some(&bytes))
+                self.apply(config, outcome, Some((&body, &bytes)))
             }
         }
     }
@@ -300,17 +302,27 @@ impl Stream {
 
     /// Rewrites a self-hosted request for its model platform (`codec::build_upstream_request`):
     /// method, path, headers (the platform credential; GitLab's JWT and length removed), body.
-    fn rewrite_request(&mut self, config: &Config, target: &Target, endpoint: &Endpoint, body: &[u8]) -> Result<(), GitlabError> {
+    fn rewrite_request(
+        &mut self,
+        config: &Config,
+        target: &Target,
+        endpoint: &Endpoint,
+        (json, body): (&Value, &[u8]),
+    ) -> Result<(), GitlabError> {
         let model = target.model.as_ref().and_then(|n| config.models.get(n)).ok_or_else(GitlabError::inference_failed)?;
         let prompts = self.prompts.clone().ok_or_else(GitlabError::inference_failed)?;
-        let call = codec::Call {
-            kind: endpoint.kind,
-            prompt_id: endpoint.prompt_id.as_deref(),
-            model,
-            prompts: &prompts,
-            now_unix: now_ms() / 1000,
+        let now_unix = now_ms() / 1000;
+        let up = if endpoint.kind == EndpointKind::ChatAgentV2 {
+            // Duo Chat (ReAct): the chat module renders the step; tools follow the token's scopes.
+            let scopes = duo_kit::filter_state::<AuthInfo>(handoff::AUTH).filter(|a| a.result == "ok").map(|a| a.scopes);
+            let date = chat::CivilDate::from_unix_seconds(now_unix);
+            let step = chat::prepare_step(json, model.family, model.platform, date, scopes)?;
+            let api_key = json.pointer("/model_metadata/api_key").and_then(Value::as_str).map(str::to_owned);
+            codec::build_rendered_request(model, AnswerShape::ChatAgent, step.rendered(), true, api_key)?
+        } else {
+            let call = codec::Call { kind: endpoint.kind, prompt_id: endpoint.prompt_id.as_deref(), model, prompts: &prompts, now_unix };
+            codec::build_upstream_request(&call, body)?
         };
-        let up = codec::build_upstream_request(&call, body)?;
         let host = |r: Result<(), proxy_wasm::types::Status>| r.map_err(|_| GitlabError::inference_failed());
         for name in up.remove_headers {
             host(duo_kit::set_request_header(name, None))?;
@@ -334,12 +346,15 @@ impl Stream {
         };
         let ok = status.is_some_and(|s| (200..300).contains(&s));
         if ctx.stream && ok && !end_of_stream {
-            let api = self.model_api();
-            let framing = match ctx.shape {
-                AnswerShape::PromptV2 => Framing::PromptResponses { usage_model: Some(ctx.model.clone()) },
-                _ => Framing::RawText,
+            // The wire's API, not the entry's: FIM completions always use /v1/completions.
+            let api = ctx.wire.api();
+            let t = match ctx.shape {
+                AnswerShape::ChatAgent => StreamTranslator::with_reframer(ctx.platform, api, Box::new(chat::ChatAgentReframer::new())),
+                AnswerShape::PromptV2 => {
+                    StreamTranslator::new(ctx.platform, api, Framing::PromptResponses { usage_model: Some(ctx.model.clone()) })
+                }
+                _ => StreamTranslator::new(ctx.platform, api, Framing::RawText),
             };
-            let t = StreamTranslator::new(ctx.platform, api, framing);
             let _ = duo_kit::set_response_header("content-type", Some(t.content_type()));
             for (k, v) in t.extra_headers() {
                 let _ = duo_kit::set_response_header(k, Some(v));
@@ -354,11 +369,6 @@ impl Stream {
             return Action::Continue;
         }
         Action::Pause
-    }
-
-    fn model_api(&self) -> crate::model::Api {
-        let model = self.target.as_ref().and_then(|t| t.model.as_ref()).and_then(|n| self.config.as_ref()?.models.get(n).cloned());
-        model.map_or(crate::model::Api::Chat, |m| m.effective_api())
     }
 
     /// The whole upstream answer is buffered: translate it (`codec::translate_response`).
