@@ -656,6 +656,26 @@ fn apply_deferred(core: &Rc<StreamCore>) {
                 d.req.aborted = true;
                 d.response_headers = local_reply_headers(&reply);
                 d.response_trailers.clear();
+                if Dir::get(&d.resp.headers_at, 0, false) {
+                    // Upstream response headers exist but have not gone downstream: Envoy's
+                    // sendDirectLocalReply sends the reply straight to the client, bypassing the
+                    // encoder filters.
+                    let mut resp = Dir::new(n);
+                    resp.seen.clone_from(&d.resp.seen);
+                    resp.aborted = true;
+                    Dir::set(&mut resp.headers_at, n, true);
+                    Dir::set(&mut resp.eos_at, n, true);
+                    if let Some(b) = resp.buf.get_mut(n) {
+                        b.clone_from(&reply.body);
+                    }
+                    d.resp = resp;
+                    d.trace.push(format!(
+                        "{} local reply sent directly to the client",
+                        reply.plugin
+                    ));
+                    d.local_reply = Some(reply);
+                    continue;
+                }
                 let mut resp = Dir::new(n);
                 Dir::set(&mut resp.headers_at, 0, true);
                 Dir::set(&mut resp.eos_at, 0, true);

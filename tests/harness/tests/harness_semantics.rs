@@ -528,3 +528,29 @@ fn events_envoy_could_not_deliver_are_refused_as_harness_misuse() {
         "{t:?}"
     );
 }
+
+#[test]
+fn a_local_reply_while_encoding_goes_straight_to_the_client() {
+    let host = Host::new();
+    let (a, b) = (probe(&host, "name=a"), probe(&host, "name=b"));
+    let s = Stream::chain(&[&a, &b]);
+    let h = req(&[("x-probe-a", "resp-mutate"), ("x-probe-b", "resp-reply")]);
+    assert_eq!(s.request_headers(&h, true), Action::Continue);
+    // Responses visit b first; b replaces the upstream response before it went downstream.
+    assert_eq!(
+        s.response_headers(&[(":status", "200")], false),
+        Action::Pause
+    );
+    assert_eq!(s.response_header(":status").as_deref(), Some("500"));
+    assert_eq!(
+        s.response_header("x-order"),
+        None,
+        "a must not see a direct local reply"
+    );
+    assert_eq!(s.downstream_response_body_str(), "response rejected by b");
+    assert!(s.response_complete_downstream());
+    assert!(!s.was_reset());
+    assert!(
+        matches!(s.response_body(b"late upstream bytes", true), Action::Failed(m) if m.contains("local reply"))
+    );
+}
