@@ -1071,10 +1071,10 @@ impl Stream {
         let d = self.core.data.borrow();
         d.req.buf.get(d.req.n).cloned().unwrap_or_default()
     }
-    /// True once end of stream went past every filter.
+    /// True once end of stream (or the trailers) went past every filter.
     pub fn request_complete_upstream(&self) -> bool {
         let d = self.core.data.borrow();
-        Dir::get(&d.req.eos_at, d.req.n, false)
+        Dir::get(&d.req.eos_at, d.req.n, false) || Dir::get(&d.req.trailers_at, d.req.n, false)
     }
     /// Request body bytes held inside the chain (buffered by paused filters), in chain order.
     pub fn buffered_request_body(&self) -> Vec<u8> {
@@ -1095,7 +1095,7 @@ impl Stream {
     }
     pub fn response_complete_downstream(&self) -> bool {
         let d = self.core.data.borrow();
-        Dir::get(&d.resp.eos_at, d.resp.n, false)
+        Dir::get(&d.resp.eos_at, d.resp.n, false) || Dir::get(&d.resp.trailers_at, d.resp.n, false)
     }
     pub fn buffered_response_body(&self) -> Vec<u8> {
         let d = self.core.data.borrow();

@@ -554,3 +554,30 @@ fn a_local_reply_while_encoding_goes_straight_to_the_client() {
         matches!(s.response_body(b"late upstream bytes", true), Action::Failed(m) if m.contains("local reply"))
     );
 }
+
+#[test]
+fn trailers_end_the_stream_without_end_of_stream_on_the_body() {
+    let host = Host::new();
+    let p = probe(&host, "name=p");
+    let s = p.new_stream();
+    assert_eq!(s.request_headers(&req(&[]), false), Action::Continue);
+    assert_eq!(s.request_body(b"abc", false), Action::Continue);
+    assert!(!s.request_complete_upstream());
+    assert_eq!(s.request_trailers(&[("x-checksum", "1")]), Action::Continue);
+    assert_eq!(
+        s.filter_state_str("probe_p_body_calls").as_deref(),
+        Some("3:false")
+    );
+    assert!(s.request_complete_upstream());
+    assert_eq!(
+        s.request_trailer_map(),
+        vec![("x-checksum".to_string(), "1".to_string())]
+    );
+    assert!(
+        s.trace()
+            .iter()
+            .any(|t| t.contains("Request trailers(n=1)")),
+        "{:?}",
+        s.trace()
+    );
+}
