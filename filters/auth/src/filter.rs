@@ -135,11 +135,30 @@ fn dispatch(req: &FetchRequest, timeout_ms: u64) -> Result<u32, Status> {
     )
 }
 
-/// Reads a finished call's answer: its status and body.
-fn call_response(body_size: usize) -> (Option<u32>, Vec<u8>) {
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten().and_then(|s| s.parse().ok());
-    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
+/// Reads a finished call's answer: its status and body. A failed call (timeout, reset) has no
+/// headers and its maps are unavailable: they are not read (the SDK would panic on BadArgument).
+fn call_response(num_headers: usize, body_size: usize) -> (Option<u32>, Vec<u8>) {
+    if num_headers == 0 {
+        return (None, Vec::new());
+    }
+    let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| std::str::from_utf8(&s).ok().and_then(|s| s.parse().ok()));
+    let body = if body_size == 0 {
+        Vec::new()
+    } else {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default()
+    };
     (status, body)
+}
+
+/// A request header; bytes outside UTF-8 are replaced (the SDK's string getter would panic).
+fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 /// Feeds one answer to a fetch; dispatches its next call or stores its keys.
@@ -211,10 +230,10 @@ impl Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         let Some(mut fetch) = self.fetches.remove(&token_id) else { return };
         let Some(cfg) = self.config.clone() else { return };
-        let (status, body) = call_response(body_size);
+        let (status, body) = call_response(num_headers, body_size);
         if let Some(next) = advance(&cfg, &self.vm, &mut fetch, status, &body) {
             self.fetches.insert(next, fetch);
         }
@@ -294,7 +313,7 @@ struct OwnedView {
 
 impl OwnedView {
     fn read() -> Self {
-        let h = duo_kit::request_header;
+        let h = request_header;
         OwnedView {
             method: h(":method").unwrap_or_default(),
             path: h(":path").unwrap_or_default(),
@@ -537,9 +556,9 @@ impl Stream {
 }
 
 impl Context for Stream {
-    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         let Some(mut fetch) = self.fetches.remove(&token_id) else { return };
-        let (status, body) = call_response(body_size);
+        let (status, body) = call_response(num_headers, body_size);
         if let Some(next) = advance(&self.config, &self.vm, &mut fetch, status, &body) {
             self.fetches.insert(next, fetch);
         }
