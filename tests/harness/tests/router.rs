@@ -277,3 +277,42 @@ fn watchdog_answers_500_when_the_body_never_comes() {
     r.tick();
     assert_eq!(host.metric_value("duo_router.body_never_arrived"), Some(1), "fires once per stream");
 }
+
+#[test]
+fn streamed_answers_are_translated_chunk_by_chunk() {
+    let host = Host::new();
+    let r = router(&host, &config());
+    let s = r.new_stream();
+    s.request_headers(&headers("/v1/prompts/chat/explain_code"), false);
+    let mut body: Value = serde_json::from_slice(&prompt_body("custom_openai/Codestral-22B-v0.1", "http://vllm.internal:8000/v1")).unwrap();
+    body["stream"] = json!(true);
+    assert!(s.request_body(body.to_string().as_bytes(), true).is_continue(), "{:?}", s.trace());
+    let sent: Value = serde_json::from_slice(&s.upstream_request_body()).unwrap();
+    assert_eq!(sent["stream"], true, "a streaming request asks the platform for a stream: {sent}");
+    s.response_headers(&[(":status", "200"), ("content-type", "text/event-stream")], false);
+    assert_eq!(s.response_header("content-type").as_deref(), Some("text/event-stream"));
+    let chunk = |text: &str| format!("data: {}\n\n", json!({"id": "c", "object": "chat.completion.chunk", "created": 1,
+        "model": "Codestral-22B-v0.1", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]}));
+    s.response_body(chunk("It sets").as_bytes(), false);
+    s.response_body(format!("{}data: [DONE]\n\n", chunk(" x.")).as_bytes(), true);
+    assert_eq!(s.downstream_response_body_str(), "It sets x.", "raw text chunks, not SSE");
+    assert!(s.response_complete_downstream());
+    s.finish();
+}
+
+#[test]
+fn upstream_errors_are_mapped_for_gitlab() {
+    let host = Host::new();
+    let r = router(&host, &config());
+    let s = r.new_stream();
+    s.request_headers(&headers("/v1/prompts/chat/explain_code"), false);
+    s.request_body(&prompt_body("custom_openai/Codestral-22B-v0.1", "http://vllm.internal:8000/v1"), true);
+    assert_eq!(s.response_headers(&[(":status", "401"), ("content-type", "application/json")], false), Action::Pause);
+    s.response_body(br#"{"error":"Unauthorized"}"#, true);
+    assert_eq!(s.response_header(":status").as_deref(), Some("421"), "a model server's HTTP error is 421 on prompt endpoints");
+    let answer: Value = serde_json::from_str(&s.downstream_response_body_str()).unwrap();
+    assert!(answer["detail"].as_str().is_some_and(|d| d.starts_with("401")), "{answer}");
+    let usage: Value = serde_json::from_str(&s.filter_state_str("duo_usage").expect("duo_usage")).unwrap();
+    assert_eq!(usage["upstream_status"], 401);
+    s.finish();
+}
