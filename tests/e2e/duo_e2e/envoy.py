@@ -74,7 +74,7 @@ class Envoy:
         self.admin_port = 0
         self.port = 0
 
-    def start(self, timeout_s: float = 30.0) -> "Envoy":
+    def start(self, timeout_s: float = 90.0) -> "Envoy":
         for p in (self.admin_path, self.log_path):
             p.unlink(missing_ok=True)
         cmd = [str(ENVOY), "-c", str(self.config), "--concurrency", str(self.concurrency), "--use-dynamic-base-id",

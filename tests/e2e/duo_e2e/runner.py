@@ -21,7 +21,7 @@ from . import contract, procs
 from .envoy import ENVOY, ENVOY_CWD, ROOT, EnvoyError
 from .stack import Stack, shipped
 
-DEFAULT_TIMEOUT_S = 90.0
+DEFAULT_TIMEOUT_S = 180.0
 MODEL_FAKES = {"vllm", "azure", "bedrock"}
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from duo_e2e import ROOT, Skip, bootstrap, validate
+from duo_e2e import ROOT, Skip, bootstrap, scenario, validate
 from duo_e2e import contract
 
 SHIPPED = sorted((ROOT / "envoy").glob("*.yaml"))
@@ -19,15 +19,17 @@ FILTER_ORDER = ["duo_logger", "duo_auth", "duo_router"]
 ACCESS_LOG_FORMAT = "%FILTER_STATE(wasm.duo_access_log:PLAIN)%\n"
 
 
-_RESULTS: dict[Path, object] = {}
+_POOL = ThreadPoolExecutor(max_workers=2)
+_FUTURES: dict[Path, Future] = {}
 
 
 def _validated(path: Path):
-    """`envoy --mode validate` of every config at once, two at a time (cached for the run)."""
-    if not _RESULTS:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            _RESULTS.update(zip(SHIPPED + INVALID, pool.map(validate, SHIPPED + INVALID)))
-    return _RESULTS[path]
+    """`envoy --mode validate` of every config, started together on first use and run two at a
+    time; each scenario waits only for its own file."""
+    if not _FUTURES:
+        for p in SHIPPED + INVALID:
+            _FUTURES[p] = _POOL.submit(validate, p, 300.0)
+    return _FUTURES[path].result()
 
 
 def _validates(path: Path):
@@ -60,10 +62,10 @@ def _refused(path: Path):
 
 
 for _p in SHIPPED:
-    globals()[f"test_validate_{_p.stem}"] = _validates(_p)
+    globals()[f"test_validate_{_p.stem}"] = scenario(_validates(_p), timeout_s=300)
     globals()[f"test_validate_{_p.stem}"].__module__ = __name__
 for _p in INVALID:
-    globals()[f"test_refuse_invalid_{_p.stem}"] = _refused(_p)
+    globals()[f"test_refuse_invalid_{_p.stem}"] = scenario(_refused(_p), timeout_s=300)
     globals()[f"test_refuse_invalid_{_p.stem}"].__module__ = __name__
 
 
