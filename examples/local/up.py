@@ -136,10 +136,10 @@ def main(argv: list[str]) -> int:
         gitlab.start(GITLAB_PORT)
         model.start(MODEL_PORT)
         envoy = Envoy(CONFIG, run_dir, name="local")
-        envoy.start(timeout_s=30)
+        envoy.start(timeout_s=90)
         if args.check:
             headers = gitlab.headers(X_Gitlab_Host_Name="gitlab.local")
-            r = request(envoy.port, "POST", PATH, headers=headers, body=json.dumps(BODY), timeout_s=15)
+            r = request(envoy.port, "POST", PATH, headers=headers, body=json.dumps(BODY), timeout_s=60)
             for fake in (gitlab, model):
                 for refused in fake.refusals:
                     print(f"up: the {fake.name} fake refused {refused.method} {refused.target}: {refused.refused}", file=sys.stderr)

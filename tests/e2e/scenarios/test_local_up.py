@@ -15,7 +15,7 @@ from duo_e2e import contract
 from duo_e2e.runner import scenario
 
 
-@scenario(timeout_s=120)
+@scenario(timeout_s=240)
 def test_local_up_answers(e2e):
     for port in (5052, 5053, 5054, 9902):
         with socket.socket() as s:
@@ -27,10 +27,10 @@ def test_local_up_answers(e2e):
     proc = procs.spawn([sys.executable, str(ROOT / "examples" / "local" / "up.py"), "--check"], cwd=ROOT,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        out, _ = proc.communicate(timeout=90)
+        out, _ = proc.communicate(timeout=200)
     except subprocess.TimeoutExpired:
         procs.stop(proc)
-        raise AssertionError("up.py --check did not finish in 90 s")
+        raise AssertionError("up.py --check did not finish in 200 s")
     procs.stop(proc)
     text = out.decode("utf-8", "replace")
     if proc.returncode != 0:
