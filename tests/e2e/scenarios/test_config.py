@@ -104,8 +104,10 @@ def _shape_problems(path: Path) -> list[str]:
             say(f"{name}: runtime must be envoy.wasm.runtime.v8")
         if vm.get("code", {}).get("local", {}).get("filename") != f"dist/{name}.wasm":
             say(f"{name}: code must be dist/{name}.wasm (relative to the repository root)")
-        if cfg.get("failure_policy") != "FAIL_CLOSED":
-            say(f"{name}: failure_policy must be FAIL_CLOSED (engineering.md F7)")
+        # FAIL_RELOAD: the crashing request fails closed, then the VM is reloaded (F7). FAIL_OPEN
+        # would skip a security filter; FAIL_CLOSED would leave the worker answering 503 forever.
+        if cfg.get("failure_policy") != "FAIL_RELOAD":
+            say(f"{name}: failure_policy must be FAIL_RELOAD (engineering.md F7)")
         if cfg.get("allow_on_headers_stop_iteration") is not True:
             say(f"{name}: allow_on_headers_stop_iteration must be true (engineering.md F14)")
         conf = cfg.get("configuration", {})

@@ -166,9 +166,9 @@ def _crash_then_normal(e2e, policy):
 
 
 def test_failure_policy_fail_closed_keeps_failing_after_a_crash(e2e):
-    """engineering.md F7 with the shipped policy: a crashing filter fails its request, and with
-    FAIL_CLOSED every later request on that worker fails too (nothing passes unfiltered); the VM is
-    not reloaded. If Envoy changes that, the shipped choice must be looked at again."""
+    """engineering.md F7: with FAIL_CLOSED a crashing filter fails its request and every later
+    request on that worker fails too (nothing passes unfiltered); the VM is not reloaded. This is
+    why the shipped configs use FAIL_RELOAD (next scenario)."""
     st, crashed, after = _crash_then_normal(e2e, "FAIL_CLOSED")
     assert crashed.status >= 500, crashed
     time.sleep(2.5)  # longer than FAIL_RELOAD's backoff: still no recovery
@@ -179,7 +179,8 @@ def test_failure_policy_fail_closed_keeps_failing_after_a_crash(e2e):
 
 
 def test_failure_policy_fail_reload_recovers_after_a_crash(e2e):
-    """The alternative an admin may choose: FAIL_RELOAD fails the crashing request only."""
+    """The shipped policy: FAIL_RELOAD fails the crashing request (closed, nothing reaches an
+    upstream unfiltered) and recovers the worker once Envoy has reloaded the VM."""
     st, crashed, after = _crash_then_normal(e2e, "FAIL_RELOAD")
     assert crashed.status >= 500, crashed
     # Envoy reloads the VM with a backoff (1 s base): requests recover within a few seconds.
