@@ -360,6 +360,10 @@ impl Stream {
                 let _ = duo_kit::set_response_header(k, Some(v));
             }
             let _ = duo_kit::set_response_header("content-length", None);
+            // Provisional record: if the stream never ends (upstream reset), the logger's
+            // on_log (which runs before ours) still sees that it was cut.
+            let provisional = UsageInfo { error: Some("stream_truncated".to_owned()), ..self.usage.clone() };
+            let _ = duo_kit::set_filter_state(handoff::USAGE, &provisional);
             self.response = Response::Stream(Box::new(t));
             return Action::Continue;
         }

@@ -291,12 +291,16 @@ fn streamed_answers_are_translated_chunk_by_chunk() {
     assert_eq!(sent["stream"], true, "a streaming request asks the platform for a stream: {sent}");
     s.response_headers(&[(":status", "200"), ("content-type", "text/event-stream")], false);
     assert_eq!(s.response_header("content-type").as_deref(), Some("text/event-stream"));
+    let early: Value = serde_json::from_str(&s.filter_state_str("duo_usage").expect("provisional duo_usage")).unwrap();
+    assert_eq!(early["error"], "stream_truncated", "until the stream ends it counts as cut");
     let chunk = |text: &str| format!("data: {}\n\n", json!({"id": "c", "object": "chat.completion.chunk", "created": 1,
         "model": "Codestral-22B-v0.1", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]}));
     s.response_body(chunk("It sets").as_bytes(), false);
     s.response_body(format!("{}data: [DONE]\n\n", chunk(" x.")).as_bytes(), true);
     assert_eq!(s.downstream_response_body_str(), "It sets x.", "raw text chunks, not SSE");
     assert!(s.response_complete_downstream());
+    let done: Value = serde_json::from_str(&s.filter_state_str("duo_usage").expect("duo_usage")).unwrap();
+    assert_eq!((done["upstream_status"].as_u64(), done.get("error")), (Some(200), None), "{done}");
     s.finish();
 }
 
