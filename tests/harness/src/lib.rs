@@ -40,6 +40,7 @@ mod plugin;
 mod stream;
 mod types;
 mod vm;
+mod wasmfile;
 
 pub use host::{DEFAULT_START_NANOS, Host};
 pub use pairs::{PropValue, decode_pairs, encode_pairs};

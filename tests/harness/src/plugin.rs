@@ -47,18 +47,14 @@ pub(crate) fn module(path: &Path) -> Result<Module, HarnessError> {
     .clone()
 }
 
-/// The module's imports as `(module, name)` (for allow-list tests).
+/// The module's imports as `(module, name)` (read from the binary, no compilation).
 pub fn module_imports(path: &Path) -> Result<Vec<(String, String)>, HarnessError> {
-    let m = module(path)?;
-    Ok(m.imports()
-        .map(|i| (i.module().to_string(), i.name().to_string()))
-        .collect())
+    Ok(crate::wasmfile::interface(path)?.imports)
 }
 
-/// The module's export names.
+/// The module's export names (read from the binary, no compilation).
 pub fn module_exports(path: &Path) -> Result<Vec<String>, HarnessError> {
-    let m = module(path)?;
-    Ok(m.exports().map(|e| e.name().to_string()).collect())
+    Ok(crate::wasmfile::interface(path)?.exports)
 }
 
 /// How to load a plugin: Envoy's `PluginConfig.configuration`, `vm_config.configuration`,
