@@ -7,6 +7,7 @@
 //! and [`translate_response`] only for error statuses.
 
 pub mod bedrock;
+pub mod bench;
 mod errors;
 pub mod inbound;
 pub mod openai;
@@ -222,14 +223,14 @@ pub fn build_upstream_request(call: &Call<'_>, body: &[u8]) -> Result<UpstreamRe
     let today = date_from_unix(call.now_unix);
     let (shape, api_key, prepared, wire, lang, chat_model, post) = match call.kind {
         EndpointKind::CodeCompletions { .. } | EndpointKind::CodeGenerations => {
-            let req: CodeRequest = inbound::parse(body)?;
+            let mut req: CodeRequest = inbound::parse(body)?;
             let generations = call.kind == EndpointKind::CodeGenerations;
             let lang = inbound::language_name(req.current_file.language_identifier.as_deref(), &req.current_file.file_name);
             let id = if generations { "code_suggestions/generations" } else { "code_suggestions/completions" };
             let fim = !generations && model.platform != Platform::Bedrock && model.platform != Platform::AzureOpenai
                 && call.prompts.has_fim(id, model.family);
             let wire = choose_wire(model, fim)?;
-            let (rendered, post) = render_code(call, &req, generations, lang.as_deref(), takes_raw(wire), &today)?;
+            let (rendered, post) = render_code(call, &mut req, generations, lang.as_deref(), takes_raw(wire), &today)?;
             let prepared = prepare(rendered, model, wire, req.stream, &Map::new());
             (AnswerShape::CodeSuggestions, req.model_api_key, prepared, wire, lang, None, post)
         }
@@ -340,12 +341,15 @@ fn finish(model: &ModelConfig, prepared: Prepared, api_key: Option<String>, answ
 
 fn render_code(
     call: &Call<'_>,
-    req: &CodeRequest,
+    req: &mut CodeRequest,
     generations: bool,
     lang: Option<&str>,
     raw_wire: bool,
     today: &str,
 ) -> Result<(Rendered, PostProcess), GitlabError> {
+    // The file contents move into the template inputs (they can be 100 000 characters each).
+    let above = std::mem::take(&mut req.current_file.content_above_cursor);
+    let below = std::mem::take(&mut req.current_file.content_below_cursor);
     let f = &req.current_file;
     // An explicit prompt: generations v3 sends chat messages; a completions prompt is final text.
     match &req.prompt {
@@ -374,12 +378,12 @@ fn render_code(
         if let Some(Value::String(p)) = &req.prompt {
             inputs.insert("user_instruction".into(), s(p));
         }
-        inputs.insert("trimmed_content_above_cursor".into(), s(&f.content_above_cursor));
-        inputs.insert("trimmed_content_below_cursor".into(), s(&f.content_below_cursor));
+        inputs.insert("trimmed_content_above_cursor".into(), Value::String(above));
+        inputs.insert("trimmed_content_below_cursor".into(), Value::String(below));
         ("code_suggestions/generations", RenderOptions { want_fim: false, today })
     } else {
-        inputs.insert("prefix".into(), s(&f.content_above_cursor));
-        inputs.insert("suffix".into(), s(&f.content_below_cursor));
+        inputs.insert("prefix".into(), Value::String(above));
+        inputs.insert("suffix".into(), Value::String(below));
         let ctx: Vec<Value> = req
             .context
             .iter()
