@@ -40,6 +40,8 @@ ALL_SCOPES = [
     "include_issue_context", "include_dependency_context", "include_local_git_context",
     "include_terminal_context", "include_user_rule_context", "include_repository_context",
     "ai_gateway_model_provider_proxy", "documentation_search",
+    # Duo Chat's reader tools: GitLab grants them with duo_chat (gitlab-protocol.md §4.2).
+    "ask_issue", "ask_epic", "ask_merge_request", "ask_commit", "ask_build", "ask_work_item",
 ]
 
 
