@@ -1,0 +1,99 @@
+"""Provider codecs on real Envoy (docs/codecs.md): GitLab's request becomes the platform's
+request (vLLM fill-in-the-middle on /v1/completions, Azure deployment path with api-key, Bedrock
+Converse with the model id encoded once), and the platform's answer or error comes back in
+GitLab's shapes (code suggestion object, bare JSON string, 421 with the model's reason)."""
+
+from __future__ import annotations
+
+import json
+
+from duo_e2e.fakes.base import Reply
+
+
+# The fake Azure resource's key (duo_e2e.fakes.openai.FakeAzure).
+AZURE_KEY = "azure-test-key"
+
+
+def _meta(identifier, endpoint=""):
+    return {"provider": "openai", "name": "gpt", "identifier": identifier, "endpoint": endpoint, "api_key": AZURE_KEY}
+
+
+def test_codecs_fim_completion_on_vllm(e2e):
+    st = e2e.stack("self_hosted")
+    body = {"current_file": {"file_name": "a.py", "language_identifier": "python",
+                             "content_above_cursor": "def add(a, b):\n", "content_below_cursor": "\nprint(add(1, 2))\n"},
+            "model_provider": "litellm", "model_name": "codestral", "prompt_version": 2, "stream": False,
+            "model_endpoint": "http://vllm.internal:8000/v1", "model_api_key": "sk-e2e-codec",
+            "model_identifier": "custom_openai/Codestral-22B-v0.1"}
+    r = st.post("/v2/code/completions", json_body=body, headers=st.gitlab.headers())
+    sent = st.fake("vllm_codestral").last()
+    assert sent.target == "/v1/completions"
+    req = sent.json()
+    assert req["prompt"] == "[SUFFIX]\nprint(add(1, 2))\n[PREFIX]def add(a, b):\n"
+    assert "suffix" not in req
+    assert sent.header("authorization") == "Bearer sk-e2e-codec"
+    assert r.status == 200, r.body
+    answer = json.loads(r.body)
+    assert answer["object"] == "text_completion" and answer["choices"][0]["text"]
+
+
+def test_codecs_azure_prompt_is_a_bare_string(e2e):
+    st = e2e.stack("self_hosted")
+    body = {"inputs": {"diff": "diff --git a/x b/x\n+y\n"}, "stream": False,
+            "model_metadata": _meta("azure/gpt-4o-deploy", "https://myres.openai.azure.com/")}
+    r = st.post("/v1/prompts/generate_commit_message", json_body=body, headers=st.gitlab.headers())
+    sent = st.fake("azure_eastus").last()
+    assert sent.target == "/openai/deployments/gpt-4o-deploy/chat/completions?api-version=2024-10-21"
+    assert sent.header("api-key") == AZURE_KEY
+    assert AZURE_KEY not in sent.body.decode()
+    assert r.status == 200, r.body
+    assert isinstance(json.loads(r.body), str)
+
+
+def test_codecs_model_error_on_a_prompt_is_421_with_its_reason(e2e):
+    st = e2e.stack("self_hosted")
+    st.fake("azure_eastus").enqueue(Reply.json({"error": {"code": "DeploymentNotFound", "message": "The API deployment for this resource does not exist."}}, status=404))
+    body = {"inputs": {"diff": "x"}, "stream": False, "model_metadata": _meta("azure/gpt-4o-deploy", "https://myres.openai.azure.com/")}
+    r = st.post("/v1/prompts/generate_commit_message", json_body=body, headers=st.gitlab.headers())
+    assert r.status == 421, r.body
+    assert json.loads(r.body) == {"detail": "404: The API deployment for this resource does not exist."}
+
+
+def test_codecs_missing_inputs_are_422_and_reach_no_model(e2e):
+    st = e2e.stack("self_hosted")
+    body = {"inputs": {"dif": "x"}, "stream": False, "model_metadata": _meta("azure/gpt-4o-deploy", "https://myres.openai.azure.com/")}
+    r = st.post("/v1/prompts/generate_commit_message", json_body=body, headers=st.gitlab.headers())
+    assert r.status == 422, r.body
+    assert "'diff'" in json.loads(r.body)["detail"]
+    st.fake("azure_eastus").assert_nothing_received()
+
+
+def test_codecs_generation_on_bedrock_converse(e2e):
+    st = e2e.stack("self_hosted")
+    body = {"current_file": {"file_name": "main.go", "content_above_cursor": "package main\n\n// reverse a string\n", "content_below_cursor": ""},
+            "stream": False, "model_provider": "litellm", "prompt_version": 2, "prompt_id": "code_suggestions/generations",
+            "prompt": "reverse a string", "model_name": "claude_3",
+            "model_identifier": "bedrock/us.anthropic.claude-3-5-sonnet-20240620-v1:0"}
+    r = st.post("/v2/code/generations", json_body=body, headers=st.gitlab.headers())
+    sent = st.fake("bedrock_us_east_1").last()
+    assert sent.target == "/model/us.anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse"
+    req = sent.json()
+    assert req["messages"][-1] == {"role": "assistant", "content": [{"text": "<new_code>"}]}
+    assert req["inferenceConfig"]["stopSequences"] == ["</new_code>"]
+    assert r.status == 200, r.body
+    answer = json.loads(r.body)
+    assert answer["model"]["name"] == "us.anthropic.claude-3-5-sonnet-20240620-v1:0"
+    assert answer["choices"][0]["text"]
+
+
+def test_codecs_golden_bedrock_bodies_pass_botocore(e2e):
+    """Every golden Bedrock request of the codec tests is valid for botocore's bedrock-runtime
+    model, and botocore serializes the same path (filters/router/tests/golden/check_bedrock.py)."""
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parents[3] / "filters/router/tests/golden/check_bedrock.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert " 0 failed" in out.stdout, out.stdout
