@@ -131,11 +131,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     rows = []
     for name, v in report["variants"].items():
         if v.get("failed"):
-            rows.append([name, v["description"], "FAILED", v["failed"], "", "", ""])
+            rows.append([name, v["description"], "FAILED", v["failed"], "", "", "", "", ""])
             continue
         rows.append([name, v["description"], _s(v.get("p50_us")), _s(v.get("p99_us")), _s(v.get("added_p50_us")),
-                     _s(v.get("added_p99_us")), _s(v.get("rps"), "req/s")])
-    lines.append(table(["variant", "what", "p50", "p99", "added p50", "added p99", "req/s"], rows))
+                     _s(v.get("added_p99_us")), _s(v.get("rps"), "req/s"), _s(v.get("cpu_us")), _s(v.get("added_cpu_us"))])
+    lines.append(table(["variant", "what", "p50", "p99", "added p50", "added p99", "req/s", "proxy CPU / request",
+                        "added CPU / request"], rows))
+    lines += ["", "*Proxy CPU / request*: user + system CPU time of the proxy process under test (Envoy, or "
+              "LiteLLM's process) during the run divided by the requests answered (`/proc/<pid>/stat`, 10 ms ticks): "
+              "unlike wall-clock latency it does not grow when other processes take the CPU."]
     if report.get("throughput"):
         lines += ["", f"## Throughput (`wrk -t1 -c{m['throughput_connections']}`, one Envoy worker)", ""]
         rows = []
@@ -164,14 +168,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         rows = []
         for name, v in mem["stacks"].items():
             if v.get("failed"):
-                rows.append([name, "FAILED", v["failed"], "", "", ""])
+                rows.append([name, "FAILED", v["failed"], "", "", "", ""])
                 continue
             rows.append([name, f"{mib(v['rss_before']):.1f} MiB", f"{mib(v['rss_after']):.1f} MiB",
                          f"{mib(v['rss_after'] - v['rss_before']):+.1f} MiB",
                          f"{mib(v['heap_allocated_before']):.1f} → {mib(v['heap_allocated_after']):.1f} MiB"
                          if v.get("heap_allocated_before") is not None else "",
-                         v.get("non_2xx", "")])
-        lines.append(table(["stack", "RSS before", "RSS after", "growth", "Envoy heap allocated (/memory)", "non-2xx"], rows))
+                         v.get("vms_active", ""), v.get("non_2xx", "")])
+        lines.append(table(["stack", "RSS before", "RSS after", "growth", "Envoy heap allocated (/memory)", "V8 VMs", "non-2xx"], rows))
         lines += ["", mem["vm_note"]]
     if report.get("wasm"):
         lines += ["", "## .wasm sizes", ""]
