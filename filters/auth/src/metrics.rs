@@ -1,11 +1,13 @@
-//! Metric names (proxy-wasm `define_metric`; Envoy shows them under `wasmcustom.`, e.g.
-//! `envoy_wasmcustom_duo_auth_requests_ok` in `/stats/prometheus`). The label of the contract's
-//! `duo_auth.requests{result}` and `duo_auth.denied{reason}` is the last name segment.
+//! Metric names (proxy-wasm `define_metric`; Envoy shows them under `wasmcustom.`). Labels are
+//! encoded as `.<tag>.<value>` segments, the convention the shipped `stats_tags` extract
+//! (`.reason.` already; `.result.` needs a `result` tag regex next to them): the contract's
+//! `duo_auth.requests{result}` is `duo_auth.requests.result.<result>`, and
+//! `duo_auth.denied{reason}` is `duo_auth.denied.reason.<reason>`.
 
-/// `duo_auth.requests.<result>`, result in [`RESULTS`].
+/// `duo_auth.requests.result.<result>`, result in [`RESULTS`].
 pub const RESULTS: [&str; 4] = ["ok", "public", "bypass", "denied"];
 
-/// `duo_auth.denied.<reason>`, every reason duo_auth gives.
+/// `duo_auth.denied.reason.<reason>`, every reason duo_auth gives.
 pub const REASONS: [&str; 22] = [
     "missing_authorization",
     "invalid_authorization_header",
@@ -38,11 +40,11 @@ pub const JWKS_COUNTERS: [&str; 3] = ["duo_auth.jwks.fetch_ok", "duo_auth.jwks.f
 pub const CACHE_COUNTERS: [&str; 2] = ["duo_auth.user_token_cache.hit", "duo_auth.user_token_cache.miss"];
 
 pub fn request_metric(result: &str) -> String {
-    format!("duo_auth.requests.{result}")
+    format!("duo_auth.requests.result.{result}")
 }
 
 pub fn denial_metric(reason: &str) -> String {
-    format!("duo_auth.denied.{reason}")
+    format!("duo_auth.denied.reason.{reason}")
 }
 
 #[cfg(test)]
@@ -66,7 +68,7 @@ mod tests {
         ] {
             assert!(REASONS.contains(&e.reason()), "{}", e.reason());
         }
-        assert_eq!(denial_metric("token_expired"), "duo_auth.denied.token_expired");
-        assert_eq!(request_metric("ok"), "duo_auth.requests.ok");
+        assert_eq!(denial_metric("token_expired"), "duo_auth.denied.reason.token_expired");
+        assert_eq!(request_metric("ok"), "duo_auth.requests.result.ok");
     }
 }

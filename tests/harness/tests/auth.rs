@@ -124,9 +124,9 @@ fn fetches_keys_at_start_then_verifies_and_hands_off() {
     let (s, _) = send(&auth, "/v1/prompts/generate_commit_message", &fs("token_a_chat_only"));
     denied(&s, 403, "missing_scope");
 
-    assert_eq!(host.metric_value("duo_auth.requests.ok"), Some(1));
-    assert_eq!(host.metric_value("duo_auth.requests.denied"), Some(3));
-    assert_eq!(host.metric_value("duo_auth.denied.token_expired"), Some(1));
+    assert_eq!(host.metric_value("duo_auth.requests.result.ok"), Some(1));
+    assert_eq!(host.metric_value("duo_auth.requests.result.denied"), Some(3));
+    assert_eq!(host.metric_value("duo_auth.denied.reason.token_expired"), Some(1));
     assert_eq!(host.metric_value("duo_auth.jwks.fetch_ok"), Some(1));
 }
 
