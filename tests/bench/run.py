@@ -945,7 +945,9 @@ def verdicts(report: dict[str, Any]) -> list[Verdict]:
         out.append(Verdict(f"{f} size", benchlib.mib(size), 1, "MiB"))
     lite, ours = med("litellm_1k", "added_p50_us"), med("duo_jwt_authn_1k_fresh", "added_p50_us")
     ratio = None if lite is None or ours is None or ours <= 0 else lite / ours
-    out.append(Verdict("LiteLLM's added p50 / ours (jwt_authn, 1 KB, fresh token)", ratio, 50, "×", at_least=True))
+    lc, oc = med("litellm_1k", "added_cpu_us"), med("duo_jwt_authn_1k_fresh", "added_cpu_us")
+    cpu_note = "" if lc is None or oc is None or oc <= 0 else f"added CPU per request: LiteLLM {lc:.0f} µs, ours {oc:.0f} µs ({lc / oc:.1f}×)"
+    out.append(Verdict("LiteLLM's added p50 / ours (jwt_authn, 1 KB, fresh token)", ratio, 50, "×", at_least=True, note=cpu_note))
     return out
 
 
