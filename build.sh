@@ -50,8 +50,21 @@ ensure_wasm_bindgen() {
   command -v node >/dev/null || die "node not found: the wasm unit tests run under Node.js"
 }
 
+# wasm-opt (Debian's binaryen) shrinks the modules by about a quarter; optional, installed when
+# this machine can (root with apt), skipped with a note otherwise.
+ensure_wasm_opt() {
+  command -v wasm-opt >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "apt-get install binaryen (wasm-opt)"
+    apt-get install -y -qq binaryen >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq binaryen >/dev/null 2>&1; } \
+      || echo "    (binaryen not installable here; building without wasm-opt)"
+  fi
+}
+
 build() {
   ensure_rust
+  ensure_wasm_opt
   say "cargo build --release --target wasm32-wasip1 (${FILTERS[*]})"
   cargo build --release --target wasm32-wasip1 $(printf -- '-p %s ' "${FILTERS[@]}")
   mkdir -p dist
