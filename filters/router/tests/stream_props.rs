@@ -2,6 +2,7 @@
 //! re-chunking never changes the output, decoders round-trip what the encoders write, and
 //! arbitrary bytes never panic nor end complete by accident. Plus `per_chunk_cost`, an ignored
 //! micro-benchmark.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 #![cfg(not(target_arch = "wasm32"))]
 

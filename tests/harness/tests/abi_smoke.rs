@@ -1,5 +1,6 @@
 //! The built filters load in the host emulator, import only what Envoy provides, export the
 //! ABI 0.2.1 entry points, and configure (or refuse) as documented.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 use duo_harness::{Action, Filter, Host, LogLevel, module_exports, module_imports};
 

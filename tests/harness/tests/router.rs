@@ -1,6 +1,7 @@
 //! duo_router's built module (`dist/duo_router.wasm`) in the host emulator: configure/refuse,
 //! the routing headers it sets for each target kind, local replies, the body it waits for,
 //! the filter state it hands on, metrics, and the body watchdog.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 use duo_harness::{Action, Filter, Host, LogLevel, Plugin, Stream};
 use serde_json::{Value, json};
