@@ -97,3 +97,61 @@ def test_codecs_golden_bedrock_bodies_pass_botocore(e2e):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert " 0 failed" in out.stdout, out.stdout
+
+
+def test_codecs_600_kb_prompt_body_reaches_the_model(e2e):
+    """GitLab sends request bodies up to 600 KB (a large diff): the whole payload is rendered
+    into the prompt the model receives, and the answer comes back."""
+    import random
+    import string
+
+    st = e2e.stack("self_hosted")
+    rng = random.Random(600)
+    lines = []
+    size = 0
+    while size < 590_000:
+        line = "+" + "".join(rng.choice(string.ascii_letters + " ") for _ in range(79))
+        lines.append(line)
+        size += len(line) + 1
+    diff = "diff --git a/big.txt b/big.txt\n" + "\n".join(lines) + "\n+END-OF-BIG-DIFF\n"
+    body = {"inputs": {"diff": diff}, "stream": False,
+            "model_metadata": _meta("azure/gpt-4o-deploy", "https://myres.openai.azure.com/")}
+    raw = json.dumps(body).encode()
+    assert 580_000 < len(raw) <= 600 * 1024, len(raw)
+    r = st.request("POST", "/v1/prompts/generate_commit_message", body=raw,
+                   headers={**st.gitlab.headers(), "content-type": "application/json"}, timeout_s=60)
+    assert r.status == 200, r.body[:300]
+    assert json.loads(r.body), r.body
+    sent = st.fake("azure_eastus").last()
+    prompt = "\n".join(m["content"] if isinstance(m["content"], str) else "".join(p.get("text", "") for p in m["content"])
+                       for m in sent.json()["messages"])
+    assert diff.strip() in prompt, "the rendered prompt does not contain the whole 600 KB payload"
+    assert len(sent.body) > len(diff), len(sent.body)
+
+
+def test_codecs_upstream_429_keeps_retry_after(e2e):
+    st = e2e.stack("self_hosted")
+    st.fake("azure_eastus").enqueue(Reply.json(
+        {"error": {"code": "429", "message": "Requests to the ChatCompletions_Create Operation have exceeded the rate limit."}},
+        status=429, headers=[("Retry-After", "7")]))
+    body = {"inputs": {"diff": "x"}, "stream": False, "model_metadata": _meta("azure/gpt-4o-deploy", "https://myres.openai.azure.com/")}
+    r = st.post("/v1/prompts/generate_commit_message", json_body=body, headers=st.gitlab.headers())
+    assert r.status == 429, (r.status, r.body)
+    assert r.header("retry-after") == "7", r
+    assert len(st.fake("azure_eastus").received()) == 1, "a 429 must not be retried by the gateway"
+
+
+def test_codecs_unreachable_model_is_503_inference_failed(e2e):
+    """The model's cluster answers nothing (its fake is stopped: connection refused) → 503
+    `{"detail": "Inference failed"}`. A variant stack, so the shared one keeps its fakes."""
+    st = e2e.stack("self_hosted", name="self_hosted_unreachable")
+    try:
+        st.fake("azure_eastus").stop()
+        body = {"inputs": {"diff": "x"}, "stream": False,
+                "model_metadata": _meta("azure/gpt-4o-deploy", "https://myres.openai.azure.com/")}
+        r = st.request("POST", "/v1/prompts/generate_commit_message", json_body=body, headers=st.gitlab.headers(), timeout_s=30)
+        assert r.status == 503, (r.status, r.body)
+        assert json.loads(r.body) == {"detail": "Inference failed"}, r.body
+        assert (r.header("content-type") or "").startswith("application/json"), r.header("content-type")
+    finally:
+        st.stop()

@@ -192,3 +192,16 @@ def test_streaming_bedrock_exception_frame_never_looks_complete(e2e):
     assert "throttlingException" not in r.text, r.text
     rec = _record(st, "/v2/code/generations")
     assert rec.get("stream") is True and rec.get("error") == "stream_exception:throttlingException", rec
+
+
+def test_streaming_error_before_the_first_byte_is_mapped_as_without_stream(e2e):
+    """A platform error status before the stream starts is GitLab's ordinary error answer (here
+    429 with the platform's Retry-After), not an empty or broken event stream."""
+    st = e2e.stack("self_hosted")
+    st.fake(VLLM).enqueue(Reply.json({"object": "error", "message": "server busy", "type": "TooManyRequests", "code": 429},
+                                     status=429, headers=[("Retry-After", "7")]))
+    r = st.post("/v1/prompts/chat/explain_code", json_body=_explain(_vllm_meta()), headers=st.gitlab.headers())
+    assert r.status == 429, (r.status, r.text)
+    assert r.header("retry-after") == "7", r
+    assert not (r.header("content-type") or "").startswith(SSE), r.header("content-type")
+    _asked_openai_stream(st.fake(VLLM).last())
