@@ -79,17 +79,18 @@ def _asked_openai_stream(sent):
     assert body.get("stream_options", {}).get("include_usage") is True, body.get("stream_options")
 
 
-def _record(st, path):
-    """duo_logger's record of this scenario's request (a previous scenario's record may still
-    arrive after the mark: it is told apart by its path and correlation id)."""
+def _record(st, headers, path):
+    """duo_logger's record of this scenario's request, found by its correlation id (GitLab's
+    X-Request-ID): a previous scenario's record may still arrive after the mark."""
     deadline = time.monotonic() + 5
     while True:
         lines = st.access_log(wait_for=1)
-        recs = [x for x in lines if isinstance(x, dict) and x.get("path") == path]
+        recs = [x for x in lines if isinstance(x, dict) and x.get("correlation_id") == headers["X-Request-ID"]]
         if recs or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     assert len(recs) == 1, lines
+    assert recs[0].get("path") == path, recs[0]
     return recs[0]
 
 
@@ -97,7 +98,7 @@ def test_streaming_vllm_sse_into_a_prompt(e2e):
     st = e2e.stack("self_hosted")
     pieces = ["This reverses", " a sorted", " copy of y."]
     st.fake(VLLM).enqueue(Answer(text="", pieces=pieces, delay_s=0.1, input_tokens=40, output_tokens=6))
-    r = st.post("/v1/prompts/chat/explain_code", json_body=_explain(_vllm_meta()), headers=st.gitlab.headers())
+    r = st.post("/v1/prompts/chat/explain_code", json_body=_explain(_vllm_meta()), headers=(h := st.gitlab.headers()))
     _raw_text_stream(r, "".join(pieces))
     assert sum(1 for _t, c in r.chunks if c) >= 2, f"the answer was not streamed as it came: {r.chunks}"
     sent = st.fake(VLLM).last()
@@ -106,7 +107,7 @@ def test_streaming_vllm_sse_into_a_prompt(e2e):
     assert sent.header("authorization") == f"Bearer {VLLM_KEY}"
     st.fake(BEDROCK).assert_nothing_received()
     st.fake(AZURE).assert_nothing_received()
-    rec = _record(st, "/v1/prompts/chat/explain_code")
+    rec = _record(st, h, "/v1/prompts/chat/explain_code")
     assert rec.get("stream") is True, rec
     assert "error" not in rec, rec
     assert rec.get("input_tokens") == 40 and rec.get("output_tokens") == 6, rec
@@ -117,12 +118,12 @@ def test_streaming_bedrock_converse_stream_into_generations(e2e):
     st = e2e.stack("self_hosted")
     pieces = ["func reverse(s string) string {", "\n\treturn s", "\n}"]
     st.fake(BEDROCK).enqueue(Answer(text="", pieces=pieces, delay_s=0.1, input_tokens=30, output_tokens=9))
-    r = st.post("/v2/code/generations", json_body=_generation_body(), headers=st.gitlab.headers())
+    r = st.post("/v2/code/generations", json_body=_generation_body(), headers=(h := st.gitlab.headers()))
     _raw_text_stream(r, "".join(pieces))
     sent = st.fake(BEDROCK).last()
     assert sent.path == "/model/us.anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream", sent.path
     st.fake(VLLM).assert_nothing_received()
-    rec = _record(st, "/v2/code/generations")
+    rec = _record(st, h, "/v2/code/generations")
     assert rec.get("stream") is True, rec
     assert rec.get("input_tokens") == 30 and rec.get("output_tokens") == 9, rec
 
@@ -132,13 +133,13 @@ def test_streaming_azure_sse_into_a_prompt(e2e):
     pieces = ["Fix the", " sort order", " in reverse()"]
     st.fake(AZURE).enqueue(Answer(text="", pieces=pieces, delay_s=0.05))
     body = {"inputs": {"diff": "diff --git a/x b/x\n+y\n"}, "stream": True, "model_metadata": _azure_meta()}
-    r = st.post("/v1/prompts/generate_commit_message", json_body=body, headers=st.gitlab.headers())
+    r = st.post("/v1/prompts/generate_commit_message", json_body=body, headers=(h := st.gitlab.headers()))
     _raw_text_stream(r, "".join(pieces))
     sent = st.fake(AZURE).last()
     assert sent.target == "/openai/deployments/gpt-4o-deploy/chat/completions?api-version=2024-10-21", sent.target
     _asked_openai_stream(sent)
     assert sent.header("api-key") == AZURE_KEY
-    rec = _record(st, "/v1/prompts/generate_commit_message")
+    rec = _record(st, h, "/v1/prompts/generate_commit_message")
     assert rec.get("stream") is True and "error" not in rec, rec
 
 
@@ -146,7 +147,7 @@ def test_streaming_code_completions_on_vllm(e2e):
     st = e2e.stack("self_hosted")
     pieces = ["    return", " a + b"]
     st.fake(VLLM).enqueue(Answer(text="", pieces=pieces, delay_s=0.05))
-    r = st.post("/v2/code/completions", json_body=_completion_body(), headers=st.gitlab.headers())
+    r = st.post("/v2/code/completions", json_body=_completion_body(), headers=(h := st.gitlab.headers()))
     _raw_text_stream(r, "".join(pieces))
     sent = st.fake(VLLM).last()
     assert sent.path == "/v1/completions", sent.path
@@ -158,9 +159,9 @@ def test_streaming_vllm_cut_mid_stream_never_looks_complete(e2e):
     st = e2e.stack("self_hosted")
     pieces = ["The first", " part", " and more", " never arrives"]
     st.fake(VLLM).enqueue(Answer(text="", pieces=pieces, abort_after=2, delay_s=0.05))
-    r = st.post("/v1/prompts/chat/explain_code", json_body=_explain(_vllm_meta()), headers=st.gitlab.headers())
+    r = st.post("/v1/prompts/chat/explain_code", json_body=_explain(_vllm_meta()), headers=(h := st.gitlab.headers()))
     _never_complete(r, "never arrives")
-    rec = _record(st, "/v1/prompts/chat/explain_code")
+    rec = _record(st, h, "/v1/prompts/chat/explain_code")
     assert rec.get("stream") is True and rec.get("error") == "stream_truncated", rec
 
 
@@ -171,10 +172,10 @@ def test_streaming_vllm_body_without_done_never_looks_complete(e2e):
     chunks = [b"data: " + json.dumps({**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}).encode() + b"\n\n"
               for p in ("Half", " an answer")]
     st.fake(VLLM).enqueue(Reply(200, [("content-type", "text/event-stream; charset=utf-8")], chunks=chunks, delay_s=0.05))
-    r = st.post("/v1/prompts/chat/explain_code", json_body=_explain(_vllm_meta()), headers=st.gitlab.headers())
+    r = st.post("/v1/prompts/chat/explain_code", json_body=_explain(_vllm_meta()), headers=(h := st.gitlab.headers()))
     _never_complete(r, "[DONE]")
     assert r.text == "Half an answer", r.text
-    rec = _record(st, "/v1/prompts/chat/explain_code")
+    rec = _record(st, h, "/v1/prompts/chat/explain_code")
     assert rec.get("stream") is True and rec.get("error") == "stream_truncated", rec
 
 
@@ -187,10 +188,10 @@ def test_streaming_bedrock_exception_frame_never_looks_complete(e2e):
         eventstream.exception("throttlingException", "Too many tokens, please wait before trying again."),
     ]
     st.fake(BEDROCK).enqueue(Reply(200, EVENTSTREAM, chunks=frames, delay_s=0.05))
-    r = st.post("/v2/code/generations", json_body=_generation_body(), headers=st.gitlab.headers())
+    r = st.post("/v2/code/generations", json_body=_generation_body(), headers=(h := st.gitlab.headers()))
     _never_complete(r, "Too many tokens")
     assert "throttlingException" not in r.text, r.text
-    rec = _record(st, "/v2/code/generations")
+    rec = _record(st, h, "/v2/code/generations")
     assert rec.get("stream") is True and rec.get("error") == "stream_exception:throttlingException", rec
 
 
@@ -200,7 +201,7 @@ def test_streaming_error_before_the_first_byte_is_mapped_as_without_stream(e2e):
     st = e2e.stack("self_hosted")
     st.fake(VLLM).enqueue(Reply.json({"object": "error", "message": "server busy", "type": "TooManyRequests", "code": 429},
                                      status=429, headers=[("Retry-After", "7")]))
-    r = st.post("/v1/prompts/chat/explain_code", json_body=_explain(_vllm_meta()), headers=st.gitlab.headers())
+    r = st.post("/v1/prompts/chat/explain_code", json_body=_explain(_vllm_meta()), headers=(h := st.gitlab.headers()))
     assert r.status == 429, (r.status, r.text)
     assert r.header("retry-after") == "7", r
     assert not (r.header("content-type") or "").startswith(SSE), r.header("content-type")
