@@ -206,3 +206,23 @@ def test_streaming_error_before_the_first_byte_is_mapped_as_without_stream(e2e):
     assert r.header("retry-after") == "7", r
     assert not (r.header("content-type") or "").startswith(SSE), r.header("content-type")
     _asked_openai_stream(st.fake(VLLM).last())
+
+
+def test_streaming_bedrock_bad_crc_never_looks_complete(e2e):
+    """A corrupted event-stream message (message CRC wrong) after some text: the text already
+    decoded reaches GitLab, the corrupted event's text never does, and the stream is reset."""
+    st = e2e.stack("self_hosted")
+    bad = eventstream.frame([(":event-type", "contentBlockDelta"), (":content-type", "application/json"),
+                             (":message-type", "event")],
+                            json.dumps({"contentBlockIndex": 0, "delta": {"text": "CORRUPTED"}}).encode(), corrupt_crc=True)
+    frames = [
+        eventstream.event("messageStart", {"role": "assistant"}),
+        eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "func reverse"}}),
+        bad,  # the rest of a good stream would follow; the gateway stops reading at the bad CRC
+    ]
+    st.fake(BEDROCK).enqueue(Reply(200, EVENTSTREAM, chunks=frames, delay_s=0.05))
+    r = st.post("/v2/code/generations", json_body=_generation_body(), headers=(h := st.gitlab.headers()))
+    _never_complete(r, "CORRUPTED")
+    assert r.text == "func reverse", r.text
+    rec = _record(st, h, "/v2/code/generations")
+    assert rec.get("error") == "stream_bad_message_crc", rec
