@@ -4,8 +4,8 @@
 While the filters are being built, a shipped config can be refused only because a filter does not
 know a product.md field or value yet ("unknown field `verifier`"). Scenarios that hit that raise
 `Skip` with the filter and the field, instead of failing CI for work in progress; every other
-failure fails. Set `DUO_E2E_STRICT=1` to turn those skips into failures (the default once every
-filter implements product.md §3)."""
+failure fails. Every filter now implements product.md §3, so strict is the default: such a
+refusal fails like any other. `DUO_E2E_STRICT=0` brings the skips back for work in progress."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ _LINE = re.compile(r"wasm log (duo_auth|duo_router|duo_logger)\b.*?unknown (fiel
 
 
 def strict() -> bool:
-    return os.environ.get("DUO_E2E_STRICT", "") not in ("", "0")
+    return os.environ.get("DUO_E2E_STRICT", "1") not in ("", "0")
 
 
 def pending(envoy_output: str) -> str | None:

@@ -3,49 +3,20 @@ the model platform asked for a stream with the agent prompt, GitLab's NDJSON eve
 (`action` at the end of a tool step, `final_answer_delta` chunks while the answer streams, an
 `error` event when the upstream breaks mid-answer), on vLLM and on Bedrock (Converse, Claude with
 the `Thought:` prefill); 422 for a malformed body; 403 for `additional_context` without its
-`include_<category>_context` scope.
-
-The scenarios run once duo_router wires the chat module into its adapter (and, for the scope
-check, once duo_auth calls `duo_core::chat_scopes`); until then they are skipped, naming what is
-missing. After that every check is a hard failure."""
+`include_<category>_context` scope."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from duo_e2e import ROOT, Answer, Reply, Skip, eventstream
+from duo_e2e import Answer, Reply, eventstream
 
 VLLM = "vllm_codestral"
 BEDROCK = "bedrock_us_east_1"
 NDJSON = "application/x-ndjson"
 API_KEY = "sk-e2e-chat-key"
 QUESTION = "Summarize issue #12"
-
-
-def _sources(*dirs: str) -> str:
-    out = []
-    for d in dirs:
-        for p in sorted((ROOT / d).rglob("*.rs")):
-            out.append(p.read_text(encoding="utf-8", errors="replace"))
-    return "\n".join(out)
-
-
-def _require_router_chat() -> None:
-    src_dir = ROOT / "filters/router/src"
-    wired = any(
-        ("ChatAgentReframer" in p.read_text(encoding="utf-8", errors="replace")
-         or "prepare_step" in p.read_text(encoding="utf-8", errors="replace"))
-        for p in src_dir.rglob("*.rs") if "chat" not in p.relative_to(src_dir).parts
-    )
-    if not wired:
-        raise Skip("duo_router does not wire the chat module (prepare_step / ChatAgentReframer) into its adapter yet")
-
-
-def _require_auth_context_scopes() -> None:
-    src = _sources("filters/auth/src")
-    if "required_context_scopes" not in src and "include_{category}_context" not in src:
-        raise Skip("duo_auth does not check include_<category>_context scopes (duo_core::chat_scopes) yet")
 
 
 def _vllm_metadata() -> dict[str, Any]:
@@ -95,7 +66,6 @@ def _delta_chunks(r) -> int:
 
 
 def test_chat_vllm_action_step(e2e):
-    _require_router_chat()
     st = e2e.stack("self_hosted")
     gl = st.gitlab
     st.fake(VLLM).enqueue(Answer(text="", pieces=["Thought: I need the", " issue.\nAction: issue", "_reader\nAction Input: #12\n"]))
@@ -121,7 +91,6 @@ def test_chat_vllm_action_step(e2e):
 
 
 def test_chat_vllm_final_answer_streams_in_deltas(e2e):
-    _require_router_chat()
     st = e2e.stack("self_hosted")
     gl = st.gitlab
     scratchpad = [{"action": {"thought": "I need the issue.", "tool": "issue_reader", "tool_input": "#12"},
@@ -155,7 +124,6 @@ SSE_HEADERS = [("content-type", "text/event-stream; charset=utf-8")]
 
 
 def test_chat_vllm_error_in_the_stream_is_an_error_event(e2e):
-    _require_router_chat()
     st = e2e.stack("self_hosted")
     gl = st.gitlab
     chunks = _vllm_chunks(["Final Answer: The first", " part"])
@@ -170,7 +138,6 @@ def test_chat_vllm_error_in_the_stream_is_an_error_event(e2e):
 
 
 def test_chat_vllm_stream_cut_short_is_an_error_event(e2e):
-    _require_router_chat()
     st = e2e.stack("self_hosted")
     gl = st.gitlab
     # The body ends cleanly but without vLLM's `data: [DONE]`: the answer is not complete.
@@ -183,7 +150,6 @@ def test_chat_vllm_stream_cut_short_is_an_error_event(e2e):
 
 
 def test_chat_vllm_connection_lost_never_looks_complete(e2e):
-    _require_router_chat()
     st = e2e.stack("self_hosted")
     gl = st.gitlab
     pieces = ["Final Answer: The first", " part", " and more", " never arrives"]
@@ -198,7 +164,6 @@ def test_chat_vllm_connection_lost_never_looks_complete(e2e):
 
 
 def test_chat_bedrock_final_answer_with_prefill(e2e):
-    _require_router_chat()
     st = e2e.stack("self_hosted")
     gl = st.gitlab
     pieces = [" I can answer.\nFinal Answer:", " Runners", " execute", " jobs."]
@@ -219,7 +184,6 @@ def test_chat_bedrock_final_answer_with_prefill(e2e):
 
 
 def test_chat_bedrock_exception_mid_answer_is_an_error_event(e2e):
-    _require_router_chat()
     st = e2e.stack("self_hosted")
     gl = st.gitlab
     frames = [
@@ -238,7 +202,6 @@ def test_chat_bedrock_exception_mid_answer_is_an_error_event(e2e):
 
 
 def test_chat_malformed_body_is_422(e2e):
-    _require_router_chat()
     st = e2e.stack("self_hosted")
     gl = st.gitlab
     body = _step_body(_vllm_metadata())
@@ -251,8 +214,6 @@ def test_chat_malformed_body_is_422(e2e):
 
 
 def test_chat_additional_context_needs_its_scope(e2e):
-    _require_router_chat()
-    _require_auth_context_scopes()
     st = e2e.stack("self_hosted")
     gl = st.gitlab
     ctx = [{"category": "file", "id": "app/x.rb", "content": "puts 1", "metadata": {}}]
