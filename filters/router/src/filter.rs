@@ -22,7 +22,7 @@ use crate::prompts::PromptSet;
 use crate::stream::{Ended, Framing, StreamTranslator};
 use duo_core::catalogue::{Endpoint, EndpointKind};
 use duo_core::errors::GitlabError;
-use duo_core::handoff::{self, AuthInfo, RouteInfo, UsageInfo};
+use duo_core::handoff::{self, AuthInfo, ContentInfo, RouteInfo, UsageInfo};
 use serde_json::Value;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -183,6 +183,7 @@ impl RootContext for Root {
             replied: false,
             usage: UsageInfo::default(),
             usage_published: false,
+            content: None,
         }))
     }
 }
@@ -214,6 +215,27 @@ struct Stream {
     replied: bool,
     usage: UsageInfo,
     usage_published: bool,
+    /// Prompt and answer text, kept only when duo_logger asked for content (its policy allows
+    /// it for this request) and cut at its byte limit; published with the usage.
+    content: Option<CapturedContent>,
+}
+
+struct CapturedContent {
+    limit: usize,
+    prompt: Vec<u8>,
+    response: Vec<u8>,
+}
+
+impl CapturedContent {
+    fn append_response(&mut self, bytes: &[u8]) {
+        let room = self.limit.saturating_sub(self.response.len());
+        self.response.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn info(&self) -> ContentInfo {
+        let text = |b: &[u8]| (!b.is_empty()).then(|| String::from_utf8_lossy(b).into_owned());
+        ContentInfo { prompt: text(&self.prompt), response: text(&self.response) }
+    }
 }
 
 impl Context for Stream {}
@@ -334,6 +356,12 @@ impl Stream {
         host(duo_kit::set_request_header(":path", Some(&up.path)))?;
         host(duo_kit::set_request_header("content-length", Some(&up.body.len().to_string())))?;
         host(hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), &up.body))?;
+        // The prompt as the model receives it (the rendered request body; keys travel in headers).
+        self.content = duo_kit::filter_state::<usize>(handoff::CONTENT_WANTED).map(|limit| CapturedContent {
+            limit,
+            prompt: up.body[..up.body.len().min(limit)].to_vec(),
+            response: Vec::new(),
+        });
         self.answer = Some(up.answer);
         Ok(())
     }
@@ -390,6 +418,9 @@ impl Stream {
         }
         let _ = duo_kit::set_response_header("content-length", Some(&answer.body.len().to_string()));
         let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &answer.body);
+        if let Some(c) = &mut self.content {
+            c.append_response(&answer.body);
+        }
         if let Some(u) = answer.usage {
             self.usage.input_tokens = Some(u.input_tokens);
             self.usage.output_tokens = Some(u.output_tokens);
@@ -422,6 +453,9 @@ impl Stream {
                     broken = Some(e);
                 }
                 let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &out);
+                if let Some(c) = &mut self.content {
+                    c.append_response(&out);
+                }
                 let usage = t.usage();
                 let reset = broken.is_some() && !t.error_event_written();
                 self.usage.input_tokens = usage.input_tokens.or(self.usage.input_tokens);
@@ -446,6 +480,9 @@ impl Stream {
         if !self.usage_published {
             self.usage_published = true;
             let _ = duo_kit::set_filter_state(handoff::USAGE, &self.usage);
+            if let Some(c) = &self.content {
+                let _ = duo_kit::set_filter_state(handoff::CONTENT, &c.info());
+            }
         }
     }
 

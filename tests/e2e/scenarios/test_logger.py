@@ -154,10 +154,17 @@ def test_logger_keeps_secrets_out(e2e):
             json_body=_completion_body(model_api_key=secrets["model_api_key"]),
             headers={**auth_header, "X-Request-ID": _rid("s1"), "x-amz-security-token": secrets["aws_token"],
                      "api-key": secrets["azure_key"]})
-    st.post("/v1/prompts/generate_commit_message",
-            json_body={"inputs": {"diff": f"Authorization: AWS4-HMAC-SHA256 Credential=AKIAE2E/x, Signature={secrets['aws_sig']}"},
-                       "model_metadata": {"api_key": secrets["model_api_key"]}},
-            headers={**auth_header, "X-Request-ID": _rid("s2")})
+    # generate_commit_message goes to Azure with GitLab's key: the fake must expect this one.
+    azure = st.fake("azure_eastus")
+    usual_key, azure.api_key = azure.api_key, secrets["model_api_key"]
+    try:
+        r = st.post("/v1/prompts/generate_commit_message",
+                    json_body={"inputs": {"diff": f"Authorization: AWS4-HMAC-SHA256 Credential=AKIAE2E/x, Signature={secrets['aws_sig']}"},
+                               "model_metadata": {"api_key": secrets["model_api_key"]}},
+                    headers={**auth_header, "X-Request-ID": _rid("s2")})
+    finally:
+        azure.api_key = usual_key
+    assert r.status == 200, r
     # A refused token is logged as a denial, never as text.
     st.post("/v2/code/completions", json_body=_completion_body(),
             headers={**gl.headers(gl.mint_bad_signature()), "X-Request-ID": _rid("s3")})
