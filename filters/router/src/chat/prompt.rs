@@ -393,18 +393,7 @@ mod tests {
     use crate::chat::request::ChatAgentRequest;
     use serde_json::json;
 
-    const ALL_FAMILIES: [Family; 10] = [
-        Family::Codestral,
-        Family::Mistral,
-        Family::Mixtral,
-        Family::Llama3,
-        Family::Codellama,
-        Family::Codegemma,
-        Family::Deepseekcoder,
-        Family::Claude3,
-        Family::Gpt,
-        Family::General,
-    ];
+    use crate::prompts::ALL_FAMILIES;
 
     const TODAY: CivilDate = CivilDate { year: 2026, month: 11, day: 26 };
 
