@@ -277,14 +277,14 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream {
+        Some(duo_kit::timing::wrap("duo_auth", Box::new(Stream {
             id: context_id,
             config: self.config.clone()?,
             vm: self.vm.clone(),
             state: State::Start,
             fetches: HashMap::new(),
             body_done: false,
-        }))
+        })))
     }
 }
 

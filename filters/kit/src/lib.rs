@@ -2,6 +2,8 @@
 //! Every host call returns a `Result`/`Option` instead of unwrapping, so a host error becomes a
 //! decision (usually: fail closed with a local reply), never a panic that kills the VM.
 
+pub mod timing;
+
 use duo_core::errors::GitlabError;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};

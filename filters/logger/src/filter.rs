@@ -94,13 +94,13 @@ impl RootContext for LoggerRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(LoggerStream {
+        Some(duo_kit::timing::wrap("duo_logger", Box::new(LoggerStream {
             config: self.config.clone(),
             metrics: self.metrics.clone(),
             request: RequestFacts::default(),
             response_start: None,
             first_chunk: None,
-        }))
+        })))
     }
 }
 

@@ -170,7 +170,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream {
+        Some(duo_kit::timing::wrap("duo_router", Box::new(Stream {
             id: context_id,
             config: self.config.clone(),
             prompts: self.prompts.clone(),
@@ -184,7 +184,7 @@ impl RootContext for Root {
             usage: UsageInfo::default(),
             usage_published: false,
             content: None,
-        }))
+        })))
     }
 }
 
