@@ -58,7 +58,8 @@ class EnvoyError(RuntimeError):
 
 
 class Envoy:
-    """One running Envoy. `start()` returns once the admin API says LIVE and the listener is bound."""
+    """One running Envoy. `start()` (= `launch().wait_ready()`) returns once the admin API says LIVE
+    and the listener is bound."""
 
     def __init__(self, config: Path, run_dir: Path, env: dict[str, str] | None = None, name: str = "envoy",
                  concurrency: int = 2):
@@ -75,15 +76,27 @@ class Envoy:
         self.port = 0
 
     def start(self, timeout_s: float = 90.0) -> "Envoy":
+        return self.launch().wait_ready(timeout_s)
+
+    def command(self) -> list[str]:
+        """Envoy's command line (subclasses change flags here, e.g. the bench's log level)."""
+        return [str(ENVOY), "-c", str(self.config), "--concurrency", str(self.concurrency), "--use-dynamic-base-id",
+                "--base-id-path", str(self.base_id_path), "--admin-address-path", str(self.admin_path),
+                "-l", "info", "--log-path", str(self.log_path), "--file-flush-interval-msec", "50",
+                "--drain-time-s", "1", "--parent-shutdown-time-s", "2"]
+
+    def launch(self) -> "Envoy":
+        """Spawn only; `wait_ready()` waits for it. Call from the main thread: Envoy gets SIGTERM
+        when the thread that started it ends."""
         for p in (self.admin_path, self.log_path):
             p.unlink(missing_ok=True)
-        cmd = [str(ENVOY), "-c", str(self.config), "--concurrency", str(self.concurrency), "--use-dynamic-base-id",
-               "--base-id-path", str(self.base_id_path), "--admin-address-path", str(self.admin_path),
-               "-l", "info", "--log-path", str(self.log_path), "--file-flush-interval-msec", "50",
-               "--drain-time-s", "1", "--parent-shutdown-time-s", "2"]
-        out = open(self.run_dir / f"{self.name}.stdout", "wb")
-        self.proc = procs.spawn(cmd, cwd=ENVOY_CWD, stdout=out, stderr=subprocess.STDOUT, env=self.env)
-        out.close()
+        with open(self.run_dir / f"{self.name}.stdout", "wb") as out:
+            self.proc = procs.spawn(self.command(), cwd=ENVOY_CWD, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+        return self
+
+    def wait_ready(self, timeout_s: float = 90.0) -> "Envoy":
+        """Returns once the admin API says LIVE and the listener is bound; stops Envoy on failure."""
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout_s
         try:
             while True:
