@@ -3,7 +3,7 @@
 #   ./build.sh [build]   build dist/duo_{auth,router,logger}.wasm
 #   ./build.sh test      every test layer: native + wasm (Node) unit tests, host emulator, real Envoy
 #   ./build.sh up        a local gateway on 127.0.0.1:5052 with a fake model (Ctrl-C stops it)
-#   ./build.sh bench     the performance report (target/bench/)
+#   ./build.sh bench     the performance report (target/bench/; docs/bench.md)
 # Idempotent; installs what it needs (rust targets, wasm-bindgen-cli, a project venv with Envoy).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -103,10 +103,23 @@ test_all() {
   "$VENV/bin/python" tests/e2e/run.py
 }
 
+# The bench's own modules: the do-nothing filter (the floor, tests/bench/noop) and the three
+# filters with callback timing (profiling only, never the measured stacks) in
+# target/bench-timing/dist/ (docs/bench.md, "Profiling").
+bench_modules() {
+  say "cargo build --release --target wasm32-wasip1 -p duo_bench_noop (the floor)"
+  cargo build --release --target wasm32-wasip1 -p duo_bench_noop
+  say "callback-timing builds (${FILTERS[*]}) in target/bench-timing/"
+  CARGO_TARGET_DIR=target/bench-timing cargo build --release --target wasm32-wasip1 \
+    $(printf -- '-p %s ' "${FILTERS[@]}") --features duo-kit/callback-timing
+  mkdir -p target/bench-timing/dist
+  for f in "${FILTERS[@]}"; do cp "target/bench-timing/wasm32-wasip1/release/$f.wasm" target/bench-timing/dist/; done
+}
+
 case "${1:-build}" in
   build) build ;;
   test) test_all ;;
   up) build; ensure_venv; exec "$VENV/bin/python" examples/local/up.py ;;
-  bench) build; ensure_venv; exec "$VENV/bin/python" tests/bench/run.py ;;
+  bench) build; bench_modules; ensure_venv; exec "$VENV/bin/python" tests/bench/run.py ;;
   *) die "unknown command '$1' (use: build | test | up | bench)" ;;
 esac

@@ -7,7 +7,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import Spread, Verdict, median, paired_differences, paired_ratios, percentile, render_markdown  # noqa: E402
+from benchlib import (Spread, Verdict, ablation_table, median, paired_differences, paired_ratios, parse_timing,  # noqa: E402
+                      percentile, render_markdown, summarize_ablation, summarize_timing, timing_table)
 
 
 def test_percentile_interpolates_like_numpy():
@@ -67,6 +68,68 @@ def test_render_shows_failures_and_numbers():
     assert "- ✓ a: 1 µs (target ≤ 2 µs)" in md
     assert "| duo_auth.wasm | 2097152 | 2.00 |" in md
     assert "- n1" in md
+
+
+def test_floor_shown_only_beside_a_miss():
+    miss = Verdict("p50", 900, 100, "µs", floor="added p50 300 µs")
+    assert miss.line() == "✗ p50: 900 µs (target ≤ 100 µs) — floor in this run: added p50 300 µs"
+    assert "floor" not in Verdict("p50", 90, 100, "µs", floor="added p50 300 µs").line()
+    assert Verdict("p50", 900, 100, "µs", floor="x").as_dict()["floor"] == "x"
+
+
+def test_ablation_added_and_step_are_paired_per_round():
+    raw = {"kb": 1, "rounds": 2, "duration_s": 1, "order": ["plain", "floor", "full"],
+           "chains": {"plain": {"cpu_us": [300, 320], "p50_us": [600, 700]},
+                      "floor": {"cpu_us": [570, 600], "p50_us": [900, 1000]},
+                      "full": {"cpu_us": [1050, 1070], "p50_us": [1500, 1700]}}}
+    s = summarize_ablation(raw)
+    assert s["chains"]["plain"]["added_cpu_us"] is None and s["chains"]["plain"]["step_cpu_us"] is None
+    assert s["chains"]["floor"]["added_cpu_us"]["median"] == 275
+    assert s["chains"]["full"]["added_cpu_us"]["median"] == 750
+    assert s["chains"]["full"]["step_cpu_us"]["median"] == 475
+    assert s["chains"]["full"]["step_p50_us"]["median"] == 650
+    md = ablation_table(s)
+    assert "| full | 1060 µs (1050…1070, n=2) | +750 µs | +475 µs |" in md, md
+
+
+LOG = """[2026-11-27 02:39:41.469][9449][warning][wasm] [context.cc:1154] wasm log duo_logger duo_logger duo_logger: duo_timing duo_logger: requests=1000 request_headers=41.3us log=150.5us done=0.7us total=192.5us
+[...][warning][wasm] wasm log duo_auth: duo_timing duo_auth: requests=1000 request_headers=125.1us total=125.1us
+[...][warning][wasm] wasm log duo_logger: duo_timing duo_logger: requests=1000 request_headers=36.1us log=128.3us done=0.6us total=165.0us
+[...][warning][wasm] wasm log duo_logger: duo_timing duo_logger: requests=1000 request_headers=38.1us log=130.3us done=0.6us total=169.0us
+"""
+
+
+def test_timing_drops_the_first_report_and_takes_medians():
+    lines = parse_timing(LOG)
+    assert [r["log"] for r in lines["duo_logger"]] == [150.5, 128.3, 130.3]
+    assert lines["duo_auth"][0] == {"requests": 1000, "request_headers": 125.1, "total": 125.1}
+    t = summarize_timing(lines)
+    assert "duo_auth" not in t  # one report only: the warm-up
+    assert t["duo_logger"] == {"reports": 2, "callbacks": {"request_headers": 37.1, "log": 129.3, "done": 0.6, "total": 167.0}}
+    md = timing_table(t)
+    assert "| duo_logger | 37.1 | 129.3 | 0.6 | 167.0 | 2 |" in md, md
+    assert "| all three | 37.1 | 129.3 | 0.6 | 167.0 |  |" in md, md
+
+
+def test_render_new_sections():
+    sp = {"median": 120.0, "min": 100.0, "max": 140.0, "rounds": 2}
+    raw = {"kb": 1, "rounds": 1, "duration_s": 1, "order": ["plain", "floor"],
+           "chains": {"plain": {"cpu_us": [300], "p50_us": [600]}, "floor": {"cpu_us": [570], "p50_us": [900]}}}
+    report = {
+        "meta": {"when": "now", "mode": "quick", "rounds": 2, "duration_s": 2, "throughput_connections": 8,
+                 "loadavg_start": "1 1 1", "cpus": 2},
+        "verdicts": [], "throughput": {},
+        "variants": {"duo_a": {"description": "duo", "added_p50_us": sp, "added_over_floor_p50_us": sp,
+                               "added_cpu_us": sp, "added_over_floor_cpu_us": sp}},
+        "ablation": summarize_ablation(raw),
+        "timing": {"requests": 3000, "filters": summarize_timing(parse_timing(LOG))},
+    }
+    md = render_markdown(report)
+    assert "## Our cost over the floor" in md and "| duo_a | 120 µs (100…140, n=2) |" in md, md
+    assert "## Ablation: cumulative chains" in md and "| floor | 570 µs" in md, md
+    assert "## Time inside each filter per request (µs), by callback" in md and "| duo_logger | 37.1 |" in md, md
+    failed = render_markdown({**report, "ablation": {"failed": "boom"}, "timing": {"failed": "no lines"}})
+    assert "FAILED: boom" in failed and "Not measured: no lines" in failed
 
 
 if __name__ == "__main__":
