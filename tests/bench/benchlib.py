@@ -300,8 +300,9 @@ def _ablation_section(ab: dict[str, Any] | None) -> list[str]:
     if ab.get("failed"):
         return head + [f"FAILED: {ab['failed']}"]
     return head + [f"{ab['rounds']} rounds × {ab['duration_s']} s, one connection, fresh tokens. *added* = over plain, "
-                   "*step* = over the chain above it (the cost of the filter that row adds: floor = jwt_authn + three "
-                   "do-nothing wasm filters; then duo_logger, duo_auth, duo_router in place of them).", "",
+                   "*step* = over the row above: the cost of what that row adds. floor = jwt_authn + three do-nothing "
+                   "wasm filters; jwt_logger = jwt_authn + duo_logger (its step: duo_logger minus the three "
+                   "do-nothing filters); then + duo_auth, + duo_router (full).", "",
                    ablation_table(ab)]
 
 
