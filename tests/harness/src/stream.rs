@@ -885,12 +885,17 @@ impl Stream {
 
     /// Response headers from upstream (include `:status`).
     pub fn response_headers(&self, headers: &[(&str, &str)], end_of_stream: bool) -> Action {
+        self.response_headers_raw(to_pairs(headers), end_of_stream)
+    }
+
+    /// Like [`Stream::response_headers`] with byte values (e.g. an upstream's obs-text).
+    pub fn response_headers_raw(&self, headers: Vec<(String, Vec<u8>)>, end_of_stream: bool) -> Action {
         if let Some(a) = self.refuse(Event::ResponseHeaders) {
             return a;
         }
         {
             let mut d = self.core.data.borrow_mut();
-            d.response_headers = to_pairs(headers);
+            d.response_headers = headers;
             Dir::set(&mut d.resp.headers_at, 0, true);
             d.resp.headers_only = end_of_stream;
             Dir::set(&mut d.resp.eos_at, 0, end_of_stream);

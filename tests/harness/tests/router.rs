@@ -321,3 +321,33 @@ fn upstream_errors_are_mapped_for_gitlab() {
     assert_eq!(usage["upstream_status"], 401);
     s.finish();
 }
+
+/// Header values outside UTF-8 (legal obs-text: a Latin-1 `User-Agent`, an upstream's note) on
+/// both sides of a self-hosted call: the router reads whole header maps as bytes, so neither
+/// kills the VM, and the answer is still translated.
+#[test]
+fn header_values_outside_utf8_do_not_kill_the_vm() {
+    let host = Host::new();
+    let r = router(&host, &config());
+    let s = r.new_stream();
+    let mut request: Vec<(String, Vec<u8>)> =
+        headers("/v1/prompts/chat/explain_code").into_iter().map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec())).collect();
+    request.push(("user-agent".to_owned(), b"caf\xe9-client/1.0".to_vec()));
+    assert_eq!(s.request_headers_raw(request, false), Action::Pause);
+    let done = s.request_body(&prompt_body("custom_openai/Codestral-22B-v0.1", "http://vllm.internal:8000/v1"), true);
+    assert!(done.is_continue(), "{done:?} {:?}", s.trace());
+    assert_eq!(s.request_header("x-duo-upstream").as_deref(), Some("vllm_codestral"));
+    let response = vec![
+        (":status".to_owned(), b"200".to_vec()),
+        ("content-type".to_owned(), b"application/json".to_vec()),
+        ("x-upstream-note".to_owned(), b"r\xe9sum\xe9".to_vec()),
+    ];
+    assert_eq!(s.response_headers_raw(response, false), Action::Pause);
+    let answer = json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "Codestral-22B-v0.1",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "It sets x."}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}});
+    s.response_body(answer.to_string().as_bytes(), true);
+    assert!(r.failure().is_none(), "the VM died: {:?}", r.failure());
+    assert_eq!(s.downstream_response_body_str(), "\"It sets x.\"");
+    s.finish();
+}
