@@ -413,9 +413,11 @@ impl Stream {
     fn finish_buffered(&mut self, ctx: &AnswerCtx, size: usize) {
         self.response = Response::PassThrough;
         let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default();
-        let headers = duo_kit::Headers::response().into_lossy_pairs();
         let status = self.usage.upstream_status.unwrap_or(502);
-        let via_upstream = duo_kit::property(&["response", "code_details"]).map(|d| d == b"via_upstream");
+        let (need_headers, need_details) = codec::response_needs(ctx.wire, status);
+        let headers = if need_headers { duo_kit::Headers::response().into_lossy_pairs() } else { Vec::new() };
+        let via_upstream =
+            if need_details { duo_kit::property(&["response", "code_details"]).map(|d| d == b"via_upstream") } else { None };
         let resp = UpstreamResponse { status, headers: &headers, body: &body, via_upstream };
         let answer = codec::translate_response(ctx, &resp, now_ms() / 1000);
         let _ = duo_kit::set_response_header(":status", Some(&answer.status.to_string()));

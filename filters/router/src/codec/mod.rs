@@ -509,6 +509,14 @@ pub fn parse_completion(wire: Wire, headers: &[(String, String)], body: &[u8]) -
     }
 }
 
+/// What [`translate_response`] reads besides status and body, as (headers, `via_upstream`): the
+/// adapter makes only those host calls. Headers matter for errors and Bedrock's answers, the
+/// code details only for errors.
+pub fn response_needs(wire: Wire, status: u32) -> (bool, bool) {
+    let ok = (200..300).contains(&status);
+    (!ok || !matches!(wire, Wire::OpenaiChat | Wire::OpenaiCompletions), !ok)
+}
+
 /// Turns the upstream answer into GitLab's answer (non-streaming; for streams, only
 /// error statuses come here).
 pub fn translate_response(ctx: &AnswerCtx, resp: &UpstreamResponse<'_>, now_unix: u64) -> GitlabAnswer {

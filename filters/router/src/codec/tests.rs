@@ -282,3 +282,20 @@ fn chat_agent_steps_use_the_same_codecs_and_answer_ndjson() {
     assert_eq!(a.status, 200);
     assert!(String::from_utf8_lossy(&a.body).contains(r#""type":"error""#), "{}", String::from_utf8_lossy(&a.body));
 }
+
+/// The adapter skips reading headers and code details when `response_needs` says so; a 2xx
+/// OpenAI-wire answer must then translate exactly as with them.
+#[test]
+fn a_2xx_openai_answer_needs_neither_headers_nor_code_details() {
+    assert_eq!(response_needs(Wire::OpenaiChat, 200), (false, false));
+    assert_eq!(response_needs(Wire::OpenaiCompletions, 204), (false, false));
+    assert_eq!(response_needs(Wire::BedrockConverse, 200), (true, false));
+    assert_eq!(response_needs(Wire::OpenaiChat, 429), (true, true));
+    let body = br#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+    let hs = vec![("content-type".to_owned(), "application/json".to_owned()), ("retry-after".to_owned(), "7".to_owned())];
+    for shape in [AnswerShape::PromptV1, AnswerShape::PromptV2, AnswerShape::CodeSuggestions, AnswerShape::ChatV1] {
+        let with = translate_response(&ctx(shape, Wire::OpenaiChat), &resp(200, &hs, body), 7);
+        let without = translate_response(&ctx(shape, Wire::OpenaiChat), &UpstreamResponse { status: 200, headers: &[], body, via_upstream: None }, 7);
+        assert_eq!((with.status, &with.headers, &with.body), (without.status, &without.headers, &without.body), "{shape:?}");
+    }
+}
