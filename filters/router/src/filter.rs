@@ -347,7 +347,7 @@ impl Stream {
             codec::build_rendered_request(model, AnswerShape::ChatAgent, step.rendered(), true, api_key)?
         } else {
             let call = codec::Call { kind: endpoint.kind, prompt_id: endpoint.prompt_id.as_deref(), model, prompts: &prompts, now_unix };
-            codec::build_upstream_request(&call, body)?
+            codec::build_upstream_request_parsed(&call, json, body.len())?
         };
         let host = |r: Result<(), proxy_wasm::types::Status>| r.map_err(|_| GitlabError::inference_failed());
         // Only what GitLab sent (each removal is a host call), and not what is set again below.

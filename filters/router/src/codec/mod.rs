@@ -213,17 +213,27 @@ fn takes_raw(wire: Wire) -> bool {
     matches!(wire, Wire::OpenaiCompletions | Wire::BedrockMistral | Wire::BedrockLlama)
 }
 
-/// Builds the platform request from GitLab's body (parsed once). Errors are GitLab-shaped
-/// local replies (422 bad body or missing variables, 404 unknown prompt).
+/// Builds the platform request from GitLab's body bytes. Errors are GitLab-shaped local
+/// replies (422 bad body or missing variables, 404 unknown prompt).
 pub fn build_upstream_request(call: &Call<'_>, body: &[u8]) -> Result<UpstreamRequest, GitlabError> {
     if body.len() > MAX_REQUEST_BYTES {
         return Err(request_too_large(body.len()));
+    }
+    let json: Value = inbound::parse(body)?;
+    build_upstream_request_parsed(call, &json, body.len())
+}
+
+/// [`build_upstream_request`] from the body the router already parsed to decide (`body_len`: its
+/// size in bytes): the body is parsed once per request.
+pub fn build_upstream_request_parsed(call: &Call<'_>, body: &Value, body_len: usize) -> Result<UpstreamRequest, GitlabError> {
+    if body_len > MAX_REQUEST_BYTES {
+        return Err(request_too_large(body_len));
     }
     let model = call.model;
     let today = date_from_unix(call.now_unix);
     let (shape, api_key, prepared, wire, lang, chat_model, post) = match call.kind {
         EndpointKind::CodeCompletions { .. } | EndpointKind::CodeGenerations => {
-            let mut req: CodeRequest = inbound::parse(body)?;
+            let mut req: CodeRequest = inbound::from_value(body)?;
             let generations = call.kind == EndpointKind::CodeGenerations;
             let lang = inbound::language_name(req.current_file.language_identifier.as_deref(), &req.current_file.file_name);
             let id = if generations { "code_suggestions/generations" } else { "code_suggestions/completions" };
@@ -235,7 +245,7 @@ pub fn build_upstream_request(call: &Call<'_>, body: &[u8]) -> Result<UpstreamRe
             (AnswerShape::CodeSuggestions, req.model_api_key, prepared, wire, lang, None, post)
         }
         EndpointKind::PromptV1 | EndpointKind::PromptV2 => {
-            let req: PromptRequest = inbound::parse(body)?;
+            let req: PromptRequest = inbound::from_value(body)?;
             let id = call.prompt_id.unwrap_or_default();
             let wire = choose_wire(model, false)?;
             let opts = RenderOptions { want_fim: false, today: &today };
@@ -247,8 +257,7 @@ pub fn build_upstream_request(call: &Call<'_>, body: &[u8]) -> Result<UpstreamRe
         }
         EndpointKind::ChatInvokable | EndpointKind::ChatAgentV1 => {
             // GitLab's validation of legacy prompt components lives with Duo Chat.
-            let v: Value = inbound::parse(body)?;
-            let req = crate::chat::LegacyChatRequest::parse(&v)?;
+            let req = crate::chat::LegacyChatRequest::parse(body)?;
             let wire = choose_wire(model, false)?;
             let messages = req.messages.iter().cloned().map(Into::into).collect();
             let rendered = Rendered { messages, fim: None, params: Map::new(), stop: Vec::new() };
