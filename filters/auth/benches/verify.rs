@@ -101,5 +101,71 @@ fn bench_user_token_cache(c: &mut Criterion) {
     c.bench_function("jwt/user_token_cache_hit", |b| b.iter(|| cache.get(black_box(&user_token), t).is_some()));
 }
 
-criterion_group!(benches, bench_verify, bench_user_token_cache);
+/// proxy-wasm's pair encoding (what Envoy returns for a map or list property).
+fn pairs(items: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = (items.len() as u32).to_le_bytes().to_vec();
+    for (k, v) in items {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in items {
+        out.extend_from_slice(k);
+        out.push(0);
+        out.extend_from_slice(v);
+        out.push(0);
+    }
+    out
+}
+
+/// duo_auth's whole request-side work with `verifier: envoy_jwt_authn` once Envoy handed over
+/// the bytes: jwt_authn's payload map decoded, GitLab's header rules, the scope decision, and
+/// the hand-off serialized for the other filters.
+fn bench_jwt_authn_decision(c: &mut Criterion) {
+    use duo_auth::config::Config;
+    use duo_auth::jwt_authn;
+    use duo_auth::policy::{self, Decision, Pre, RequestView};
+    let config = Config::parse(br#"{"audience": "gitlab-ai-gateway", "verifier": "envoy_jwt_authn"}"#)
+        .unwrap_or_else(|e| fail("config", format!("{e:?}")));
+    let scope_list: Vec<(&[u8], &[u8])> = SCOPES.iter().map(|s| (s.as_bytes(), &b""[..])).collect();
+    let scopes = pairs(&scope_list);
+    let exp = ((now() + 3600) as f64).to_le_bytes();
+    let iat = (now() as f64).to_le_bytes();
+    let payload = pairs(&[
+        (b"iss", b"https://gitlab.example.com"),
+        (b"sub", b"3f2b3f0e-5a0c-4c39-9d65-0a2f9a1d7c11"),
+        (b"aud", b"gitlab-ai-gateway"),
+        (b"exp", &exp),
+        (b"iat", &iat),
+        (b"nbf", &iat),
+        (b"jti", b"4c6a0d1e-6f0b-4f59-a7c2-1b1f0e9d8c77"),
+        (b"gitlab_realm", b"self-managed"),
+        (b"gitlab_instance_id", b"3f2b3f0e-5a0c-4c39-9d65-0a2f9a1d7c11"),
+        (b"scopes", &scopes),
+    ]);
+    let authorization = "Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6ImJlbmNoIn0.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+    let view = RequestView {
+        method: "POST",
+        path: "/v1/prompts/generate_commit_message",
+        authorization: Some(authorization),
+        authentication_type: Some("oidc"),
+        realm: Some("self-managed"),
+        instance_id: Some("3f2b3f0e-5a0c-4c39-9d65-0a2f9a1d7c11"),
+        global_user_id: Some("Vv0HqKJ9cTf3a7lKQbq2xw=="),
+        bypass_auth: None,
+    };
+    let run = || -> Option<Vec<u8>> {
+        let Pre::Verify { info, .. } = policy::pre_check(&config, black_box(&view)) else { return None };
+        let claims = jwt_authn::claims_from_payload_map(black_box(&payload))?;
+        match policy::authorize(&config, &view, &claims, false, info) {
+            Decision::Allow(info) => serde_json::to_vec(&info).ok(),
+            _ => None,
+        }
+    };
+    if run().is_none() {
+        fail("jwt_authn decision", "the request was not allowed");
+    }
+    c.bench_function("auth/jwt_authn_decision", |b| b.iter(run));
+}
+
+criterion_group!(benches, bench_verify, bench_user_token_cache, bench_jwt_authn_decision);
 criterion_main!(benches);

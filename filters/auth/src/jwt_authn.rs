@@ -28,12 +28,13 @@ pub fn key_path(key: &str) -> [&str; 4] {
 /// a map or carry no claim that makes a verdict.
 pub fn claims_from_payload_map(bytes: &[u8]) -> Option<Claims> {
     let pairs = decode_pairs(bytes)?;
-    claims_from_metadata(|claim| pairs.iter().find(|(k, _)| k == claim.as_bytes()).map(|(_, v)| v.clone()))
+    claims_from_metadata(|claim| pairs.iter().find(|(k, _)| *k == claim.as_bytes()).map(|(_, v)| *v))
 }
 
 /// Decodes proxy-wasm's pair encoding: u32 count, count x (u32 key len, u32 value len), then
-/// each key and value followed by a NUL byte. `None` if the bytes are not exactly that.
-pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+/// each key and value followed by a NUL byte. `None` if the bytes are not exactly that. Borrows:
+/// a GitLab token's payload has ~40 strings, and copying each was most of this filter's work.
+pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     let u32_at = |at: usize| -> Option<usize> {
         let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
         Some(u32::from_le_bytes(b) as usize)
@@ -49,12 +50,12 @@ pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut at = 4 + count * 8;
     let mut out = Vec::with_capacity(count);
     for (k, v) in sizes {
-        let key = bytes.get(at..at + k)?.to_vec();
+        let key = bytes.get(at..at + k)?;
         if bytes.get(at + k) != Some(&0) {
             return None;
         }
         at += k + 1;
-        let value = bytes.get(at..at + v)?.to_vec();
+        let value = bytes.get(at..at + v)?;
         if bytes.get(at + v) != Some(&0) {
             return None;
         }
@@ -72,8 +73,8 @@ pub fn string_list(bytes: &[u8]) -> Vec<String> {
         for (k, v) in pairs {
             for part in [k, v] {
                 if !part.is_empty()
-                    && let Ok(s) = String::from_utf8(part) {
-                        out.push(s);
+                    && let Ok(s) = std::str::from_utf8(part) {
+                        out.push(s.to_owned());
                     }
             }
         }
@@ -101,13 +102,13 @@ pub fn number(bytes: &[u8]) -> Option<f64> {
     std::str::from_utf8(bytes).ok()?.trim().parse().ok()
 }
 
-fn text(bytes: Option<Vec<u8>>) -> Option<String> {
-    bytes.and_then(|b| String::from_utf8(b).ok())
+fn text(bytes: Option<&[u8]>) -> Option<String> {
+    bytes.and_then(|b| std::str::from_utf8(b).ok()).map(str::to_owned)
 }
 
 /// The claims in `duo_jwt_payload`, read leaf by leaf through `get(claim)`. `None` when there is
 /// no payload at all.
-pub fn claims_from_metadata(get: impl Fn(&str) -> Option<Vec<u8>>) -> Option<Claims> {
+pub fn claims_from_metadata<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> Option<Claims> {
     let exp = get("exp");
     let sub = get("sub");
     let iss = get("iss");
@@ -115,8 +116,8 @@ pub fn claims_from_metadata(get: impl Fn(&str) -> Option<Vec<u8>>) -> Option<Cla
         return None;
     }
     let aud = get("aud").map(|b| {
-        let list = string_list(&b);
-        if list.len() == 1 && decode_pairs(&b).is_none() {
+        let list = string_list(b);
+        if list.len() == 1 && decode_pairs(b).is_none() {
             Audience::One(list.into_iter().next().unwrap_or_default())
         } else {
             Audience::Many(list)
@@ -126,13 +127,13 @@ pub fn claims_from_metadata(get: impl Fn(&str) -> Option<Vec<u8>>) -> Option<Cla
         iss: text(iss),
         sub: text(sub),
         aud,
-        exp: exp.as_deref().and_then(number),
-        nbf: get("nbf").as_deref().and_then(number),
-        iat: get("iat").as_deref().and_then(number),
+        exp: exp.and_then(number),
+        nbf: get("nbf").and_then(number),
+        iat: get("iat").and_then(number),
         jti: text(get("jti")),
         gitlab_realm: text(get("gitlab_realm")),
         gitlab_instance_id: text(get("gitlab_instance_id")),
-        scopes: get("scopes").map(|b| string_list(&b)).unwrap_or_default(),
+        scopes: get("scopes").map(string_list).unwrap_or_default(),
     })
 }
 
@@ -209,14 +210,17 @@ mod tests {
 
     #[test]
     fn claims_are_read_leaf_by_leaf() {
-        let get = |leaf: &str| -> Option<Vec<u8>> {
+        let exp = 1_726_761_600f64.to_le_bytes();
+        let aud = encode_pairs(&[("gitlab-ai-gateway", "")]);
+        let scopes = encode_pairs(&[("complete_code", ""), ("duo_chat", "")]);
+        let get = |leaf: &str| -> Option<&[u8]> {
             Some(match leaf {
-                "sub" => b"292c".to_vec(),
-                "iss" => b"https://gitlab.example.com".to_vec(),
-                "exp" => 1_726_761_600f64.to_le_bytes().to_vec(),
-                "aud" => encode_pairs(&[("gitlab-ai-gateway", "")]),
-                "gitlab_realm" => b"self-managed".to_vec(),
-                "scopes" => encode_pairs(&[("complete_code", ""), ("duo_chat", "")]),
+                "sub" => b"292c",
+                "iss" => b"https://gitlab.example.com",
+                "exp" => &exp,
+                "aud" => &aud,
+                "gitlab_realm" => b"self-managed",
+                "scopes" => &scopes,
                 _ => return None,
             })
         };
