@@ -101,28 +101,12 @@ fn bench_user_token_cache(c: &mut Criterion) {
     c.bench_function("jwt/user_token_cache_hit", |b| b.iter(|| cache.get(black_box(&user_token), t).is_some()));
 }
 
-/// proxy-wasm's pair encoding (what Envoy returns for a map or list property).
-fn pairs(items: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut out = (items.len() as u32).to_le_bytes().to_vec();
-    for (k, v) in items {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in items {
-        out.extend_from_slice(k);
-        out.push(0);
-        out.extend_from_slice(v);
-        out.push(0);
-    }
-    out
-}
-
 /// duo_auth's whole request-side work with `verifier: envoy_jwt_authn` once Envoy handed over
 /// the bytes: jwt_authn's payload map decoded, GitLab's header rules, the scope decision, and
 /// the hand-off serialized for the other filters.
 fn bench_jwt_authn_decision(c: &mut Criterion) {
     use duo_auth::config::Config;
-    use duo_auth::jwt_authn;
+    use duo_auth::jwt_authn::{self, encode_pairs as pairs};
     use duo_auth::policy::{self, Decision, Pre, RequestView};
     let config = Config::parse(br#"{"audience": "gitlab-ai-gateway", "verifier": "envoy_jwt_authn"}"#)
         .unwrap_or_else(|e| fail("config", format!("{e:?}")));

@@ -65,6 +65,23 @@ pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     (at == bytes.len()).then_some(out)
 }
 
+/// The inverse of [`decode_pairs`]: the bytes Envoy returns for a map or list property (for
+/// tests and benchmarks that stand in for Envoy).
+pub fn encode_pairs(items: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = (items.len() as u32).to_le_bytes().to_vec();
+    for (k, v) in items {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in items {
+        out.extend_from_slice(k);
+        out.push(0);
+        out.extend_from_slice(v);
+        out.push(0);
+    }
+    out
+}
+
 /// A list of strings: pair-encoded (each element in the key or value position), or a JSON array,
 /// or a single string.
 pub fn string_list(bytes: &[u8]) -> Vec<String> {
@@ -171,27 +188,17 @@ mod tests {
 
     use super::*;
 
-    fn encode_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (k, v) in pairs {
-            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        }
-        for (k, v) in pairs {
-            out.extend_from_slice(k.as_bytes());
-            out.push(0);
-            out.extend_from_slice(v.as_bytes());
-            out.push(0);
-        }
-        out
+    fn str_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+        let bytes: Vec<(&[u8], &[u8])> = pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
+        encode_pairs(&bytes)
     }
 
     #[test]
     fn pairs_round_trip_and_reject_garbage() {
-        let bytes = encode_pairs(&[("complete_code", ""), ("duo_chat", "")]);
+        let bytes = str_pairs(&[("complete_code", ""), ("duo_chat", "")]);
         assert_eq!(decode_pairs(&bytes).unwrap().len(), 2);
         assert_eq!(string_list(&bytes), vec!["complete_code", "duo_chat"]);
-        assert_eq!(string_list(&encode_pairs(&[("0", "a"), ("1", "b")])), vec!["0", "a", "1", "b"]);
+        assert_eq!(string_list(&str_pairs(&[("0", "a"), ("1", "b")])), vec!["0", "a", "1", "b"]);
         assert!(decode_pairs(b"complete_code").is_none());
         assert!(decode_pairs(&[255, 255, 255, 255]).is_none());
         let mut cut = bytes.clone();
@@ -211,8 +218,8 @@ mod tests {
     #[test]
     fn claims_are_read_leaf_by_leaf() {
         let exp = 1_726_761_600f64.to_le_bytes();
-        let aud = encode_pairs(&[("gitlab-ai-gateway", "")]);
-        let scopes = encode_pairs(&[("complete_code", ""), ("duo_chat", "")]);
+        let aud = str_pairs(&[("gitlab-ai-gateway", "")]);
+        let scopes = str_pairs(&[("complete_code", ""), ("duo_chat", "")]);
         let get = |leaf: &str| -> Option<&[u8]> {
             Some(match leaf {
                 "sub" => b"292c",
@@ -235,23 +242,9 @@ mod tests {
 
     #[test]
     fn the_whole_payload_map_gives_the_same_claims_as_leaf_reads() {
-        fn pairs_bytes(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-            let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-            for (k, v) in pairs {
-                out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            }
-            for (k, v) in pairs {
-                out.extend_from_slice(k);
-                out.push(0);
-                out.extend_from_slice(v);
-                out.push(0);
-            }
-            out
-        }
         let exp = 1_726_761_600f64.to_le_bytes();
-        let scopes = encode_pairs(&[("complete_code", ""), ("duo_chat", "")]);
-        let map = pairs_bytes(&[
+        let scopes = str_pairs(&[("complete_code", ""), ("duo_chat", "")]);
+        let map = encode_pairs(&[
             (b"sub", b"292c"),
             (b"exp", &exp),
             (b"aud", b"gitlab-ai-gateway"),
@@ -266,7 +259,7 @@ mod tests {
         assert_eq!(c.gitlab_instance_id.as_deref(), Some("inst-1"));
         // Not a map, or a map without the claims a verdict needs: no verdict (the filter denies).
         assert_eq!(claims_from_payload_map(b"292c"), None);
-        assert_eq!(claims_from_payload_map(&pairs_bytes(&[(b"jti", b"x")])), None);
+        assert_eq!(claims_from_payload_map(&encode_pairs(&[(b"jti", b"x")])), None);
     }
 
     #[test]
