@@ -28,12 +28,9 @@ pub fn follow_host_log_level() {
     log::set_max_level(level);
 }
 
-/// A request header as text. Read as bytes and decoded lossily: the SDK's `get_map_value`
-/// unwraps UTF-8, so one Latin-1 byte from a client would panic and kill the VM.
-pub fn request_header(name: &str) -> Option<String> {
-    header_lossy(MapType::HttpRequestHeaders, name)
-}
-
+/// A response header as text. Read as bytes and decoded lossily: the SDK's `get_map_value`
+/// unwraps UTF-8, so one Latin-1 byte from an upstream would panic and kill the VM. (Request
+/// headers: read the whole map once with [`Headers::request`].)
 pub fn response_header(name: &str) -> Option<String> {
     header_lossy(MapType::HttpResponseHeaders, name)
 }
@@ -70,7 +67,7 @@ impl Headers {
         self.0.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect()
     }
 
-    /// The first value of a header, decoded lossily like [`request_header`]. Names compare
+    /// The first value of a header, decoded lossily like [`response_header`]. Names compare
     /// ASCII-case-insensitively, as Envoy's own lookups do.
     pub fn get(&self, name: &str) -> Option<String> {
         self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
