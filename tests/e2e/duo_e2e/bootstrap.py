@@ -3,8 +3,9 @@ must change on a test machine and keeping everything else (filters, their config
 upstream filters such as SigV4 signing):
 
 - listener and admin bind 127.0.0.1 port 0 (the real ports are read back from the admin API);
-- every cluster points at its fake on 127.0.0.1 (STATIC, plain HTTP: the fakes do not speak TLS,
-  so `transport_socket` is dropped);
+- every cluster points at its fake on 127.0.0.1 (STATIC); by default plain HTTP (`transport_socket`
+  dropped); with `tls_ca` (the TLS stacks) each cluster keeps its shipped `transport_socket` (SNI,
+  expected SAN) and only the trusted CA bundle becomes the test CA, so the fakes serve HTTPS;
 - file access logs write to the run directory.
 Helpers also read and patch the JSON configuration of a wasm filter (for scenario variants)."""
 
@@ -92,7 +93,14 @@ def upstream_signing(cluster: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def for_e2e(boot: dict[str, Any], ports: dict[str, int], access_log: Path) -> dict[str, Any]:
+def upstream_tls(cluster: dict[str, Any]) -> dict[str, Any] | None:
+    """The UpstreamTlsContext of a cluster, if it speaks TLS."""
+    ts = cluster.get("transport_socket") or {}
+    tc = ts.get("typed_config") or {}
+    return tc if tc.get("@type", "").endswith("UpstreamTlsContext") else None
+
+
+def for_e2e(boot: dict[str, Any], ports: dict[str, int], access_log: Path, tls_ca: Path | None = None) -> dict[str, Any]:
     out = copy.deepcopy(boot)
     out.setdefault("admin", {})["address"] = {"socket_address": {"address": "127.0.0.1", "port_value": 0}}
     for listener in out.get("static_resources", {}).get("listeners", []):
@@ -103,7 +111,13 @@ def for_e2e(boot: dict[str, Any], ports: dict[str, int], access_log: Path) -> di
             raise KeyError(f"cluster {name!r} has no fake (add one in Stack or pass fakes=)")
         c["type"] = "STATIC"
         c.pop("dns_lookup_family", None)
-        c.pop("transport_socket", None)
+        tls = upstream_tls(c)
+        if tls_ca is not None and tls is not None:
+            vc = tls.get("common_tls_context", {}).get("validation_context", {})
+            if "trusted_ca" in vc:
+                vc["trusted_ca"] = {"filename": str(tls_ca)}
+        else:
+            c.pop("transport_socket", None)
         c["load_assignment"] = {"cluster_name": name, "endpoints": [{"lb_endpoints": [
             {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ports[name]}}}}]}]}
     for hcm in hcms(out):

@@ -11,6 +11,10 @@ remote JWKS and of duo_auth's `jwks_sources` get a FakeGitLab; a cluster named b
 listed for that cluster); `vendor.cluster` and `aigw.cluster` get a FakeAigw (with the vendor's
 `path_prefix`). Pass `fakes={"cluster": FakeX(...)}` to override, e.g. for a cluster only a test
 config has.
+
+With `tls=TestPKI(...)` every cluster that speaks TLS keeps its shipped `transport_socket` and
+trusts only the test CA, and its fake serves HTTPS with a certificate that CA issued for the
+cluster's SNI name; `certs={"cluster": pki.self_signed(...)}` serves another certificate instead.
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ from .client import Response, request
 from .envoy import ROOT, Envoy
 from .fakes import FakeAigw, FakeAzure, FakeBedrock, FakeGitLab, FakeServer, FakeVllm
 from .fakes.bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
+from .tls import ServerCert, TestPKI
 
 
 class Stack:
     def __init__(self, name: str, config: Path, run_dir: Path,
                  patch: Callable[[dict[str, Any]], None] | None = None,
                  fakes: dict[str, FakeServer] | None = None, env: dict[str, str] | None = None,
-                 concurrency: int = 2):
+                 concurrency: int = 2, tls: TestPKI | None = None, certs: dict[str, ServerCert] | None = None):
         self.name = name
         self.concurrency = concurrency
         self.source = config
@@ -44,6 +49,8 @@ class Stack:
         self.fakes: dict[str, FakeServer] = dict(fakes or {})
         self.env = {"AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY_ID, "AWS_SECRET_ACCESS_KEY": TEST_SECRET_ACCESS_KEY,
                     "HOME": str(run_dir), **(env or {})}
+        self.tls = tls
+        self.certs = dict(certs or {})
         self.access_log_path = run_dir / f"{name}.access.log"
         self.envoy: Envoy | None = None
         self._log_mark = 0
@@ -51,12 +58,14 @@ class Stack:
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Stack":
         self._make_fakes()
-        for fake in self.fakes.values():
+        for name, fake in self.fakes.items():
             if fake._server is None:
-                fake.start()
+                fake.start(tls=self._server_tls(name))
         ports = {name: fake.port for name, fake in self.fakes.items()}
         self.access_log_path.touch()
-        cfg = bootstrap.dump(bootstrap.for_e2e(self.boot, ports, self.access_log_path), self.run_dir / f"{self.name}.yaml")
+        cfg = bootstrap.dump(bootstrap.for_e2e(self.boot, ports, self.access_log_path,
+                                               tls_ca=self.tls.ca_path if self.tls else None),
+                             self.run_dir / f"{self.name}.yaml")
         self.envoy = Envoy(cfg, self.run_dir, env=self.env, name=self.name, concurrency=self.concurrency)
         try:
             self.envoy.start()
@@ -65,6 +74,17 @@ class Stack:
             raise
         self.mark()
         return self
+
+    def _server_tls(self, cluster: str) -> Any:
+        """The fake's server TLS context when this is a TLS stack and the cluster speaks TLS."""
+        if self.tls is None:
+            return None
+        c = next((c for c in bootstrap.clusters(self.boot) if c["name"] == cluster), None)
+        tls = bootstrap.upstream_tls(c) if c else None
+        if tls is None:
+            return None
+        cert = self.certs.get(cluster) or self.tls.issue(tls.get("sni") or cluster)
+        return cert.server_context()
 
     def stop(self) -> None:
         if self.envoy is not None:

@@ -26,6 +26,7 @@ _PUBLIC = {"/monitoring/healthz", "/monitoring/ready", "/v1/models/definitions"}
 
 class FakeAigw(FakeServer):
     kind = "aigw"
+    health_path = "/monitoring/healthz"  # the Python AI gateway's liveness endpoint
 
     def __init__(self, name: str, path_prefix: str = ""):
         super().__init__(name)

@@ -14,6 +14,7 @@ import base64
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -135,9 +136,14 @@ class FakeServer:
     """Base class. Subclasses implement `handle(req) -> Reply` (raise `Refuse` to refuse)."""
 
     kind = "fake"
+    # The path the real service answers health checks on (Envoy's active health checker, user
+    # agent `Envoy/HC`); those checks are counted in `health_checks`, never recorded as requests.
+    health_path: str | None = None
 
     def __init__(self, name: str):
         self.name = name
+        self.health_checks = 0
+        self.tls_errors: list[str] = []  # failed TLS handshakes (a client that refused our certificate)
         self.requests: list[Request] = []
         self.refusals: list[Request] = []
         self.history: list[Request] = []  # every request since start; `reset()` keeps it
@@ -147,13 +153,19 @@ class FakeServer:
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
-    def start(self, port: int = 0) -> "FakeServer":
+    def start(self, port: int = 0, tls: ssl.SSLContext | None = None) -> "FakeServer":
+        """Serve on 127.0.0.1 (`port` 0: a free one); with `tls`, HTTPS with that server context."""
         fake = self
 
         class Handler(_Handler):
             owner = fake
 
         self._server = _Server(("127.0.0.1", port), Handler)
+        self._server.owner = self
+        if tls is not None:
+            # Handshake in the connection's own thread (on first read), not in the accept loop.
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True, do_handshake_on_connect=False)
+        self.tls = tls is not None
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"fake-{self.name}", daemon=True)
         self._thread.start()
         return self
@@ -171,7 +183,7 @@ class FakeServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if getattr(self, 'tls', False) else 'http'}://127.0.0.1:{self.port}"
 
     # ---- scripting and inspection ----------------------------------------------------------
     def reset(self) -> None:
@@ -248,6 +260,17 @@ class FakeServer:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    owner: FakeServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        err = sys.exc_info()[1]
+        if isinstance(err, (ssl.SSLError, ConnectionError)):
+            # A client that refuses our certificate aborts the handshake: note it, quietly.
+            self.owner.tls_errors.append(f"{type(err).__name__}: {err}")
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -290,7 +313,13 @@ class _Handler(BaseHTTPRequestHandler):
             chunked=chunked,
             received_at=time.time(),
         )
-        reply = self.owner._dispatch(req)
+        owner = self.owner
+        if (owner.health_path and req.method == "GET" and req.path == owner.health_path
+                and req.header("user-agent") == "Envoy/HC"):
+            owner.health_checks += 1
+            self._send(Reply(200))
+            return
+        reply = owner._dispatch(req)
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:

@@ -157,6 +157,7 @@ class FakeVllm(_OpenAIBase):
     """vLLM's OpenAI-compatible server (`vllm serve <model> --served-model-name <name> [--api-key K]`)."""
 
     kind = "vllm"
+    health_path = "/health"  # vLLM's own: GET /health answers 200 while the engine is up
 
     def __init__(self, name: str, served_models: list[str] | None = None, api_key: str | None = None, base_path: str = "/v1"):
         super().__init__(name)
