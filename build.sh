@@ -4,6 +4,8 @@
 #   ./build.sh test      every test layer: native + wasm (Node) unit tests, host emulator, real Envoy
 #   ./build.sh up        a local gateway on 127.0.0.1:5052 with a fake model (Ctrl-C stops it)
 #   ./build.sh bench     the performance report (target/bench/; docs/bench.md)
+#   ./build.sh oci       one OCI image per filter in dist/oci/ + Istio manifests with their digests (dist/istio/)
+#   ./build.sh release   dist/*.wasm, dist/SHA256SUMS, the OCI images, checks CHANGELOG.md names this version
 # Idempotent; installs what it needs (rust targets, wasm-bindgen-cli, a project venv with Envoy).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -116,10 +118,32 @@ bench_modules() {
   for f in "${FILTERS[@]}"; do cp "target/bench-timing/wasm32-wasip1/release/$f.wasm" target/bench-timing/dist/; done
 }
 
+# OCI images Istio can pull (examples/istio/oci.py: stdlib Python, no container daemon), their
+# digests printed and written into the rendered Istio manifests. REGISTRY sets where they go.
+oci_images() {
+  say "OCI images (dist/oci/) and Istio manifests with their digests (dist/istio/)"
+  python3 examples/istio/oci.py build --registry "${REGISTRY:-registry.example.com/duo}"
+}
+
+# A release: the modules, their checksums, the OCI images; refuses a version without a
+# CHANGELOG.md entry.
+release() {
+  local version
+  version=$(awk -F'"' '/^\[workspace.package\]/{p=1} p && /^version = /{print $2; exit}' Cargo.toml)
+  grep -q "^## \[$version\]" CHANGELOG.md || die "CHANGELOG.md has no '## [$version]' entry"
+  build
+  oci_images
+  say "dist/SHA256SUMS"
+  (cd dist && sha256sum duo_auth.wasm duo_logger.wasm duo_router.wasm > SHA256SUMS && cat SHA256SUMS)
+  printf '\nrelease %s: dist/*.wasm, dist/SHA256SUMS, dist/oci/<filter>/ (push with skopeo/oras), dist/istio/\n' "$version"
+}
+
 case "${1:-build}" in
   build) build ;;
   test) test_all ;;
   up) build; ensure_venv; exec "$VENV/bin/python" examples/local/up.py ;;
   bench) build; bench_modules; ensure_venv; exec "$VENV/bin/python" tests/bench/run.py ;;
-  *) die "unknown command '$1' (use: build | test | up | bench)" ;;
+  oci) build; oci_images ;;
+  release) release ;;
+  *) die "unknown command '$1' (use: build | test | up | bench | oci | release)" ;;
 esac

@@ -278,3 +278,67 @@ def test_deployment_vllm_is_health_checked(e2e):
             break
         time.sleep(0.5)
     assert flags and all(l.endswith("::healthy") for l in flags), flags
+
+
+# ---- the production template --------------------------------------------------------------------
+
+GATEWAY_NAME = "duo-gateway.example.test"
+
+
+def _render_production(e2e, pki):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render", e2e.root / "examples" / "production" / "render.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    values = render.parse((e2e.root / "examples" / "production" / "hosts.env").read_text().splitlines(), "hosts.env")
+    cert = pki.issue(GATEWAY_NAME, label="gateway")
+    values.update(CA_BUNDLE=str(pki.ca_path), TLS_CERT=str(cert.cert_path), TLS_KEY=str(cert.key_path), WASM_DIR="dist")
+    out = e2e.run_dir / "production.yaml"
+    out.write_text(render.render(values))
+    return out
+
+
+def _https(port, pki, method, path, headers=None, body=b""):
+    import http.client
+
+    raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+    sock = pki.client_context().wrap_socket(raw, server_hostname=GATEWAY_NAME)
+    try:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {GATEWAY_NAME}", f"Content-Length: {len(body)}", "Connection: close"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        return resp.status, resp.read()
+    finally:
+        sock.close()
+
+
+def test_deployment_production_template_serves_https_with_verified_upstreams(e2e):
+    """examples/production: hosts.env rendered (with the test CA, a gateway certificate made now
+    and dist/) passes Envoy, terminates TLS for GitLab with that certificate, and serves a
+    request end to end with every upstream TLS connection verified (GitLab's keys, Bedrock)."""
+    pki = _pki(e2e)
+    config = _render_production(e2e, pki)
+    st = e2e.stack(str(config), name="production", tls=pki)
+    try:
+        status, body = _https(st.port, pki, "GET", "/monitoring/healthz")
+        assert (status, json.loads(body)) == (200, {"status": "ok"}), body
+        req = {"current_file": {"file_name": "main.go", "content_above_cursor": "package main\n", "content_below_cursor": ""},
+               "stream": False, "model_provider": "litellm", "prompt_version": 2, "prompt_id": "code_suggestions/generations",
+               "prompt": "reverse a string", "model_name": "claude_3",
+               "model_identifier": "bedrock/us.anthropic.claude-3-5-sonnet-20240620-v1:0"}
+        status, body = _https(st.port, pki, "POST", "/v2/code/generations",
+                              {**st.gitlab.headers(), "Content-Type": "application/json"}, json.dumps(req).encode())
+        assert status == 200, body
+        assert st.fake("bedrock_us_east_1").tls and st.fake("bedrock_us_east_1").received()
+        # Plain HTTP to the TLS listener gets no answer.
+        with socket.create_connection(("127.0.0.1", st.port), timeout=5) as s:
+            s.sendall(b"GET /monitoring/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                assert not s.recv(100).startswith(b"HTTP/1.1 200"), "plain HTTP answered on the TLS listener"
+            except (ConnectionResetError, socket.timeout):
+                pass
+    finally:
+        st.stop()
