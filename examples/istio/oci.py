@@ -4,8 +4,8 @@
     python3 examples/istio/oci.py build [--dist dist] [--out dist/oci] [--version 0.1.0]
     python3 examples/istio/oci.py read dist/oci/duo_router      # check an image, print its digest
 
-`build` also renders the Istio manifests of examples/istio/manifests/ into dist/istio/ with the
-images' digests (`--registry` names where you push them; default `registry.example.com/duo`).
+`build` also renders the Istio manifests of examples/istio/manifests/ into dist/istio/ and the
+Kubernetes manifests of examples/kubernetes/ into dist/kubernetes/ with the images' digests (`--registry` names where you push them; default `registry.example.com/duo`).
 
 `build` writes one OCI image layout per filter (`dist/oci/<filter>/`: `oci-layout`, `index.json`,
 `blobs/sha256/...`) and prints `<filter> sha256:<manifest digest>`. Each image is Istio's "compat"
@@ -37,6 +37,7 @@ from pathlib import Path
 FILTERS = ("duo_logger", "duo_auth", "duo_router")
 ISTIO_VERSION = "1.30.3"  # the Istio release the manifests are written and validated for
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
+KUBERNETES = Path(__file__).resolve().parents[1] / "kubernetes"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -168,16 +169,16 @@ def build(dist: Path, out: Path, version: str) -> list[Image]:
     return images
 
 
-def render_istio(images: list[Image], registry: str, version: str, out: Path) -> list[Path]:
-    """examples/istio/manifests/*.yaml with REGISTRY, VERSION, ISTIO_VERSION and each filter's
-    image digest (`DUO_<FILTER>_SHA256`, hex) filled in; every placeholder must be known."""
+def render_istio(images: list[Image], registry: str, version: str, out: Path, source: Path = MANIFESTS) -> list[Path]:
+    """examples/istio/manifests/*.yaml (or `source`'s) with REGISTRY, VERSION, ISTIO_VERSION and
+    each filter's image digest (`DUO_<FILTER>_SHA256`, hex) filled in; every placeholder must be known."""
     import string
 
     values = {"REGISTRY": registry, "VERSION": version, "ISTIO_VERSION": ISTIO_VERSION}
     values.update({f"{i.name.upper()}_SHA256": i.digest.split(":", 1)[1] for i in images})
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for src in sorted(MANIFESTS.glob("*.yaml")):
+    for src in sorted(source.glob("*.yaml")):
         dst = out / src.name
         dst.write_text(string.Template(src.read_text()).substitute(values))
         written.append(dst)
@@ -214,6 +215,8 @@ def main(argv: list[str]) -> int:
         for image in images:
             print(f"{image.name} {image.digest}  (plugin.wasm sha256:{image.wasm_sha256})")
         for path in render_istio(images, args.registry, version, args.istio_out):
+            print(f"rendered {path}")
+        for path in render_istio(images, args.registry, version, args.istio_out.parent / "kubernetes", KUBERNETES):
             print(f"rendered {path}")
         return 0
     digest, module = read_image(args.layout)

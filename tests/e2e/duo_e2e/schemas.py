@@ -61,15 +61,11 @@ def istio_schemas() -> dict[tuple[str, str], dict[str, Any]]:
 
 @lru_cache(maxsize=None)
 def _kubernetes_registry() -> Any:
+    """The shared definitions, under the `$id` the kinds' `$ref`s resolve to."""
     from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT4
 
-    base = SCHEMAS / f"kubernetes-{KUBERNETES_VERSION}"
-    resources = []
-    for path in sorted(base.glob("*.json")):
-        doc = json.loads(path.read_text())
-        resources.append((path.name, Resource(contents=doc, specification=DRAFT4)))
-    return Registry().with_resources(resources)
+    defs = json.loads((SCHEMAS / f"kubernetes-{KUBERNETES_VERSION}" / "_definitions.json").read_text())
+    return Resource.from_contents(defs) @ Registry()
 
 
 def kubernetes_schema(api_version: str, kind: str) -> tuple[dict[str, Any], Any]:
@@ -88,7 +84,7 @@ def errors(doc: dict[str, Any]) -> list[str]:
         validator = jsonschema.Draft7Validator(istio_schemas()[key])
     else:
         schema, registry = kubernetes_schema(*key)
-        validator = jsonschema.Draft4Validator(schema, registry=registry)
+        validator = jsonschema.Draft202012Validator(schema, registry=registry)
     where = f"{key[1]} {doc.get('metadata', {}).get('name')}"
     return [f"{where}: {'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message[:300]}"
             for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))]
