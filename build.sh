@@ -6,8 +6,12 @@
 #   ./build.sh bench     the performance report (target/bench/; docs/bench.md)
 #   ./build.sh oci       one OCI image per filter in dist/oci/ + Istio manifests with their digests (dist/istio/)
 #   ./build.sh release   dist/*.wasm, dist/SHA256SUMS, the OCI images, checks CHANGELOG.md names this version
+#   ./build.sh check FILE...            static cross-checks + envoy --mode validate (docs/tooling.md)
+#   ./build.sh config VALUES.yaml [-o FILE]   a complete bootstrap from a short values file
+#   ./build.sh --help    every command
 # Idempotent; installs what it needs (rust targets, wasm-bindgen-cli, a project venv with Envoy).
 set -euo pipefail
+CALLER_PWD=$PWD   # operator commands resolve their FILE arguments from where they were called
 cd "$(dirname "$0")"
 ROOT=$PWD
 FILTERS=(duo_auth duo_router duo_logger)
@@ -138,6 +142,48 @@ release() {
   printf '\nrelease %s: dist/*.wasm, dist/SHA256SUMS, dist/oci/<filter>/ (push with skopeo/oras), dist/istio/\n' "$version"
 }
 
+usage() {
+  cat <<'USAGE'
+usage: ./build.sh [COMMAND]
+
+  build                 build dist/duo_{auth,router,logger}.wasm (the default)
+  test                  every test layer: clippy, native + wasm unit tests, host emulator, real Envoy
+  up                    a local gateway on 127.0.0.1:5052 with a fake model (Ctrl-C stops it)
+  bench                 the performance report (target/bench/; docs/bench.md)
+  oci                   one OCI image per filter in dist/oci/ + Istio manifests with their digests (dist/istio/)
+  release               dist/*.wasm, dist/SHA256SUMS, the OCI images (CHANGELOG.md must name the version)
+  check FILE...         validate Envoy bootstraps carrying the filters: the filters' cross-checks
+                        (clusters, cluster_header route, allow_on_headers_stop_iteration, Bedrock
+                        SigV4 region, authority/address/SNI, TLS verification, buffer limits) and
+                        envoy --mode validate; one `FILE:LINE: [rule] problem` per problem, exit 1 if any
+  config VALUES.yaml [-o FILE]
+                        a complete Envoy bootstrap from a short values file (examples/config/values.yaml)
+  help, --help, -h      this list
+
+Operator commands: docs/tooling.md.
+USAGE
+}
+
+# Operator tooling (tools/duoctl, Python + PyYAML from the project venv). Setup output goes to
+# stderr so `config` can write the bootstrap to stdout.
+duoctl() {
+  ensure_venv >&2
+  PYTHONPATH=$ROOT/tools "$VENV/bin/python" -m duoctl "$@"
+}
+
+cmd_check() {
+  [ $# -gt 0 ] || die "usage: ./build.sh check FILE... (Envoy bootstraps)"
+  build >&2
+  # Run from the caller's directory so FILE paths (and the problem lines) read as typed; Envoy
+  # resolves the bootstraps' relative dist/*.wasm paths from the repository root.
+  (cd "$CALLER_PWD" && duoctl check --envoy "$VENV/bin/envoy" --cwd "$ROOT" "$@")
+}
+
+cmd_config() {
+  [ $# -gt 0 ] || die "usage: ./build.sh config VALUES.yaml [-o FILE]"
+  (cd "$CALLER_PWD" && duoctl config "$@")
+}
+
 case "${1:-build}" in
   build) build ;;
   test) test_all ;;
@@ -145,5 +191,8 @@ case "${1:-build}" in
   bench) build; bench_modules; ensure_venv; exec "$VENV/bin/python" tests/bench/run.py ;;
   oci) build; oci_images ;;
   release) release ;;
-  *) die "unknown command '$1' (use: build | test | up | bench | oci | release)" ;;
+  check) shift; cmd_check "$@" ;;
+  config) shift; cmd_config "$@" ;;
+  help|--help|-h) usage ;;
+  *) usage >&2; die "unknown command '$1'" ;;
 esac

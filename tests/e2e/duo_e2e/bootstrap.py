@@ -6,7 +6,8 @@ upstream filters such as SigV4 signing):
 - every cluster points at its fake on 127.0.0.1 (STATIC); by default plain HTTP (`transport_socket`
   dropped); with `tls_ca` (the TLS stacks) each cluster keeps its shipped `transport_socket` (SNI,
   expected SAN) and only the trusted CA bundle becomes the test CA, so the fakes serve HTTPS;
-- file access logs write to the run directory.
+- file access logs write to the run directory: duo_logger's record to `access_log`, Envoy's native
+  JSON line (every shipped config has both) to `native_log_path(access_log)`.
 Helpers also read and patch the JSON configuration of a wasm filter (for scenario variants)."""
 
 from __future__ import annotations
@@ -124,5 +125,11 @@ def for_e2e(boot: dict[str, Any], ports: dict[str, int], access_log: Path, tls_c
         for log in hcm.get("access_log", []):
             tc = log.get("typed_config", {})
             if "path" in tc:
-                tc["path"] = str(access_log)
+                native = "json_format" in tc.get("log_format", {})
+                tc["path"] = str(native_log_path(access_log) if native else access_log)
     return out
+
+
+def native_log_path(access_log: Path) -> Path:
+    """Where the e2e writes Envoy's native access-log line (beside duo_logger's records)."""
+    return access_log.with_name(access_log.name.replace(".access.log", "") + ".envoy.log")

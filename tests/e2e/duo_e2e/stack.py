@@ -52,8 +52,10 @@ class Stack:
         self.tls = tls
         self.certs = dict(certs or {})
         self.access_log_path = run_dir / f"{name}.access.log"
+        self.native_log_path = bootstrap.native_log_path(self.access_log_path)
         self.envoy: Envoy | None = None
         self._log_mark = 0
+        self._native_mark = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Stack":
@@ -63,6 +65,7 @@ class Stack:
                 fake.start(tls=self._server_tls(name))
         ports = {name: fake.port for name, fake in self.fakes.items()}
         self.access_log_path.touch()
+        self.native_log_path.touch()
         cfg = bootstrap.dump(bootstrap.for_e2e(self.boot, ports, self.access_log_path,
                                                tls_ca=self.tls.ca_path if self.tls else None),
                              self.run_dir / f"{self.name}.yaml")
@@ -97,6 +100,7 @@ class Stack:
         for fake in self.fakes.values():
             fake.reset()
         self._log_mark = self.access_log_path.stat().st_size if self.access_log_path.exists() else 0
+        self._native_mark = self.native_log_path.stat().st_size if self.native_log_path.exists() else 0
 
     def _make_fakes(self) -> None:
         boot = self.shipped_boot
@@ -167,24 +171,32 @@ class Stack:
         """Access-log lines written since the scenario started, parsed as JSON when they are JSON
         (duo_logger's record), else kept as the raw string (`-` when the filter state is absent).
         With `wait_for=n`, waits (bounded) until at least n lines are there."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with open(self.access_log_path, "rb") as f:
-                f.seek(self._log_mark)
-                lines = [l for l in f.read().decode("utf-8", "replace").splitlines() if l.strip()]
-            if len(lines) >= wait_for or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        out: list[Any] = []
-        for line in lines:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                out.append(line)
-        return out
+        return _read_log(self.access_log_path, self._log_mark, wait_for, timeout_s)
+
+    def native_log(self, wait_for: int = 0, timeout_s: float = 5.0) -> list[Any]:
+        """Envoy's native access-log lines (JSON objects with `log_type: envoy`) since the scenario started."""
+        return _read_log(self.native_log_path, self._native_mark, wait_for, timeout_s)
 
     def unexpected_refusals(self) -> list[str]:
         return [f"{r!r}" for fake in self.fakes.values() for r in fake.refusals]
+
+
+def _read_log(path: Path, mark: int, wait_for: int, timeout_s: float) -> list[Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with open(path, "rb") as f:
+            f.seek(mark)
+            lines = [l for l in f.read().decode("utf-8", "replace").splitlines() if l.strip()]
+        if len(lines) >= wait_for or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    out: list[Any] = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            out.append(line)
+    return out
 
 
 def shipped(name: str) -> Path:

@@ -183,6 +183,10 @@ def test_failure_policy_fail_reload_recovers_after_a_crash(e2e):
     upstream unfiltered) and recovers the worker once Envoy has reloaded the VM."""
     st, crashed, after = _crash_then_normal(e2e, "FAIL_RELOAD")
     assert crashed.status >= 500, crashed
+    # The crashed VM wrote no duo_logger record for it, but Envoy's native line shows the request.
+    first = st.native_log(wait_for=1)[0]
+    assert first["log_type"] == "envoy" and int(first["status_code"]) == crashed.status, first
+    assert first["upstream_host"] in (None, "-"), first
     # Envoy reloads the VM with a backoff (1 s base): requests recover within a few seconds.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

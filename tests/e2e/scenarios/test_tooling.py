@@ -1,0 +1,319 @@
+"""Operator tooling (docs/tooling.md): `./build.sh check`, `./build.sh config`, `./build.sh --help`;
+Envoy's native access-log line; the observability examples against what the shipped configs and a
+running gateway really expose."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from duo_e2e import ROOT, Answer, bootstrap, scenario
+from duo_e2e.envoy import ENVOY
+
+sys.path.insert(0, str(ROOT / "tools"))
+from duoctl import check, values  # noqa: E402
+
+SHIPPED = sorted((ROOT / "envoy").glob("*.yaml"))
+VALUES = ROOT / "examples" / "config" / "values.yaml"
+OBS = ROOT / "examples" / "observability"
+
+
+def _run(*args: str, cwd: Path = ROOT, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=timeout, check=False)
+
+
+def _duoctl(*args: str) -> subprocess.CompletedProcess:
+    return _run(sys.executable, "-m", "duoctl", *args, cwd=ROOT / "tools")
+
+
+def _problems(text: str) -> list[tuple[str, int]]:
+    path = Path(ROOT / "target" / "tooling-check.yaml")
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    found, fatal = check.static_problems(path)
+    assert fatal is None, fatal
+    return [(p.rule, p.line) for p in found]
+
+
+def _line(text: str, needle: str) -> int:
+    for n, l in enumerate(text.splitlines(), 1):
+        if needle in l:
+            return n
+    raise AssertionError(f"{needle!r} not in the text")
+
+
+# ---- check ---------------------------------------------------------------------------------
+
+def test_tooling_check_accepts_the_shipped_configs(e2e):
+    """Every shipped bootstrap passes the static cross-checks. Until the shipped clusters verify
+    their upstreams' certificates (issue 17), `tls-verify` is the one rule they may still trip;
+    everything else must be clean."""
+    for path in SHIPPED:
+        found, fatal = check.static_problems(path)
+        assert fatal is None, (path.name, fatal)
+        others = [f"{p.line}: [{p.rule}] {p.message}" for p in found if p.rule != "tls-verify"]
+        assert not others, f"{path.name}: {others}"
+
+
+SELF_HOSTED = (ROOT / "envoy" / "self_hosted.yaml").read_text()
+
+# (what, replace this, with this, expected rule, the line to blame: the text after the change)
+MUTATIONS = [
+    ("stop-iteration off", "allow_on_headers_stop_iteration: true", "allow_on_headers_stop_iteration: false",
+     "stop-iteration", "allow_on_headers_stop_iteration: false"),
+    ("FAIL_OPEN", "failure_policy: FAIL_RELOAD", "failure_policy: FAIL_OPEN", "failure-policy", "FAIL_OPEN"),
+    ("model names a missing cluster", '"cluster": "azure_eastus"', '"cluster": "azure_east"', "cluster-exists",
+     '"cluster": "azure_east"'),
+    ("jwks source names a missing cluster", '{"name": "gitlab", "cluster": "gitlab"',
+     '{"name": "gitlab", "cluster": "gitlab_x"', "cluster-exists", '"cluster": "gitlab_x"'),
+    ("jwt_authn names a missing cluster", "cluster: gitlab, timeout: 5s", "cluster: gitlab_y, timeout: 5s",
+     "cluster-exists", "cluster: gitlab_y"),
+    ("no cluster_header route", "cluster_header: x-duo-upstream", "cluster_header: x-other",
+     "cluster-header", "route_config:"),
+    ("SigV4 for the wrong region", "region: us-east-1", "region: us-west-2", "bedrock-sigv4", "region: us-west-2"),
+    ("SigV4 for another service", "service_name: bedrock", "service_name: s3", "bedrock-sigv4", "service_name: s3"),
+    ("authority port differs from the cluster", '"authority": "vllm.internal:8000"',
+     '"authority": "vllm.internal:8001"', "authority", '"authority": "vllm.internal:8001"'),
+    ("authority host differs from the cluster", '"authority": "myres.openai.azure.com"',
+     '"authority": "other.openai.azure.com"', "authority", '"authority": "other.openai.azure.com"'),
+    ("SNI differs from the authority", "sni: myres.openai.azure.com", "sni: wrong.example.com", "authority",
+     "sni: wrong.example.com"),
+    ("listener buffer below the request limit", "per_connection_buffer_limit_bytes: 4194304",
+     "per_connection_buffer_limit_bytes: 65536", "buffer-limit", "per_connection_buffer_limit_bytes: 65536"),
+    ("jwt_authn writes another metadata key", "payload_in_metadata: duo_jwt_payload",
+     "payload_in_metadata: other_payload", "jwt-authn", "payload_in_metadata: other_payload"),
+    ("bad JSON in a filter configuration", '"configuration_type": "self_hosted",', '"configuration_type": "self_hosted",,',
+     "filter-config", '"configuration_type": "self_hosted",,'),
+]
+
+
+def test_tooling_check_finds_each_problem_at_its_line(e2e):
+    base = set(_problems(SELF_HOSTED))
+    for what, old, new, rule, blame in MUTATIONS:
+        assert old in SELF_HOSTED, (what, old)
+        text = SELF_HOSTED.replace(old, new, 1)
+        got = set(_problems(text)) - base
+        assert (rule, _line(text, blame)) in got, f"{what}: expected [{rule}] at line {_line(text, blame)}, got {sorted(got)}"
+
+
+def test_tooling_check_tls_verification(e2e):
+    """A generated config verifies every upstream; taking away the CA or the expected name is flagged."""
+    text = values.render(VALUES.read_text())
+    assert _problems(text) == []
+    no_san = re.sub(r"\n\s+match_typed_subject_alt_names:\n(\s+- .*\n\s+matcher:\n\s+exact: gitlab.example.com\n)", "\n", text, 1)
+    assert no_san != text
+    assert ("tls-verify", _line(no_san, "sni: gitlab.example.com") - 1) in _problems(no_san)
+    no_ca = text.replace("trusted_ca:", "trusted_ca_off:", 1)
+    assert any(r == "tls-verify" for r, _ in _problems(no_ca))
+
+
+def test_tooling_check_command(e2e):
+    """The real command: Envoy's --mode validate included, problems as FILE:LINE, exit status 1."""
+    gen = e2e.run_dir / "tooling-generated.yaml"
+    gen.write_text(values.render(VALUES.read_text()))
+    bad = e2e.run_dir / "tooling-bad-platform.yaml"
+    text = gen.read_text().replace('"platform": "azure_openai"', '"platform": "azure_openaix"')
+    bad.write_text(text)
+    not_boot = e2e.run_dir / "tooling-not-a-bootstrap.yaml"
+    not_boot.write_text("models: {}\n")
+    envoy = ["--envoy", str(ENVOY), "--cwd", str(ROOT)]
+    ok = _duoctl("check", *envoy, str(gen))
+    assert ok.returncode == 0 and ok.stdout.strip() == f"{gen}: ok", (ok.stdout, ok.stderr)
+    r = _duoctl("check", *envoy, str(bad), str(not_boot))
+    assert r.returncode == 1, r
+    lines = r.stdout.strip().splitlines()
+    want = f"{bad}:{_line(text, 'azure_openaix')}: [envoy-validate] a filter refused its configuration at `models.gpt4o.platform`"
+    assert lines[0].startswith(want), lines
+    assert lines[1] == f"{not_boot}: not an Envoy bootstrap (no static_resources or dynamic_resources at the top level)", lines
+    assert len(lines) == 2, lines
+
+
+# ---- config ---------------------------------------------------------------------------------
+
+def test_tooling_config_refuses_bad_values_in_one_line(e2e):
+    cases = {
+        "gitlab_url: https://gitlab.example.com\nmodles: {}\n": ":2: unknown key 'modles'",
+        ("gitlab_url: https://gitlab.example.com\nmodels:\n  m:\n    platform: vllm\n    url: http://v:8000/v1\n"
+         "    model: x\n    family: mistral\n    temprature: 1\n"): ":8: unknown key 'models.m.temprature'",
+        "gitlab_url: https://gitlab.example.com\nfeatures:\n  duo_chat: nope\n": ":3: features.duo_chat: 'nope' is neither",
+        (ROOT / "envoy" / "local.yaml").read_text(): "an Envoy bootstrap, not a values file",
+        "- a\n": ":1: a values file is a YAML mapping",
+    }
+    for n, (text, want) in enumerate(cases.items()):
+        path = e2e.run_dir / f"tooling-values-{n}.yaml"
+        path.write_text(text)
+        r = _run(str(ROOT / "build.sh"), "config", path.name, cwd=e2e.run_dir)
+        assert r.returncode == 1 and r.stdout == "", (want, r)
+        err = [l for l in r.stderr.splitlines() if l.strip() and not l.startswith("==>")]
+        assert len(err) == 1 and err[0].startswith(f"{path.name}") and want in err[0], (want, r.stderr)
+
+
+def test_tooling_help_lists_every_command(e2e):
+    r = _run(str(ROOT / "build.sh"), "--help")
+    assert r.returncode == 0, r
+    script = (ROOT / "build.sh").read_text()
+    case = script[script.rindex('case "${1:-build}" in'):]
+    commands = [c for c in re.findall(r"^  ([a-z|-]+)\)", case, re.M)]
+    assert {"build", "test", "up", "bench", "check", "config"} <= {c.split("|")[0] for c in commands}, commands
+    for c in commands:
+        assert re.search(rf"^  {re.escape(c.split('|')[0])}\b", r.stdout, re.M), f"--help does not list {c}"
+    bad = _run(str(ROOT / "build.sh"), "frobnicate")
+    assert bad.returncode != 0 and "unknown command 'frobnicate'" in bad.stderr
+
+
+def _headers(gl, request_id: str) -> dict[str, str]:
+    h = {k: v for k, v in gl.headers().items() if k.lower() != "x-request-id"}
+    h["X-Request-ID"] = request_id
+    return h
+
+
+def _generated_stack(e2e):
+    path = e2e.run_dir / "generated.yaml"
+    r = _run(str(ROOT / "build.sh"), "config", str(VALUES.relative_to(ROOT)), "-o", str(path))
+    assert r.returncode == 0, r.stderr
+    return e2e.stack(str(path), name="generated")
+
+
+def test_tooling_generated_config_serves_in_real_envoy(e2e):
+    """examples/config/values.yaml -> ./build.sh config -> real Envoy: a completion on vLLM, a commit
+    message on Azure, a disabled feature refused, and both access-log lines for each."""
+    st = _generated_stack(e2e)
+    gl = st.gitlab
+    body = {"current_file": {"file_name": "a.py", "language_identifier": "python",
+                             "content_above_cursor": "def add(a, b):\n", "content_below_cursor": ""},
+            "model_provider": "litellm", "model_name": "codestral", "prompt_version": 2, "stream": False,
+            "model_endpoint": "http://vllm.internal:8000/v1", "model_api_key": "sk-e2e-tooling",
+            "model_identifier": "custom_openai/Codestral-22B-v0.1"}
+    st.fake("model_codestral").enqueue(Answer(text="return a + b"))
+    r = st.post("/v2/code/completions", json_body=body, headers=_headers(gl, "tooling-1"))
+    assert r.status == 200, r
+    assert st.fake("model_codestral").last().header("authorization") == "Bearer sk-e2e-tooling"
+    commit = {"inputs": {"diff": "diff --git a/x b/x\n+y\n"}, "stream": False,
+              "model_metadata": {"provider": "openai", "name": "gpt", "identifier": "azure/gpt-4o-deploy",
+                                 "endpoint": "https://myres.openai.azure.com/", "api_key": "azure-test-key"}}
+    r = st.post("/v1/prompts/generate_commit_message", json_body=commit, headers=_headers(gl, "tooling-2"))
+    assert r.status == 200 and isinstance(json.loads(r.body), str), r
+    assert st.fake("model_gpt4o").last().target.startswith("/openai/deployments/gpt-4o-deploy/chat/completions")
+    r = st.post("/v1/prompts/summarize_review", json_body={"inputs": {"draft_notes_content": "x"}},
+                headers=_headers(gl, "tooling-3"))
+    assert r.status == 403, r
+    recs = {x["correlation_id"]: x for x in st.access_log(wait_for=3) if isinstance(x, dict)}
+    assert recs["tooling-1"]["model_name"] == "codestral" and recs["tooling-1"]["upstream_cluster"] == "model_codestral"
+    assert recs["tooling-2"]["model_name"] == "gpt4o"
+    native = {x["correlation_id"]: x for x in st.native_log(wait_for=3)}
+    assert set(native) == {"tooling-1", "tooling-2", "tooling-3"}, native
+    one = native["tooling-1"]
+    assert one["log_type"] == "envoy" and int(one["status_code"]) == 200 and one["response_flags"] == "-", one
+    assert one["upstream_cluster"] == "model_codestral", one
+    assert one["upstream_host"] == f"127.0.0.1:{st.fake('model_codestral').port}", one
+    three = native["tooling-3"]
+    assert int(three["status_code"]) == 403 and three["upstream_host"] in (None, "-"), three
+    assert three["response_code_details"] not in (None, "-"), three
+
+
+# ---- observability examples -----------------------------------------------------------------
+
+def test_tooling_observability_examples_match_the_shipped_configs(e2e):
+    """Prometheus scrapes the admin port the production configs listen on; Vector reads where the
+    shipped configs write both access-log lines, and tells the two kinds apart."""
+    prom = yaml.safe_load((OBS / "prometheus.yml").read_text())
+    [job] = [j for j in prom["scrape_configs"] if j["job_name"] == "duo_gateway"]
+    assert job["metrics_path"] == "/stats/prometheus"
+    targets = {t for sc in job["static_configs"] for t in sc["targets"]}
+    vector = yaml.safe_load((OBS / "vector.yaml").read_text())
+    sources = vector["sources"]
+    for path in SHIPPED:
+        boot = bootstrap.load(path)
+        sa = boot["admin"]["address"]["socket_address"]
+        if path.name != "local.yaml":  # ./build.sh up's admin port is 9902, not for scraping
+            assert f"{sa['address']}:{sa['port_value']}" in targets, (path.name, targets)
+        for hcm in bootstrap.hcms(boot):
+            logs = [l["typed_config"] for l in hcm.get("access_log", [])]
+            native = [l for l in logs if "json_format" in l.get("log_format", {})]
+            assert len(native) == 1 and native[0]["log_format"]["json_format"] == values.NATIVE_LOG_FORMAT, path.name
+            for log in logs:
+                where = log["path"]
+                ok = any((s["type"] == "stdin" and where == "/dev/stdout") or
+                         (s["type"] == "file" and where in s.get("include", [])) for s in sources.values())
+                assert ok, f"{path.name} writes {where}, which no source of vector.yaml reads"
+    remaps = {n: t["source"] for n, t in vector["transforms"].items() if t["type"] == "remap"}
+    assert any('log_type != "envoy"' in src for src in remaps.values()), "vector.yaml keeps no native lines"
+    assert any('log_type == "envoy"' in src and "abort" in src for src in remaps.values())
+
+
+def _dashboard_exprs() -> list[str]:
+    dash = json.loads((OBS / "grafana-dashboard.json").read_text())
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("expr", "definition") and isinstance(v, str):
+                    out.append(v)
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+    walk(dash)
+    return out
+
+
+def _defined_on_first_use() -> set[str]:
+    """Counters the filters define only when they first count (no series before that), as Prometheus names."""
+    names = set()
+    for src in (ROOT / "filters").glob("*/src/**/*.rs"):
+        for name in re.findall(r'"(duo_(?:auth|router|logger)\.[a-z_.]+)"', src.read_text()):
+            names.add(name.replace(".", "_"))
+    return names
+
+
+@scenario(timeout_s=120)
+def test_tooling_dashboard_queries_series_a_gateway_exports(e2e):
+    """Every metric and label the dashboard queries is in a real gateway's /stats/prometheus (or is
+    a counter a filter defines on first use); the error ratio counts 5xx only."""
+    st = _generated_stack(e2e)
+    gl = st.gitlab
+    body = {"current_file": {"file_name": "a.py", "content_above_cursor": "x", "content_below_cursor": ""},
+            "model_provider": "litellm", "model_name": "codestral", "prompt_version": 2, "stream": False,
+            "model_identifier": "custom_openai/Codestral-22B-v0.1", "model_endpoint": "http://vllm.internal:8000/v1"}
+    assert st.post("/v2/code/completions", json_body=body, headers=gl.headers()).status == 200
+    assert st.post("/v2/code/completions", json_body=body, headers=gl.headers(gl.mint_expired())).status == 401
+    # Histograms reach /stats/prometheus at the next stats flush (5 s by default).
+    deadline = time.monotonic() + 12
+    while True:
+        text = st.envoy.admin("/stats/prometheus")
+        if "duo_request_duration_ms_bucket" in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    series: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ", line)
+        if m:
+            series.setdefault(m.group(1), set()).update(re.findall(r"([a-zA-Z_]+)=\"", m.group(2) or ""))
+    lazy = _defined_on_first_use()
+    exprs = _dashboard_exprs()
+    for expr in exprs:
+        bare = re.sub(r"by \([^)]*\)", "", expr)
+        for sel in re.finditer(r"\b((?:duo|envoy)_[a-z0-9_]+)(\{[^}]*\})?", bare):
+            name, labels = sel.group(1), sel.group(2) or ""
+            if bare[:sel.start()].rstrip().endswith(("{", ",")) or name in lazy:  # a label name, or lazy
+                continue
+            assert name in series, f"dashboard queries {name}, which a running gateway does not export: {expr}"
+            for label in re.findall(r"([a-z_]+)\s*(?:=~|!=|=)", labels):
+                assert label in series[name], f"{name} has no label {label} (has {sorted(series[name])}): {expr}"
+        for group in re.findall(r"by \(([^)]*)\)", expr):
+            for label in re.split(r",\s*", group):
+                owners = [n for n in re.findall(r"\b((?:duo|envoy)_[a-z0-9_]+)", expr) if n in series]
+                assert label == "le" or any(label in series[n] for n in owners), f"no series has label {label}: {expr}"
+    [ratio] = [e for e in exprs if "outcome=\"server_error\"" in e]
+    assert "outcome!=" not in ratio
+    for needle in ("envoy_cluster_membership_healthy", "jwks_fetch_failed", "body_never_arrived", "vm_reload"):
+        assert any(needle in e for e in exprs), f"the dashboard does not show {needle}"
