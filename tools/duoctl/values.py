@@ -98,7 +98,8 @@ class Builder:
         self.clusters: list[dict] = []
         self.ca = DEFAULT_CA
 
-    def cluster(self, name: str, scheme: str, host: str, port: int, extra: dict | None = None) -> str:
+    def cluster(self, name: str, scheme: str, host: str, port: int, extra: dict | None = None,
+                model: bool = False) -> str:
         c: dict = {
             "name": name,
             "type": "STRICT_DNS" if scheme == "http" else "LOGICAL_DNS",
@@ -117,6 +118,16 @@ class Builder:
                 "common_tls_context": {"validation_context": {
                     "trusted_ca": {"filename": self.ca},
                     "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": host}}]}}}}
+        if model:
+            # The shipped configs' resilience defaults for model clusters (docs/deployment.md).
+            c.update({"lb_policy": "LEAST_REQUEST",
+                      "circuit_breakers": {"thresholds": [{"priority": "DEFAULT", "max_connections": 1024,
+                                                           "max_pending_requests": 1024, "max_requests": 1024,
+                                                           "max_retries": 3, "track_remaining": True}]},
+                      "outlier_detection": {"consecutive_5xx": 5, "consecutive_gateway_failure": 3,
+                                            "consecutive_local_origin_failure": 3,
+                                            "split_external_local_origin_errors": True, "interval": "10s",
+                                            "base_ejection_time": "30s", "max_ejection_percent": 50}})
         c.update(extra or {})
         self.clusters.append(c)
         return name
@@ -228,13 +239,13 @@ class Builder:
                                                        {"prefix": "x-amzn-bedrock-"}]}},
                         {"name": "envoy.filters.http.upstream_codec", "typed_config": {
                             "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}}]}}}
-                self.cluster(cname, scheme, host, port, sign)
+                self.cluster(cname, scheme, host, port, sign, model=True)
                 entry.update(cluster=cname, authority=_authority(scheme, host, port))
             else:
                 if "url" not in m:
                     raise ValuesError(m.line, f"{where}.url is required (the endpoint you typed in GitLab, e.g. http://vllm:8000/v1)")
                 scheme, host, port, path = _url(m, "url", where)
-                self.cluster(cname, scheme, host, port)
+                self.cluster(cname, scheme, host, port, model=True)
                 entry.update(cluster=cname, authority=_authority(scheme, host, port))
                 if platform in ("vllm", "openai_compatible") and path:
                     entry["base_path"] = path
@@ -297,12 +308,20 @@ class Builder:
             "codec_type": "AUTO",
             "request_timeout": "0s",
             "stream_idle_timeout": "300s",
+            # Envoy's own replies in GitLab's error shape, as in the shipped configs (docs/deployment.md).
+            "local_reply_config": {"mappers": [
+                {"filter": {"response_flag_filter": {"flags": ["SI"]}}, "status_code": 504,
+                 "body_format_override": {"json_format": {"detail": "upstream request timeout"}}},
+                {"filter": {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                    "expression": "response.code_details != '' && response.code_details != 'direct_response'"}}},
+                 "body_format_override": {"json_format": {"detail": "%LOCAL_REPLY_BODY%"}}}]},
             "access_log": [file_log({"text_format_source": {"inline_string": DUO_LOG_FORMAT}}),
                            file_log({"json_format": dict(NATIVE_LOG_FORMAT)})],
             "route_config": {"name": "duo_routes", "virtual_hosts": [{"name": "duo", "domains": ["*"], "routes": [
                 {"match": {"path": "/monitoring/healthz"}, "direct_response": ok, "response_headers_to_add": json_ct},
                 {"match": {"path": "/monitoring/ready"}, "direct_response": ok, "response_headers_to_add": json_ct},
-                {"match": {"prefix": "/"}, "route": {"cluster_header": "x-duo-upstream", "timeout": "120s"},
+                {"match": {"prefix": "/"}, "route": {"cluster_header": "x-duo-upstream", "timeout": "0s"},
                  "request_headers_to_remove": ["x-duo-upstream"]}]}]},
             "http_filters": [
                 {"name": "envoy.filters.http.jwt_authn", "typed_config": {
