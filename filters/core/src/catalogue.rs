@@ -140,6 +140,23 @@ pub enum EndpointKind {
     AgentPlatformGrpc,
 }
 
+impl EndpointKind {
+    /// The feature category GitLab's gateway tags the call with (`meta.feature_category` in
+    /// its access log; `GitLabFeatureCategory` values on the route decorators).
+    pub fn feature_category(self) -> Option<&'static str> {
+        Some(match self {
+            EndpointKind::Public => return None,
+            EndpointKind::CodeCompletions { .. }
+            | EndpointKind::CodeGenerations
+            | EndpointKind::CodeSuggestionsUnified { .. }
+            | EndpointKind::UserAccessToken => "code_suggestions",
+            EndpointKind::ChatAgentV2 | EndpointKind::ChatAgentV1 | EndpointKind::ChatInvokable => "duo_chat",
+            EndpointKind::PromptV1 | EndpointKind::PromptV2 => "ai_abstraction_layer",
+            EndpointKind::AgentPlatformGrpc => "duo_agent_platform",
+        })
+    }
+}
+
 /// A classified request: the call, its feature (if any), and the unit primitive to check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
@@ -358,6 +375,16 @@ mod tests {
         assert_eq!(classify("GET", "/v2/code/completions"), Err(Unclassified::MethodNotAllowed));
         assert_eq!(classify("POST", "/"), Err(Unclassified::NotFound));
         assert_eq!(classify("POST", "/Other/DuoWorkflow/x"), Err(Unclassified::NotFound));
+    }
+
+    #[test]
+    fn feature_categories_follow_gitlabs_route_decorators() {
+        let cat = |m: &str, p: &str| classify(m, p).ok().and_then(|e| e.kind.feature_category());
+        assert_eq!(cat("POST", "/v2/code/completions"), Some("code_suggestions"));
+        assert_eq!(cat("POST", "/v4/code/suggestions"), Some("code_suggestions"));
+        assert_eq!(cat("POST", "/v2/chat/agent"), Some("duo_chat"));
+        assert_eq!(cat("POST", "/v1/prompts/generate_commit_message"), Some("ai_abstraction_layer"));
+        assert_eq!(cat("GET", "/monitoring/healthz"), None);
     }
 
     #[test]

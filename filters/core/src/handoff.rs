@@ -42,6 +42,10 @@ pub struct AuthInfo {
     pub token_kind: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// Microseconds duo_auth spent deciding (key loading and the body check included);
+    /// logged as GitLab's `auth_duration_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
 }
 
 /// duo_router's decision.
@@ -68,6 +72,18 @@ pub struct RouteInfo {
     pub stream: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Code suggestions: what GitLab's gateway logs about the request (`code_suggestion_type`
+    /// is the `/v4` component type or `completions`/`generations`; `lang` the language
+    /// resolved from the file name, lower case; `editor_lang` the IDE's language id;
+    /// `prompt_length` characters of the rendered prompt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_suggestion_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub editor_lang: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_length: Option<u64>,
 }
 
 /// What the answer cost and how it ended, written by the router when the response ends.
@@ -82,6 +98,13 @@ pub struct UsageInfo {
     /// Why a stream was cut or an answer mapped to an error (never content).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Characters of the model's answer as GitLab received it (code suggestions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_output_length: Option<u64>,
+    /// Microseconds from sending the model request to the end of its answer; logged as
+    /// GitLab's `inference_duration_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_duration_us: Option<u64>,
 }
 
 /// Prompt and answer text; written only when [`CONTENT_WANTED`] was set for the request.

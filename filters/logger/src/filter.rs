@@ -100,6 +100,7 @@ impl RootContext for LoggerRoot {
             request: RequestFacts::default(),
             response_start: None,
             first_chunk: None,
+            response_content_type: None,
         })))
     }
 }
@@ -110,6 +111,7 @@ struct LoggerStream {
     request: RequestFacts,
     response_start: Option<i64>,
     first_chunk: Option<i64>,
+    response_content_type: Option<String>,
 }
 
 fn unix_ns(t: SystemTime) -> Option<i64> {
@@ -137,6 +139,9 @@ impl LoggerStream {
             response_bytes: int_property(&["response", "size"]),
             response_code_details: duo_kit::property(&["response", "code_details"]).and_then(|b| props::text(&b)),
             grpc_status: if self.request.grpc { int_property(&["response", "grpc_status"]) } else { None },
+            source_address: duo_kit::property(&["source", "address"]).and_then(|b| props::text(&b)),
+            protocol: duo_kit::property(&["request", "protocol"]).and_then(|b| props::text(&b)),
+            response_content_type: self.response_content_type.clone(),
         }
     }
 }
@@ -158,6 +163,7 @@ impl HttpContext for LoggerStream {
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let now = self.now();
         self.response_start = self.response_start.or(now);
+        self.response_content_type = duo_kit::response_header("content-type");
         if end_of_stream {
             self.first_chunk = self.first_chunk.or(now);
         }

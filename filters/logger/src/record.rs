@@ -36,6 +36,13 @@ pub struct RequestFacts {
     pub gitlab_language_server_version: Option<String>,
     pub gitlab_feature_enablement_type: Option<String>,
     pub gitlab_feature_enabled_by_namespace_ids: Option<String>,
+    pub gitlab_root_namespace_id: Option<String>,
+    pub gitlab_organization_id: Option<String>,
+    /// `x-gitlab-enabled-feature-flags`, as sent (GitLab logs it only when the header is there).
+    pub enabled_feature_flags: Option<String>,
+    /// `:scheme` and `:authority`, for GitLab's `url` field.
+    pub scheme: Option<String>,
+    pub authority: Option<String>,
     /// `X-Gitlab-Rails-Send-Start`, a unix time in seconds (float) as text.
     pub rails_send_start: Option<String>,
     /// `x-gitlab-enabled-instance-verbose-ai-logs: true`.
@@ -59,6 +66,11 @@ pub const CAPTURED_HEADERS: &[&str] = &[
     "x-gitlab-feature-enablement-type",
     "x-gitlab-feature-enabled-by-namespace-ids",
     "x-gitlab-rails-send-start",
+    "x-gitlab-root-namespace-id",
+    "x-gitlab-organization-id",
+    "x-gitlab-enabled-feature-flags",
+    ":scheme",
+    ":authority",
     "content-type",
     VERBOSE_AI_LOGS_HEADER,
 ];
@@ -80,6 +92,11 @@ impl RequestFacts {
             gitlab_language_server_version: header("x-gitlab-language-server-version"),
             gitlab_feature_enablement_type: header("x-gitlab-feature-enablement-type"),
             gitlab_feature_enabled_by_namespace_ids: header("x-gitlab-feature-enabled-by-namespace-ids"),
+            gitlab_root_namespace_id: header("x-gitlab-root-namespace-id"),
+            gitlab_organization_id: header("x-gitlab-organization-id"),
+            enabled_feature_flags: header("x-gitlab-enabled-feature-flags"),
+            scheme: header(":scheme"),
+            authority: header(":authority"),
             rails_send_start: header("x-gitlab-rails-send-start"),
             verbose_ai_logs: verbose,
             grpc: header("content-type").is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/grpc")),
@@ -112,6 +129,12 @@ pub struct StreamFacts {
     /// `response.grpc_status`; only read for gRPC requests (Envoy maps plain HTTP statuses to
     /// gRPC codes too).
     pub grpc_status: Option<i64>,
+    /// `source.address`: the downstream peer as `ip:port` (`[v6]:port`).
+    pub source_address: Option<String>,
+    /// `request.protocol`: `HTTP/1.1`, `HTTP/2`, ...
+    pub protocol: Option<String>,
+    /// The response `content-type` the client got.
+    pub response_content_type: Option<String>,
 }
 
 /// Everything one record is built from.
@@ -204,6 +227,41 @@ pub fn rfc3339_from_unix_ns(ns: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", tod / 3600, tod % 3600 / 60, tod % 60)
 }
 
+/// Python's `datetime.isoformat()` of an aware UTC time, as GitLab's `request_arrived_at`
+/// (`2026-12-02T10:20:32.123456+00:00`).
+pub fn isoformat_from_unix_ns(ns: i64) -> String {
+    let us = ns.div_euclid(1000);
+    let secs = us.div_euclid(1_000_000);
+    let micros = us.rem_euclid(1_000_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let tod = secs.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}+00:00", tod / 3600, tod % 3600 / 60, tod % 60)
+}
+
+/// `ip:port` or `[v6]:port` → (ip, port).
+pub fn split_peer(address: &str) -> Option<(&str, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    Some((host, port.parse().ok()?))
+}
+
+/// Envoy's `HTTP/1.1` → uvicorn's `1.1` (GitLab's `http_version`).
+pub fn http_version(protocol: &str) -> &str {
+    protocol.strip_prefix("HTTP/").unwrap_or(protocol)
+}
+
+/// `x-gitlab-enabled-feature-flags` as GitLab's gateway logs it: the distinct names, joined by
+/// commas.
+pub fn feature_flags(raw: &str) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names.join(",")
+}
+
 /// Proleptic Gregorian date from days since 1970-01-01 (era arithmetic, 400-year cycles).
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
@@ -282,14 +340,30 @@ pub fn build_record(inputs: &RecordInputs<'_>) -> Map<String, Value> {
     if let Some(d) = since_start(stream.start_unix_ns, stream.first_chunk_unix_ns) {
         r.put("first_chunk_duration_s", seconds(d));
     }
-    if let (Some(sent), Some(now)) = (request.rails_send_start.as_deref(), stream.log_unix_ns)
-        && let Ok(sent) = sent.trim().parse::<f64>()
-    {
-        let d = now as f64 / 1e9 - sent;
-        if sent.is_finite() && sent > 0.0 && d >= 0.0 {
-            r.put("duration_request", serde_json::Number::from_f64((d * 1e6).round() / 1e6).map_or(Value::Null, Value::Number));
-        }
+    // GitLab's `duration_request`: arrival minus Rails' send time, -1 when Rails did not say.
+    let arrived = stream.start_unix_ns.or(stream.log_unix_ns);
+    let wait = match (request.rails_send_start.as_deref().map(|s| s.trim().parse::<f64>()), arrived) {
+        (Some(Ok(sent)), Some(at)) if sent.is_finite() => (at as f64 / 1e9 - sent) * 1e6,
+        _ => -1e6,
+    };
+    r.put("duration_request", serde_json::Number::from_f64(wait.round() / 1e6).map_or(Value::Null, Value::Number));
+    if let Some(start) = stream.start_unix_ns {
+        r.put("request_arrived_at", isoformat_from_unix_ns(start));
     }
+    if let Some(path) = non_empty(request.path.as_ref()) {
+        let scheme = non_empty(request.scheme.as_ref()).unwrap_or("http");
+        let authority = non_empty(request.authority.as_ref()).map(|a| clean(a, MAX_HEADER_VALUE_BYTES)).unwrap_or_default();
+        r.put("url", format!("{}://{authority}{}", clean(scheme, 16), clean_path(path)));
+    }
+    if let Some((ip, port)) = stream.source_address.as_deref().and_then(split_peer) {
+        r.put("client_ip", clean(ip, 64));
+        r.put("client_port", port);
+    }
+    if let Some(protocol) = non_empty(stream.protocol.as_ref()) {
+        r.put("http_version", clean(http_version(protocol), 16));
+    }
+    let content_type = non_empty(stream.response_content_type.as_ref()).unwrap_or("unknown");
+    r.put("content_type", clean(content_type, 128));
 
     // Feature and unit primitive: the router's decision, else auth's, else the catalogue's reading
     // of the path (a 404 path has none).
@@ -306,6 +380,9 @@ pub fn build_record(inputs: &RecordInputs<'_>) -> Map<String, Value> {
         .and_then(|a| non_empty(a.unit_primitive.as_ref()))
         .or_else(|| classified.as_ref().and_then(|c| c.unit_primitive));
     r.text("unit_primitive", unit_primitive, 128);
+    // GitLab's own names for the same two facts.
+    r.text("meta.feature_category", classified.as_ref().and_then(|c| c.kind.feature_category()), 64);
+    r.text("meta.unit_primitive", unit_primitive, 128);
 
     if let Some(route) = route {
         r.text("configuration_type", route.configuration_type.as_deref(), 64);
@@ -318,6 +395,13 @@ pub fn build_record(inputs: &RecordInputs<'_>) -> Map<String, Value> {
         if let Some(stream) = route.stream {
             r.put("stream", stream);
         }
+        r.text("code_suggestion_type", route.code_suggestion_type.as_deref(), 64);
+        if let Some(lang) = &route.lang {
+            // GitLab logs "" when the file name names no language it knows.
+            r.put("lang", clean(lang, 64));
+        }
+        r.text("editor_lang", route.editor_lang.as_deref(), 64);
+        r.int("prompt_length", route.prompt_length.and_then(|v| i64::try_from(v).ok()));
     }
     if let Some(usage) = usage {
         r.int("upstream_status", usage.upstream_status.map(i64::from));
@@ -327,6 +411,10 @@ pub fn build_record(inputs: &RecordInputs<'_>) -> Map<String, Value> {
         r.int("output_tokens", output);
         if let (Some(i), Some(o)) = (input, output) {
             r.int("total_tokens", i.checked_add(o));
+        }
+        r.int("model_output_length", usage.model_output_length.and_then(|v| i64::try_from(v).ok()));
+        if let Some(us) = usage.inference_duration_us.and_then(|v| i64::try_from(v).ok()) {
+            r.put("inference_duration_s", seconds(us * 1000));
         }
     }
 
@@ -344,14 +432,32 @@ pub fn build_record(inputs: &RecordInputs<'_>) -> Map<String, Value> {
     r.text("user_agent", request.user_agent.as_deref(), MAX_HEADER_VALUE_BYTES);
     r.text("gitlab_feature_enablement_type", request.gitlab_feature_enablement_type.as_deref(), 64);
     r.text("gitlab_feature_enabled_by_namespace_ids", request.gitlab_feature_enabled_by_namespace_ids.as_deref(), MAX_HEADER_VALUE_BYTES);
+    r.text("gitlab_root_namespace_id", request.gitlab_root_namespace_id.as_deref(), 64);
+    r.text("gitlab_organization_id", request.gitlab_organization_id.as_deref(), 64);
+    if let Some(flags) = &request.enabled_feature_flags {
+        r.put("enabled_feature_flags", clean(&feature_flags(flags), MAX_HEADER_VALUE_BYTES));
+    }
 
     if let Some(auth) = auth {
         r.text("auth_result", Some(&auth.result), 32);
         r.text("auth_error", auth.error.as_deref(), MAX_ERROR_BYTES);
         r.text("token_issuer", auth.issuer.as_deref(), 256);
+        if let Some(us) = auth.duration_us.and_then(|v| i64::try_from(v).ok()) {
+            r.put("auth_duration_s", seconds(us * 1000));
+        }
     }
-    let error = usage.and_then(|u| non_empty(u.error.as_ref())).or_else(|| route.and_then(|r| non_empty(r.error.as_ref())));
+    // GitLab's gateway names the exception; ours says which side failed: the model platform
+    // (or the way to it) or the gateway's own decision.
+    let usage_error = usage.and_then(|u| non_empty(u.error.as_ref()));
+    let (error, exception_class) = match usage_error {
+        Some(e) => (Some(e), Some("UpstreamError")),
+        None => (route.and_then(|r| non_empty(r.error.as_ref())), Some("RouteError")),
+    };
     r.text("error", error, MAX_ERROR_BYTES);
+    if error.is_some() {
+        r.text("exception_class", exception_class, 32);
+        r.text("exception_message", error, MAX_ERROR_BYTES);
+    }
     if let Some(details) = non_empty(stream.response_code_details.as_ref()).filter(|d| *d != "via_upstream") {
         r.put("response_code_details", clean(details, 256));
     }
@@ -412,6 +518,11 @@ mod tests {
             gitlab_language_server_version: Some("7.1.0".into()),
             gitlab_feature_enablement_type: Some("duo_enterprise".into()),
             gitlab_feature_enabled_by_namespace_ids: Some("".into()),
+            gitlab_root_namespace_id: Some("9970".into()),
+            gitlab_organization_id: None,
+            enabled_feature_flags: Some("expanded_ai_logging, ,flag_b,expanded_ai_logging".into()),
+            scheme: Some("http".into()),
+            authority: Some("aigw.internal:5052".into()),
             rails_send_start: None,
             verbose_ai_logs: false,
             grpc: false,
@@ -430,6 +541,9 @@ mod tests {
             response_bytes: Some(654),
             response_code_details: Some("via_upstream".into()),
             grpc_status: Some(2),
+            source_address: Some("10.0.0.7:51234".into()),
+            protocol: Some("HTTP/1.1".into()),
+            response_content_type: Some("application/json".into()),
         }
     }
 
@@ -445,6 +559,7 @@ mod tests {
             token_kind: Some("instance".into()),
             scopes: vec!["complete_code".into()],
             error: None,
+            duration_us: Some(4_500),
         }
     }
 
@@ -460,11 +575,22 @@ mod tests {
             upstream_cluster: Some("vllm_codestral".into()),
             stream: Some(false),
             error: None,
+            code_suggestion_type: Some("completions".into()),
+            lang: Some("python".into()),
+            editor_lang: Some("python".into()),
+            prompt_length: Some(1234),
         }
     }
 
     fn usage() -> UsageInfo {
-        UsageInfo { input_tokens: Some(120), output_tokens: Some(30), upstream_status: Some(200), error: None }
+        UsageInfo {
+            input_tokens: Some(120),
+            output_tokens: Some(30),
+            upstream_status: Some(200),
+            error: None,
+            model_output_length: Some(42),
+            inference_duration_us: Some(1_250_000),
+        }
     }
 
     fn build(config: &LoggerConfig, request: &RequestFacts, stream: &StreamFacts, auth: Option<&AuthInfo>, route: Option<&RouteInfo>, usage: Option<&UsageInfo>, content: Option<&ContentInfo>) -> Value {
@@ -484,8 +610,17 @@ mod tests {
             "duration_s": 1.5,
             "response_start_duration_s": 0.2,
             "first_chunk_duration_s": 0.25,
+            "duration_request": -1.0,
+            "request_arrived_at": isoformat_from_unix_ns(START),
+            "url": "http://aigw.internal:5052/v2/code/completions?api_key=[REDACTED]&x=1",
+            "client_ip": "10.0.0.7",
+            "client_port": 51234,
+            "http_version": "1.1",
+            "content_type": "application/json",
             "feature": "code_completions",
             "unit_primitive": "complete_code",
+            "meta.feature_category": "code_suggestions",
+            "meta.unit_primitive": "complete_code",
             "configuration_type": "hybrid",
             "provider": "self_hosted",
             "model_name": "codestral",
@@ -494,10 +629,18 @@ mod tests {
             "platform": "vllm",
             "upstream_cluster": "vllm_codestral",
             "stream": false,
+        });
+        let rest = json!({
+            "code_suggestion_type": "completions",
+            "lang": "python",
+            "editor_lang": "python",
+            "prompt_length": 1234,
             "upstream_status": 200,
             "input_tokens": 120,
             "output_tokens": 30,
             "total_tokens": 150,
+            "model_output_length": 42,
+            "inference_duration_s": 1.25,
             "gitlab_instance_id": "inst-1",
             "gitlab_global_user_id": "user-1",
             "gitlab_realm": "self-managed",
@@ -506,35 +649,45 @@ mod tests {
             "gitlab_language_server_version": "7.1.0",
             "user_agent": "gitlab-language-server/7.1 vscode",
             "gitlab_feature_enablement_type": "duo_enterprise",
+            "gitlab_root_namespace_id": "9970",
+            "enabled_feature_flags": "expanded_ai_logging,flag_b",
             "auth_result": "ok",
             "token_issuer": "https://gitlab.example.com",
+            "auth_duration_s": 0.0045,
             "request_bytes": 321,
             "response_bytes": 654,
         });
+        let mut expected = expected;
+        if let (Some(e), Value::Object(r)) = (expected.as_object_mut(), rest) {
+            e.extend(r);
+        }
         assert_eq!(record, expected);
     }
 
     #[test]
     fn unknown_values_are_absent() {
+        // GitLab's gateway always writes these two: -1 without Rails' send time, "unknown"
+        // without a response content type.
+        let always = json!({"duration_request": -1.0, "content_type": "unknown"});
         let record = build(&LoggerConfig::default(), &RequestFacts::default(), &StreamFacts::default(), None, None, None, None);
-        assert_eq!(record, json!({}));
+        assert_eq!(record, always);
         // A local 404 on an unknown path: status and request facts, no feature, no model.
         let req = RequestFacts { method: Some("GET".into()), path: Some("/nope".into()), ..Default::default() };
         let st = StreamFacts { status_code: Some(404), start_unix_ns: Some(START), log_unix_ns: Some(START + 1_000_000), ..Default::default() };
         let record = build(&LoggerConfig::default(), &req, &st, None, None, None, None);
         let obj = record.as_object().unwrap();
         let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 5, "{keys:?}");
+        assert_eq!(keys.len(), 9, "{keys:?}");
         assert_eq!(record["status_code"], 404);
         assert_eq!(record["duration_s"], 0.001, "falls back to log time minus start");
         assert!(obj.get("feature").is_none() && obj.get("first_chunk_duration_s").is_none());
         // Status 0 (no response) and negative sizes are unknown, not zero.
         let st = StreamFacts { status_code: Some(0), request_bytes: Some(-1), ..Default::default() };
-        assert_eq!(build(&LoggerConfig::default(), &RequestFacts::default(), &st, None, None, None, None), json!({}));
+        assert_eq!(build(&LoggerConfig::default(), &RequestFacts::default(), &st, None, None, None, None), always);
         // One token count alone gives no total.
         let u = UsageInfo { output_tokens: Some(9), ..Default::default() };
         let record = build(&LoggerConfig::default(), &RequestFacts::default(), &StreamFacts::default(), None, None, Some(&u), None);
-        assert_eq!(record, json!({"output_tokens": 9}));
+        assert_eq!(record, json!({"output_tokens": 9, "duration_request": -1.0, "content_type": "unknown"}));
     }
 
     #[test]
@@ -695,12 +848,52 @@ mod tests {
 
     #[test]
     fn rails_send_start_gives_duration_request() {
+        // Arrival (request.time) minus Rails' send time, as GitLab's middleware measures it at
+        // the request's start; the later log time does not count.
         let req = RequestFacts { rails_send_start: Some(format!("{}", (START - 2_000_000_000) as f64 / 1e9)), ..Default::default() };
-        let st = StreamFacts { log_unix_ns: Some(START), ..Default::default() };
+        let st = StreamFacts { start_unix_ns: Some(START), log_unix_ns: Some(START + 5_000_000_000), ..Default::default() };
         let r = build(&LoggerConfig::default(), &req, &st, None, None, None, None);
         let d = r["duration_request"].as_f64().unwrap();
         assert!((d - 2.0).abs() < 0.001, "{d}");
-        let req = RequestFacts { rails_send_start: Some("garbage".into()), ..Default::default() };
-        assert!(build(&LoggerConfig::default(), &req, &st, None, None, None, None).get("duration_request").is_none());
+        for bad in ["garbage", "", "inf"] {
+            let req = RequestFacts { rails_send_start: Some(bad.into()), ..Default::default() };
+            assert_eq!(build(&LoggerConfig::default(), &req, &st, None, None, None, None)["duration_request"], -1.0, "{bad}");
+        }
+    }
+
+    #[test]
+    fn gitlab_shaped_helpers() {
+        assert_eq!(isoformat_from_unix_ns(1_764_670_832_123_456_789), "2025-12-02T10:20:32.123456+00:00");
+        assert_eq!(isoformat_from_unix_ns(0), "1970-01-01T00:00:00.000000+00:00");
+        assert_eq!(split_peer("10.0.0.7:51234"), Some(("10.0.0.7", 51234)));
+        assert_eq!(split_peer("[::1]:8080"), Some(("::1", 8080)));
+        assert_eq!(split_peer("nonsense"), None);
+        assert_eq!((http_version("HTTP/1.1"), http_version("HTTP/2"), http_version("weird")), ("1.1", "2", "weird"));
+        assert_eq!(feature_flags(""), "");
+        assert_eq!(feature_flags("a,,b , a"), "a,b");
+    }
+
+    #[test]
+    fn errors_name_their_side() {
+        let cfg = LoggerConfig::default();
+        let req = RequestFacts::default();
+        let st = StreamFacts::default();
+        let u = UsageInfo { error: Some("upstream 500".into()), ..Default::default() };
+        let r = build(&cfg, &req, &st, None, None, Some(&u), None);
+        assert_eq!((r["exception_class"].as_str(), r["exception_message"].as_str()), (Some("UpstreamError"), Some("upstream 500")));
+        let ro = RouteInfo { error: Some("unknown model".into()), ..Default::default() };
+        let r = build(&cfg, &req, &st, None, Some(&ro), None, None);
+        assert_eq!((r["exception_class"].as_str(), r["exception_message"].as_str()), (Some("RouteError"), Some("unknown model")));
+        assert!(build(&cfg, &req, &st, None, None, None, None).get("exception_class").is_none());
+    }
+
+    #[test]
+    fn feature_flags_are_logged_only_when_sent() {
+        let cfg = LoggerConfig::default();
+        let st = StreamFacts::default();
+        let none = build(&cfg, &RequestFacts::default(), &st, None, None, None, None);
+        assert!(none.get("enabled_feature_flags").is_none());
+        let empty = RequestFacts { enabled_feature_flags: Some(String::new()), ..Default::default() };
+        assert_eq!(build(&cfg, &empty, &st, None, None, None, None)["enabled_feature_flags"], "");
     }
 }

@@ -185,14 +185,18 @@ fn local_reply_without_other_filters_gets_a_minimal_record() {
     assert_eq!(
         keys,
         [
+            "content_type",
             "correlation_id",
+            "duration_request",
             "duration_s",
             "first_chunk_duration_s",
             "method",
             "path",
+            "request_arrived_at",
             "response_start_duration_s",
             "status_code",
-            "timestamp"
+            "timestamp",
+            "url"
         ],
         "{r}"
     );
