@@ -33,6 +33,10 @@ fn request() -> RequestFacts {
         ("x-gitlab-version", "18.4.1"),
         ("x-gitlab-feature-enablement-type", "duo_enterprise"),
         ("x-gitlab-feature-enabled-by-namespace-ids", "42,77"),
+        ("x-gitlab-rails-send-start", "1798675199.998"),
+        ("x-gitlab-enabled-feature-flags", "expanded_ai_logging"),
+        (":scheme", "http"),
+        (":authority", "aigw.internal:5052"),
         ("content-type", "application/json"),
     ];
     RequestFacts::from_headers(|name| {
@@ -56,6 +60,9 @@ fn stream() -> StreamFacts {
         response_bytes: Some(120),
         response_code_details: Some("via_upstream".into()),
         grpc_status: None,
+        source_address: Some("10.0.3.17:49152".into()),
+        protocol: Some("HTTP/1.1".into()),
+        response_content_type: Some("application/json".into()),
     }
 }
 

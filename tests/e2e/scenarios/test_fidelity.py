@@ -1,0 +1,76 @@
+"""GitLab fidelity on real Envoy (docs/fidelity.md): the requests GitLab 18.4 and 19.x Rails
+send (duo_e2e.gitlab_requests builds them as Rails does) are served, and the answers and log
+records carry what GitLab's own gateway writes."""
+
+from __future__ import annotations
+
+import json
+
+from duo_e2e import Answer
+from duo_e2e.gitlab_requests import CLAUDE_BEDROCK, CODESTRAL, GITLAB_18_4, GITLAB_19, GPT_AZURE, VERSIONS
+
+VLLM = "vllm_codestral"
+BEDROCK = "bedrock_us_east_1"
+AZURE = "azure_eastus"
+
+
+def _record(st, correlation_id, lines=1):
+    recs = [r for r in st.access_log(wait_for=lines) if isinstance(r, dict) and r.get("correlation_id") == correlation_id]
+    assert len(recs) == 1, recs
+    return recs[0]
+
+
+def test_fidelity_18_4_and_19_requests_are_served(e2e):
+    """Completion, chat and a prompt as each version sends them reach the configured model and
+    come back in the version's shape; 18.4's generation goes to /v2/code/generations."""
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    for rails in VERSIONS:
+        path, body = rails.code_completion(CODESTRAL, "app/car.py", "class Car:\n    def speed(self):\n", "\n")
+        st.fake(VLLM).enqueue(Answer(text="return self._speed"))
+        r = st.post(path, json_body=body, headers=rails.headers(gl))
+        assert r.status == 200, (rails.version, r.body)
+        answer = r.json()
+        assert answer["choices"][0]["text"] == "return self._speed", answer
+        assert st.fake(VLLM).last().header("authorization") == f"Bearer {CODESTRAL.api_key}"
+
+        path, body = rails.prompt(GPT_AZURE, "generate_commit_message", {"diff": "diff --git a/x b/x\n+y\n"})
+        st.fake(AZURE).enqueue(Answer(text="Add y to x"))
+        r = st.post(path, json_body=body, headers=rails.headers(gl))
+        assert (r.status, r.json()) == (200, "Add y to x"), (rails.version, r.body)
+
+    path, body = GITLAB_18_4.code_generation(CLAUDE_BEDROCK, "main.go", "package main\n\n// reverse a string\n", "reverse a string")
+    assert path == "/v2/code/generations"
+    st.fake(BEDROCK).enqueue(Answer(text="func reverse(s string) string { return s }"))
+    r = st.post(path, json_body=body, headers=GITLAB_18_4.headers(gl))
+    assert r.status == 200, r.body
+    assert r.json()["choices"][0]["text"] == "func reverse(s string) string { return s }"
+
+
+def test_fidelity_access_log_has_gitlabs_fields(e2e):
+    """The record carries the fields GitLab's gateway writes (duration_request from Rails'
+    send time, url, client, protocol, content type, feature category, flags)."""
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    path, body = GITLAB_19.code_completion(CODESTRAL, "app/car.py", "def f():\n")
+    st.fake(VLLM).enqueue(Answer(text="pass"))
+    headers = GITLAB_19.headers(gl, x_gitlab_enabled_feature_flags="expanded_ai_logging,code_flag")
+    r = st.post(path, json_body=body, headers=headers)
+    assert r.status == 200, r.body
+    rec = _record(st, headers["X-Request-ID"])
+    assert 0 <= rec["duration_request"] < 30, rec
+    assert rec["url"].startswith("http://") and rec["url"].endswith("/v2/code/completions"), rec
+    assert rec["client_ip"] == "127.0.0.1" and isinstance(rec["client_port"], int), rec
+    assert rec["http_version"] == "1.1", rec
+    assert rec["content_type"].startswith("application/json"), rec
+    assert (rec["meta.feature_category"], rec["meta.unit_primitive"]) == ("code_suggestions", "complete_code"), rec
+    assert rec["gitlab_root_namespace_id"] == "9970", rec
+    assert sorted(rec["enabled_feature_flags"].split(",")) == ["code_flag", "expanded_ai_logging"], rec
+    assert rec["request_arrived_at"].endswith("+00:00"), rec
+    # Without Rails' send time GitLab's gateway writes -1.
+    headers = GITLAB_18_4.headers(gl)
+    del headers["X-Gitlab-Rails-Send-Start"]
+    r = st.get("/nope", headers=headers)
+    rec = _record(st, headers["X-Request-ID"], lines=2)
+    assert rec["duration_request"] == -1, rec
+    assert json.loads(r.body) == {"detail": "Not Found"}, r.body
