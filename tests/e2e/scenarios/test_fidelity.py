@@ -5,6 +5,7 @@ records carry what GitLab's own gateway writes."""
 from __future__ import annotations
 
 import json
+import time
 
 from duo_e2e import Answer
 from duo_e2e.gitlab_requests import CLAUDE_BEDROCK, CODESTRAL, GITLAB_18_4, GITLAB_19, GPT_AZURE, VERSIONS
@@ -14,8 +15,14 @@ BEDROCK = "bedrock_us_east_1"
 AZURE = "azure_eastus"
 
 
-def _record(st, correlation_id, lines=1):
-    recs = [r for r in st.access_log(wait_for=lines) if isinstance(r, dict) and r.get("correlation_id") == correlation_id]
+def _record(st, correlation_id, timeout_s=5.0):
+    """duo_logger's record of one request (lines of earlier requests may still be flushing)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        recs = [r for r in st.access_log() if isinstance(r, dict) and r.get("correlation_id") == correlation_id]
+        if recs or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(recs) == 1, recs
     return recs[0]
 
@@ -71,6 +78,6 @@ def test_fidelity_access_log_has_gitlabs_fields(e2e):
     headers = GITLAB_18_4.headers(gl)
     del headers["X-Gitlab-Rails-Send-Start"]
     r = st.get("/nope", headers=headers)
-    rec = _record(st, headers["X-Request-ID"], lines=2)
+    rec = _record(st, headers["X-Request-ID"])
     assert rec["duration_request"] == -1, rec
     assert json.loads(r.body) == {"detail": "Not Found"}, r.body
