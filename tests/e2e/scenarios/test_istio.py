@@ -122,7 +122,9 @@ def _wasmplugin_to_extension(doc):
             "root_id": spec["pluginName"],
             "failure_policy": spec["failStrategy"],
             "vm_config": {"runtime": "envoy.wasm.runtime.v8",
-                          "code": {"remote": {"http_uri": {"uri": spec["url"], "timeout": "30s"}, "sha256": spec["sha256"]}}},
+                          # istiod names cluster "_" (the agent fetches) and passes the pull policy
+                          # as an environment variable the agent removes again (pkg/wasm/convert.go).
+                          "code": {"remote": {"http_uri": {"uri": spec["url"], "cluster": "_", "timeout": "30s"}, "sha256": spec["sha256"]}}},
             "configuration": {"@type": STRING, "value": json.dumps(spec["pluginConfig"])},
         }}
 
@@ -147,6 +149,7 @@ def _istio_bootstrap(e2e):
         digest, module = oci.read_image(image.layout)
         assert digest == f"sha256:{remote['sha256']}"
         assert remote["http_uri"]["uri"].startswith(f"oci://registry.e2e.test/duo/{image.name}:"), remote
+        assert remote["http_uri"]["cluster"] == "_", remote  # what istiod writes; Envoy requires a cluster
         path = cache / f"{remote['sha256']}.wasm"
         path.write_bytes(module)
         code["local"] = {"filename": str(path)}
