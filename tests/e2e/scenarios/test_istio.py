@@ -242,3 +242,34 @@ def test_istio_chain_as_istio_delivers_it(e2e):
         assert r.status == 431 and r.json()["detail"], r  # local replies from the NETWORK_FILTER patch
     finally:
         st.stop()
+
+
+def test_istio_egress_is_verified_and_matches_the_filters(e2e):
+    """Every ServiceEntry port 443 has a DestinationRule that originates TLS and verifies the peer
+    (CA bundle, SNI and SAN = the host); every cluster the filters name (duo_router's models,
+    duo_auth's key source, jwt_authn's JWKS) is `outbound|<port>||<host>` of a ServiceEntry."""
+    _, _, manifests = _images(e2e)
+    docs = [d for p in manifests for d in schemas.load_all(p)]
+    entries = {(h, p["number"]) for d in docs if d["kind"] == "ServiceEntry" for h in d["spec"]["hosts"] for p in d["spec"]["ports"]}
+    rules = {d["spec"]["host"]: d["spec"]["trafficPolicy"] for d in docs if d["kind"] == "DestinationRule"}
+    for host, port in entries:
+        assert host in rules, f"no DestinationRule for {host}"
+        if port == 443:
+            tls = rules[host].get("tls", {})
+            assert tls.get("mode") == "SIMPLE" and tls.get("sni") == host and tls.get("subjectAltNames") == [host], (host, tls)
+            assert tls.get("caCertificates"), (host, tls)
+    ef = next(d for d in docs if d["kind"] == "EnvoyFilter")
+    named = set()
+    for p in ef["spec"]["configPatches"]:
+        value = p["patch"]["value"]
+        cfg = value.get("typed_config", {}).get("config", {}).get("configuration", {}).get("value")
+        if cfg:
+            doc = json.loads(cfg)
+            named |= {m["cluster"] for m in (doc.get("models") or {}).values()}
+            named |= {s["cluster"] for s in doc.get("jwks_sources") or []}
+        for prov in value.get("typed_config", {}).get("providers", {}).values():
+            named.add(prov["remote_jwks"]["http_uri"]["cluster"])
+    assert named, "no cluster named by the filters"
+    for cluster in named:
+        _, port, _, host = cluster.split("|")
+        assert (host, int(port)) in entries, f"{cluster} is not a ServiceEntry host/port"
