@@ -7,6 +7,7 @@
 #   ./build.sh oci       one OCI image per filter in dist/oci/ + Istio manifests with their digests (dist/istio/)
 #   ./build.sh release   dist/*.wasm, dist/SHA256SUMS, the OCI images, checks CHANGELOG.md names this version
 #   ./build.sh check FILE...            static cross-checks + envoy --mode validate (docs/tooling.md)
+#   ./build.sh explain --config FILE --path P [--header K:V]... [--body FILE]   dry-run routing
 #   ./build.sh config VALUES.yaml [-o FILE]   a complete bootstrap from a short values file
 #   ./build.sh --help    every command
 # Idempotent; installs what it needs (rust targets, wasm-bindgen-cli, a project venv with Envoy).
@@ -156,6 +157,10 @@ usage: ./build.sh [COMMAND]
                         (clusters, cluster_header route, allow_on_headers_stop_iteration, Bedrock
                         SigV4 region, authority/address/SNI, TLS verification, buffer limits) and
                         envoy --mode validate; one `FILE:LINE: [rule] problem` per problem, exit 1 if any
+  explain --config FILE --path P [--header K:V]... [--body FILE] [--method M] [--json]
+                        the routing decision without Envoy, by the router's own code: feature, unit
+                        primitive, provider, model, cluster, upstream path, headers and body, or the
+                        answer GitLab would get; exit 0 forwarded, 1 answered locally, 2 bad input
   config VALUES.yaml [-o FILE]
                         a complete Envoy bootstrap from a short values file (examples/config/values.yaml)
   help, --help, -h      this list
@@ -179,6 +184,27 @@ cmd_check() {
   (cd "$CALLER_PWD" && duoctl check --envoy "$VENV/bin/envoy" --cwd "$ROOT" "$@")
 }
 
+# The routing decision without Envoy: tools/explain (native Rust linking duo_router) on the
+# duo_router configuration of the bootstrap (extracted by tools/duoctl).
+cmd_explain() {
+  local config="" args=() a
+  while [ $# -gt 0 ]; do
+    a=$1; shift
+    case "$a" in
+      --config) [ $# -gt 0 ] || die "--config needs a file"; config=$1; shift ;;
+      *) args+=("$a") ;;
+    esac
+  done
+  [ -n "$config" ] || die "usage: ./build.sh explain --config FILE --path P [--header K:V]... [--body FILE] [--method M] [--json]"
+  ensure_rust
+  cargo build --quiet -p duo-explain >&2
+  local json; json=$(mktemp)
+  # shellcheck disable=SC2064
+  trap "rm -f '$json'" EXIT
+  (cd "$CALLER_PWD" && duoctl router-config "$config") > "$json" || exit 2
+  (cd "$CALLER_PWD" && "$ROOT/target/debug/duo-explain" --router-config "$json" "${args[@]}")
+}
+
 cmd_config() {
   [ $# -gt 0 ] || die "usage: ./build.sh config VALUES.yaml [-o FILE]"
   (cd "$CALLER_PWD" && duoctl config "$@")
@@ -192,6 +218,7 @@ case "${1:-build}" in
   oci) build; oci_images ;;
   release) release ;;
   check) shift; cmd_check "$@" ;;
+  explain) shift; cmd_explain "$@" ;;
   config) shift; cmd_config "$@" ;;
   help|--help|-h) usage ;;
   *) usage >&2; die "unknown command '$1'" ;;

@@ -447,6 +447,24 @@ def static_problems(path: Path) -> tuple[list[Problem], str | None]:
     return Checker(doc).run(), None
 
 
+def router_configuration(path: Path) -> tuple[str | None, str | None]:
+    """(duo_router's JSON configuration, None) from a bootstrap, or (None, one-line error)."""
+    try:
+        doc = yamlpos.load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        return None, f"cannot read: {e}"
+    except yaml.YAMLError as e:
+        return None, f"not YAML/JSON: {getattr(e, 'problem', None) or e}"
+    if not isinstance(doc, dict) or not ({"static_resources", "dynamic_resources"} & set(doc)):
+        return None, "not an Envoy bootstrap (no static_resources or dynamic_resources at the top level)"
+    c = Checker(doc)
+    c.collect()
+    routers = [d for h in c.hcms for d in h.duo if d.kind == "duo_router"]
+    if not routers:
+        return None, "no duo_router wasm filter in any listener's http_connection_manager"
+    return routers[0].text, None
+
+
 INVALID_AT = re.compile(r"invalid configuration at `([^`]*)`: ?(.*)")
 
 

@@ -164,7 +164,7 @@ def test_tooling_help_lists_every_command(e2e):
     script = (ROOT / "build.sh").read_text()
     case = script[script.rindex('case "${1:-build}" in'):]
     commands = [c for c in re.findall(r"^  ([a-z|-]+)\)", case, re.M)]
-    assert {"build", "test", "up", "bench", "check", "config"} <= {c.split("|")[0] for c in commands}, commands
+    assert {"build", "test", "up", "bench", "check", "explain", "config"} <= {c.split("|")[0] for c in commands}, commands
     for c in commands:
         assert re.search(rf"^  {re.escape(c.split('|')[0])}\b", r.stdout, re.M), f"--help does not list {c}"
     bad = _run(str(ROOT / "build.sh"), "frobnicate")
@@ -197,7 +197,23 @@ def test_tooling_generated_config_serves_in_real_envoy(e2e):
     st.fake("model_codestral").enqueue(Answer(text="return a + b"))
     r = st.post("/v2/code/completions", json_body=body, headers=_headers(gl, "tooling-1"))
     assert r.status == 200, r
-    assert st.fake("model_codestral").last().header("authorization") == "Bearer sk-e2e-tooling"
+    sent = st.fake("model_codestral").last()
+    assert sent.header("authorization") == "Bearer sk-e2e-tooling"
+    # `./build.sh explain` predicts exactly what vLLM received, from the same bootstrap and body.
+    body_file = e2e.run_dir / "tooling-completion.json"
+    body_file.write_text(json.dumps(body))
+    x = _run(str(ROOT / "build.sh"), "explain", "--config", str(e2e.run_dir / "generated.yaml"), "--path",
+             "/v2/code/completions", "--header", "Authorization: Bearer gitlab-jwt", "--body", str(body_file), "--json",
+             timeout=900)
+    assert x.returncode == 0, x.stderr[-2000:]
+    told = json.loads(x.stdout)
+    assert (told["feature"], told["unit_primitive"], told["provider"], told["model_name"]) == (
+        "code_completions", "complete_code", "self_hosted", "codestral"), told
+    up = told["upstream"]
+    assert up["cluster"] == "model_codestral" and up["authority"] == "vllm.internal:8000", up
+    assert (up["method"], up["path"]) == (sent.method, sent.target), (up, sent.target)
+    assert up["body"] == sent.json(), (up["body"], sent.json())
+    assert up["headers"]["authorization"] == "Bearer ****" and "sk-e2e-tooling" not in x.stdout
     commit = {"inputs": {"diff": "diff --git a/x b/x\n+y\n"}, "stream": False,
               "model_metadata": {"provider": "openai", "name": "gpt", "identifier": "azure/gpt-4o-deploy",
                                  "endpoint": "https://myres.openai.azure.com/", "api_key": "azure-test-key"}}
@@ -219,6 +235,22 @@ def test_tooling_generated_config_serves_in_real_envoy(e2e):
     three = native["tooling-3"]
     assert int(three["status_code"]) == 403 and three["upstream_host"] in (None, "-"), three
     assert three["response_code_details"] not in (None, "-"), three
+
+
+def test_tooling_explain_answers_for_paths_and_configs_gitlab_never_sends(e2e):
+    """Bad input to explain: a path GitLab never calls is the answer GitLab would get (one line,
+    exit 1); a file that is not an Envoy bootstrap is one line (exit 2)."""
+    not_boot = e2e.run_dir / "tooling-explain-values.yaml"
+    not_boot.write_text(VALUES.read_text())
+    shipped = str(ROOT / "envoy" / "self_hosted.yaml")
+    r = _run(str(ROOT / "build.sh"), "explain", "--config", shipped, "--path", "/v3/nothing", timeout=900)
+    assert r.returncode == 1, r
+    assert r.stdout == 'POST /v3/nothing answer: 404 {"detail":"Not Found"}  (not_found: not a path GitLab calls)\n', r.stdout
+    r = _run(str(ROOT / "build.sh"), "explain", "--config", str(not_boot), "--path", "/v2/code/completions")
+    assert r.returncode == 2 and r.stdout == "", r
+    assert r.stderr.strip().splitlines()[-1] == f"{not_boot}: not an Envoy bootstrap (no static_resources or dynamic_resources at the top level)", r.stderr
+    r = _run(str(ROOT / "build.sh"), "explain", "--config", shipped, "--path", "/v1/prompts/summarize_review")
+    assert r.returncode == 1 and 'answer:          403 {"detail":"Unauthorized to access summarize_review"}' in r.stdout, r.stdout
 
 
 # ---- observability examples -----------------------------------------------------------------
