@@ -98,6 +98,7 @@ test_all() {
 
   say "layer 1a: native unit tests + layer 2: host emulator on the built dist/*.wasm"
   cargo test --workspace
+  cargo build --quiet -p duo-explain   # ./build.sh explain, which the e2e runs
 
   say "layer 1b: the pure crates' tests compiled to wasm32 and run under Node (wasm-bindgen-test)"
   ensure_wasm_bindgen

@@ -38,8 +38,18 @@ NATIVE_LOG_FORMAT = {
     "bytes_sent": "%BYTES_SENT%",
 }
 DUO_LOG_FORMAT = "%FILTER_STATE(wasm.duo_access_log:PLAIN)%\n"
-STATS_TAGS = [{"tag_name": t, "regex": rf"^wasmcustom\..*?(\.{t}\.([^.]+))"}
-              for t in ("feature", "model", "outcome", "reason")]
+# The shipped configs' stats_config: `.tag.value` name segments become Prometheus labels, and the
+# latency histograms get buckets that fit LLM calls (milliseconds; docs/logger.md).
+STATS_CONFIG = {
+    "stats_tags": [{"tag_name": t, "regex": rf"^wasmcustom\..*?(\.{t}\.([^.]+))"}
+                   for t in ("feature", "model", "outcome", "reason", "result")],
+    "histogram_bucket_settings": [
+        {"match": {"prefix": "wasmcustom.duo_request_duration_ms."},
+         "buckets": [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240, 20480, 40960, 81920, 163840, 327680]},
+        {"match": {"prefix": "wasmcustom.duo_first_chunk_duration_ms."},
+         "buckets": [1, 5, 10, 20, 40, 60, 80, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000, 30000, 60000]},
+    ],
+}
 
 PLATFORMS = ("vllm", "openai_compatible", "bedrock", "azure_openai")
 PROVIDERS = ("self_hosted", "vendored", "disabled", "aigw")
@@ -353,7 +363,7 @@ class Builder:
         return {
             "admin": {"address": {"socket_address": {"address": str(admin_in.get("address", "127.0.0.1")),
                                                      "port_value": int(admin_in.get("port", 9901))}}},
-            "stats_config": {"stats_tags": STATS_TAGS},
+            "stats_config": STATS_CONFIG,
             "static_resources": {
                 "listeners": [{
                     "name": "duo_gateway",

@@ -184,6 +184,7 @@ def _generated_stack(e2e):
     return e2e.stack(str(path), name="generated")
 
 
+@scenario(timeout_s=600)  # the first `./build.sh explain` may compile tools/explain
 def test_tooling_generated_config_serves_in_real_envoy(e2e):
     """examples/config/values.yaml -> ./build.sh config -> real Envoy: a completion on vLLM, a commit
     message on Azure, a disabled feature refused, and both access-log lines for each."""
@@ -237,6 +238,7 @@ def test_tooling_generated_config_serves_in_real_envoy(e2e):
     assert three["response_code_details"] not in (None, "-"), three
 
 
+@scenario(timeout_s=600)
 def test_tooling_explain_answers_for_paths_and_configs_gitlab_never_sends(e2e):
     """Bad input to explain: a path GitLab never calls is the answer GitLab would get (one line,
     exit 1); a file that is not an Envoy bootstrap is one line (exit 2)."""
@@ -266,6 +268,7 @@ def test_tooling_observability_examples_match_the_shipped_configs(e2e):
     sources = vector["sources"]
     for path in SHIPPED:
         boot = bootstrap.load(path)
+        assert boot["stats_config"] == values.STATS_CONFIG, f"{path.name}: stats_config differs from the generated one"
         sa = boot["admin"]["address"]["socket_address"]
         if path.name != "local.yaml":  # ./build.sh up's admin port is 9902, not for scraping
             assert f"{sa['address']}:{sa['port_value']}" in targets, (path.name, targets)
@@ -327,6 +330,10 @@ def test_tooling_dashboard_queries_series_a_gateway_exports(e2e):
         if "duo_request_duration_ms_bucket" in text or time.monotonic() > deadline:
             break
         time.sleep(0.5)
+    # The LLM-fitting buckets of the shipped stats_config (milliseconds up to 327 680 / 60 000).
+    assert re.search(r'^duo_request_duration_ms_bucket\{[^}]*le="327680"', text, re.M), text[-3000:]
+    assert re.search(r'^duo_first_chunk_duration_ms_bucket\{[^}]*le="60000"', text, re.M)
+    assert not re.search(r'^duo_request_duration_ms_bucket\{[^}]*le="3600000"', text, re.M), "Envoy's default buckets"
     series: dict[str, set[str]] = {}
     for line in text.splitlines():
         m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ", line)
