@@ -1,4 +1,4 @@
-//! duo_auth configuration (product.md §3.1): the serde form an admin writes, validated at
+//! duo_auth configuration: the serde form an admin writes, validated at
 //! `on_configure` into [`Config`], the compiled form requests read. Errors name the field.
 
 use crate::keys::{PreparedKey, RsaBackend};
@@ -9,7 +9,7 @@ use serde::Deserialize;
 /// What GitLab puts in `aud` for the AI gateway (and what user tokens carry as `iss`/`aud`).
 pub const GITLAB_AI_GATEWAY: &str = "gitlab-ai-gateway";
 
-/// The paths GitLab's own gateway serves without a token (gitlab-protocol.md §3.4 step 1).
+/// The paths GitLab's own gateway serves without a token.
 pub const DEFAULT_UNAUTHENTICATED_PATHS: [&str; 3] = ["/monitoring/healthz", "/monitoring/ready", "/v1/models/definitions"];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -77,6 +77,9 @@ pub struct RawConfig {
     pub verifier: Verifier,
     #[serde(default = "default_public_paths")]
     pub unauthenticated_paths: Vec<String>,
+    /// Answered 503 by duo_auth until every source's keys are held (`null`: not answered).
+    #[serde(default = "default_readiness_path")]
+    pub readiness_path: Option<String>,
     /// Which RSA implementation checks RS256 signatures for the builtin verifier (both give the
     /// same verdicts; `rsa` is the fast one). Not in the product sample: an addition.
     #[serde(default)]
@@ -100,6 +103,9 @@ fn default_skew() -> u64 {
 }
 fn default_public_paths() -> Vec<String> {
     DEFAULT_UNAUTHENTICATED_PATHS.iter().map(|p| (*p).to_owned()).collect()
+}
+fn default_readiness_path() -> Option<String> {
+    Some(DEFAULT_UNAUTHENTICATED_PATHS[1].to_owned())
 }
 fn default_fetch_timeout() -> u64 {
     5000
@@ -135,6 +141,7 @@ pub struct Config {
     pub bypass: Bypass,
     pub verifier: Verifier,
     pub unauthenticated_paths: Vec<String>,
+    pub readiness_path: Option<String>,
     pub rsa_backend: RsaBackend,
     pub fetch_timeout_ms: u64,
     pub user_token_cache_size: usize,
@@ -225,6 +232,17 @@ impl Config {
             public.push(p);
         }
 
+        let readiness_path = match raw.readiness_path {
+            None => None,
+            Some(p) => {
+                let p = check_path(&p).map_err(|m| ConfigError::new("readiness_path", m))?;
+                if p.contains('?') {
+                    return Err(ConfigError::new("readiness_path", "must not contain a query"));
+                }
+                Some(p)
+            }
+        };
+
         let user_tokens = match raw.user_tokens {
             None => None,
             Some(u) => {
@@ -249,6 +267,7 @@ impl Config {
             bypass: raw.bypass,
             verifier: raw.verifier,
             unauthenticated_paths: public,
+            readiness_path,
             rsa_backend: raw.rsa_backend,
             fetch_timeout_ms: raw.fetch_timeout_ms,
             user_token_cache_size: raw.user_token_cache_size,
@@ -257,13 +276,22 @@ impl Config {
 
     /// Whether `path` (query ignored) is listed in `unauthenticated_paths`.
     pub fn is_public(&self, path: &str) -> bool {
-        let path = path.split(['?', '#']).next().unwrap_or(path);
+        let path = without_query(path);
         self.unauthenticated_paths.iter().any(|p| p == path)
+    }
+
+    /// Whether `path` (query ignored) is the readiness check duo_auth answers until it holds keys.
+    pub fn is_readiness(&self, path: &str) -> bool {
+        self.readiness_path.as_deref().is_some_and(|p| p == without_query(path))
     }
 
     pub fn source(&self, name: &str) -> Option<&JwksSource> {
         self.jwks_sources.iter().find(|s| s.name == name)
     }
+}
+
+fn without_query(path: &str) -> &str {
+    path.split(['?', '#']).next().unwrap_or(path)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -316,7 +344,12 @@ mod tests {
         assert!(c.is_public("/v1/models/definitions?x=1"));
         assert!(!c.is_public("/v2/code/completions"));
         assert_eq!(c.rsa_backend, RsaBackend::Rsa);
+        assert!(c.is_readiness("/monitoring/ready?probe=lb"));
+        assert!(!c.is_readiness("/monitoring/healthz"));
         assert!(!format!("{c:?}").contains("PRIVATE"));
+        let mut off = base();
+        off["readiness_path"] = serde_json::Value::Null;
+        assert!(!parse(&off).unwrap().is_readiness("/monitoring/ready"));
     }
 
     #[test]
@@ -338,6 +371,7 @@ mod tests {
             (serde_json::json!({"user_tokens": {"signing_key_pem": testkeys::USER_PEM, "ttl_s": 5}}), "user_tokens.ttl_s"),
             (serde_json::json!({"user_tokens": {"signing_key_pem": testkeys::WEAK_PEM}}), "user_tokens.signing_key_pem"),
             (serde_json::json!({"rsa_backend": "openssl"}), "rsa_backend"),
+            (serde_json::json!({"readiness_path": "ready"}), "readiness_path"),
         ];
         for (patch, field) in cases {
             let mut v = base();

@@ -5,10 +5,10 @@ use crate::config::{JwksSource, KeyLocation};
 use crate::keys::{StoredKey, parse_discovery, parse_jwks};
 use serde::{Deserialize, Serialize};
 
-/// At most one refetch per source this often because of an unknown `kid` (product.md §3.1).
+/// At most one refetch per source this often because of an unknown `kid`.
 pub const KID_REFETCH_INTERVAL_S: u64 = 5;
-/// Retry period while a source has never answered.
-pub const RETRY_WITHOUT_KEYS_S: u64 = 5;
+/// Retry period while a source has never answered: the gateway is not ready until it has.
+pub const RETRY_WITHOUT_KEYS_S: u64 = 1;
 /// Retry period after a failed refresh while the last good keys are still in use.
 pub const RETRY_WITH_KEYS_S: u64 = 30;
 /// Largest discovery document or JWKS read.
@@ -167,8 +167,8 @@ mod tests {
         let none = Attempt::default();
         assert!(refresh_due(1000, None, &none, 3600), "at start");
         let tried = Attempt { scheduled_at: Some(1000), kid_miss_at: None };
-        assert!(!refresh_due(1004, None, &tried, 3600));
-        assert!(refresh_due(1005, None, &tried, 3600), "fast retry while no keys");
+        assert!(!refresh_due(1000, None, &tried, 3600));
+        assert!(refresh_due(1001, None, &tried, 3600), "fast retry while no keys");
         assert!(!refresh_due(1000 + 3599, Some(1000), &tried, 3600));
         assert!(refresh_due(1000 + 3600, Some(1000), &tried, 3600), "every refresh_interval_s");
         let failed_refresh = Attempt { scheduled_at: Some(4600), kid_miss_at: None };

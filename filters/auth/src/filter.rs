@@ -9,7 +9,7 @@
 
 use crate::config::{Config, GITLAB_AI_GATEWAY, Verifier};
 use crate::fetch::{Attempt, Fetch, FetchRequest, FetchStep, kid_refetch_allowed, refresh_due};
-use crate::jwt_authn;
+use crate::jwt_authn::{self, Failed};
 use crate::keys::{KeyRing, SharedKeys, StoredKey};
 use crate::metrics;
 use crate::policy::{self, Decision, Denial, Pre, RequestView};
@@ -21,7 +21,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -31,7 +31,7 @@ const CAS_RETRIES: usize = 8;
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { config: None, vm: Rc::new(RefCell::new(Vm::default())), fetches: HashMap::new() })
+        Box::new(Root { config: None, vm: Rc::new(RefCell::new(Vm::default())), fetches: HashMap::new(), tick: Duration::ZERO, configured_at: 0, warned_uncallable: HashSet::new() })
     });
 }}
 
@@ -83,27 +83,40 @@ impl Vm {
 }
 
 /// Claims the right to fetch `source` (a scheduled fetch or a kid-miss refetch) with CAS.
-fn claim(source: &str, now: u64, kid_miss: bool, fetched_at: Option<u64>, refresh_interval_s: u64) -> bool {
+/// Returns the attempt it replaced, to put back if the call cannot even be made.
+fn claim(source: &str, now: u64, kid_miss: bool, fetched_at: Option<u64>, refresh_interval_s: u64) -> Option<Attempt> {
     let key = attempt_key(source);
     for _ in 0..CAS_RETRIES {
-        let Ok((bytes, cas)) = hostcalls::get_shared_data(&key) else { return false };
-        let mut attempt = Attempt::decode(bytes.as_deref());
-        let allowed = if kid_miss { kid_refetch_allowed(now, &attempt) } else { refresh_due(now, fetched_at, &attempt, refresh_interval_s) };
+        let (bytes, cas) = hostcalls::get_shared_data(&key).ok()?;
+        let before = Attempt::decode(bytes.as_deref());
+        let allowed = if kid_miss { kid_refetch_allowed(now, &before) } else { refresh_due(now, fetched_at, &before, refresh_interval_s) };
         if !allowed {
-            return false;
+            return None;
         }
+        let mut attempt = before;
         if kid_miss {
             attempt.kid_miss_at = Some(now);
         } else {
             attempt.scheduled_at = Some(now);
         }
         match hostcalls::set_shared_data(&key, Some(&attempt.encode()), cas) {
-            Ok(()) => return true,
+            Ok(()) => return Some(before),
             Err(Status::CasMismatch) => continue,
-            Err(_) => return false,
+            Err(_) => return None,
         }
     }
-    false
+    None
+}
+
+/// Puts back the attempt a claim replaced when no call went out (at start the clusters are not
+/// callable until Envoy has initialized them): the next tick tries again instead of waiting for
+/// the retry period.
+fn unclaim(source: &str, before: Attempt) {
+    let key = attempt_key(source);
+    if let Ok((_, cas)) = hostcalls::get_shared_data(&key) {
+        // A CAS mismatch means another worker claimed meanwhile: its claim stands.
+        let _ = hostcalls::set_shared_data(&key, Some(&before.encode()), cas);
+    }
 }
 
 /// Stores a source's fresh keys in the shared entry (CAS loop; other sources are kept).
@@ -184,24 +197,36 @@ fn advance(cfg: &Config, vm: &RefCell<Vm>, fetch: &mut Fetch, status: Option<u32
     }
 }
 
-fn start_fetch(cfg: &Config, vm: &RefCell<Vm>, name: &str) -> Option<(u32, Fetch)> {
-    let src = cfg.source(name)?;
+/// Starts fetching a source. `Err` when the cluster cannot be called (yet).
+fn start_fetch(cfg: &Config, name: &str) -> Result<(u32, Fetch), Status> {
+    let src = cfg.source(name).ok_or(Status::NotFound)?;
     let (fetch, req) = Fetch::start(src);
-    match dispatch(&req, cfg.fetch_timeout_ms) {
-        Ok(token) => Some((token, fetch)),
-        Err(e) => {
-            log::warn!("duo_auth: source '{name}': cannot call cluster '{}': {e:?}", req.cluster);
-            vm.borrow_mut().count(metrics::JWKS_COUNTERS[1]);
-            None
-        }
-    }
+    dispatch(&req, cfg.fetch_timeout_ms).map(|token| (token, fetch))
 }
+
+/// Sources none of whose keys are held yet (from the shared entry every worker reads).
+fn sources_without_keys(cfg: &Config) -> usize {
+    let (bytes, _) = hostcalls::get_shared_data(KEYS_KEY).unwrap_or((None, None));
+    let shared = SharedKeys::decode(bytes.as_deref());
+    cfg.jwks_sources.iter().filter(|s| shared.fetched_at(&s.name).is_none()).count()
+}
+
+/// Tick periods: fast until every source has answered once (the first keys come as soon as the
+/// clusters can be called), then the 1 s the refresh schedule needs.
+const TICK_WITHOUT_KEYS: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_secs(1);
 
 struct Root {
     config: Option<Rc<Config>>,
     vm: Rc<RefCell<Vm>>,
     fetches: HashMap<u32, Fetch>,
+    tick: Duration,
+    configured_at: u64,
+    warned_uncallable: HashSet<String>,
 }
+
+/// How long a source's cluster may be not callable after configure before duo_auth warns.
+const UNCALLABLE_GRACE_S: u64 = 10;
 
 impl Root {
     fn schedule(&mut self) {
@@ -213,10 +238,25 @@ impl Root {
             if self.fetches.values().any(|f| f.source == src.name) {
                 continue;
             }
-            if claim(&src.name, now, false, fetched_at(&src.name), cfg.refresh_interval_s)
-                && let Some((token, fetch)) = start_fetch(&cfg, &self.vm, &src.name) {
+            let Some(before) = claim(&src.name, now, false, fetched_at(&src.name), cfg.refresh_interval_s) else { continue };
+            match start_fetch(&cfg, &src.name) {
+                Ok((token, fetch)) => {
                     self.fetches.insert(token, fetch);
                 }
+                Err(e) => {
+                    unclaim(&src.name, before);
+                    // Normal for a moment at start; a cluster still not callable after that is
+                    // misconfigured (a typo in `cluster`): say so once.
+                    if now >= self.configured_at.saturating_add(UNCALLABLE_GRACE_S) && self.warned_uncallable.insert(src.name.clone()) {
+                        log::warn!("duo_auth: source '{}': cannot call cluster '{}': {e:?} (does it exist?); retrying", src.name, src.cluster);
+                        self.vm.borrow_mut().count(metrics::JWKS_COUNTERS[1]);
+                    }
+                }
+            }
+        }
+        let tick = if sources_without_keys(&cfg) > 0 { TICK_WITHOUT_KEYS } else { TICK };
+        if tick != self.tick && hostcalls::set_tick_period(tick).is_ok() {
+            self.tick = tick;
         }
     }
 }
@@ -249,8 +289,11 @@ impl RootContext for Root {
                 let cache = crate::user_token::TokenCache::new(config.user_token_cache_size);
                 self.vm.borrow_mut().user_cache = Some(cache);
                 self.config = Some(Rc::new(config));
-                let _ = hostcalls::set_tick_period(Duration::from_secs(1));
+                self.configured_at = now();
                 self.schedule();
+                if self.tick.is_zero() {
+                    log::error!("duo_auth: the host refused a tick period: keys are fetched only on unknown kids");
+                }
                 true
             }
             Err(e) => {
@@ -405,10 +448,16 @@ impl Stream {
             Err(TokenError::UnknownKid) if allow_refetch => {
                 let cfg = self.config.clone();
                 for src in &cfg.jwks_sources {
-                    if claim(&src.name, now, true, None, cfg.refresh_interval_s) {
+                    if claim(&src.name, now, true, None, cfg.refresh_interval_s).is_some() {
                         self.vm.borrow_mut().count(metrics::JWKS_COUNTERS[2]);
-                        if let Some((t, fetch)) = start_fetch(&cfg, &self.vm, &src.name) {
-                            self.fetches.insert(t, fetch);
+                        match start_fetch(&cfg, &src.name) {
+                            Ok((t, fetch)) => {
+                                self.fetches.insert(t, fetch);
+                            }
+                            Err(e) => {
+                                log::warn!("duo_auth: source '{}': cannot call cluster '{}': {e:?}", src.name, src.cluster);
+                                self.vm.borrow_mut().count(metrics::JWKS_COUNTERS[1]);
+                            }
                         }
                     }
                 }
@@ -418,23 +467,35 @@ impl Stream {
         }
     }
 
-    fn verify_jwt_authn(&self) -> Verdict {
-        let leaf = |key: &str, name: &str| duo_kit::property(&jwt_authn::property_path(key, name));
-        if let Some(message) = leaf(jwt_authn::FAILURE_KEY, "message") {
-            let denial = jwt_authn::failure_denial(&String::from_utf8_lossy(&message));
-            return Verdict::Deny(denial);
+    fn verify_jwt_authn(&mut self, token: &str, allow_refetch: bool) -> Verdict {
+        // A payload means a provider accepted the token, whatever the others' failure keys say
+        // (with requires_any, jwt_authn records every provider that failed).
+        if let Some(payload) = duo_kit::property(&jwt_authn::key_path(jwt_authn::PAYLOAD_KEY)) {
+            return match jwt_authn::claims_from_payload_map(&payload) {
+                None => self.no_jwt_authn_verdict(),
+                Some(claims) if claims.aud.as_ref().is_some_and(|a| !a.contains(&self.config.audience)) => {
+                    Verdict::Deny(Denial::token(TokenError::WrongAudience))
+                }
+                Some(claims) => Verdict::Claims { claims, user_token: false },
+            };
         }
-        let payload = duo_kit::property(&jwt_authn::key_path(jwt_authn::PAYLOAD_KEY));
-        match payload.as_deref().and_then(jwt_authn::claims_from_payload_map) {
-            None => {
-                log::warn!("duo_auth #{}: no jwt_authn verdict in metadata: is jwt_authn configured before duo_auth?", self.id);
-                Verdict::Deny(Denial { reason: "jwt_authn_no_verdict", ..Denial::token(TokenError::Malformed) })
-            }
-            Some(claims) if claims.aud.as_ref().is_some_and(|a| !a.contains(&self.config.audience)) => {
-                Verdict::Deny(Denial::token(TokenError::WrongAudience))
-            }
-            Some(claims) => Verdict::Claims { claims, user_token: false },
+        let namespace = duo_kit::property(&jwt_authn::NAMESPACE_PATH).unwrap_or_default();
+        let header = token::parse(token).map(|_| ());
+        let own_keys = !self.config.jwks_sources.is_empty();
+        match jwt_authn::combine_failures(header, jwt_authn::failure_messages(&namespace)) {
+            None => self.no_jwt_authn_verdict(),
+            Some(Failed::Refuse(e)) => Verdict::Deny(Denial::token(e)),
+            // jwt_authn caches its JWKS for its cache_duration and never refetches on an unknown
+            // kid: duo_auth's own keys (and kid-miss refetch) decide those.
+            Some(Failed::UnknownKid { .. } | Failed::KeysUnavailable) if own_keys => self.verify_builtin(token, allow_refetch),
+            Some(Failed::UnknownKid { keys_unavailable: false }) => Verdict::Deny(Denial::token(TokenError::UnknownKid)),
+            Some(Failed::UnknownKid { keys_unavailable: true } | Failed::KeysUnavailable) => Verdict::Deny(Denial::keys_unavailable()),
         }
+    }
+
+    fn no_jwt_authn_verdict(&self) -> Verdict {
+        log::warn!("duo_auth #{}: no jwt_authn verdict in metadata: is jwt_authn configured before duo_auth?", self.id);
+        Verdict::Deny(Denial { reason: "jwt_authn_no_verdict", ..Denial::token(TokenError::Malformed) })
     }
 
     /// Verifies and decides; `Action` for the headers callback.
@@ -444,14 +505,7 @@ impl Stream {
         } else {
             match self.config.verifier {
                 Verifier::Builtin => self.verify_builtin(&token, allow_refetch),
-                Verifier::EnvoyJwtAuthn => match self.verify_jwt_authn() {
-                    // jwt_authn caches its JWKS for its cache_duration and never refetches on an
-                    // unknown kid: duo_auth's own keys (and kid-miss refetch) decide those.
-                    Verdict::Deny(d) if d.reason == TokenError::UnknownKid.reason() && !self.config.jwks_sources.is_empty() => {
-                        self.verify_builtin(&token, allow_refetch)
-                    }
-                    other => other,
-                },
+                Verifier::EnvoyJwtAuthn => self.verify_jwt_authn(&token, allow_refetch),
             }
         };
         match verdict {
@@ -544,6 +598,24 @@ impl Stream {
         }
     }
 
+    /// The readiness check: 503 while a source's keys were never loaded (a load balancer must not
+    /// send traffic that could only get 503s), else on to whatever answers it behind duo_auth.
+    fn readiness(&mut self) -> Action {
+        if self.config.bypass == crate::config::Bypass::All || self.config.jwks_sources.is_empty() {
+            return Action::Continue;
+        }
+        let ring = self.vm.borrow_mut().ring(&self.config);
+        if ring.missing.is_empty() {
+            return Action::Continue;
+        }
+        let body = serde_json::json!({"status": "not ready", "detail": format!("duo_auth holds no signing keys yet from: {}", ring.missing.join(", "))});
+        let reply = GitlabError { status: 503, body: body.to_string() };
+        if let Err(e) = duo_kit::send_error(&reply, &[("x-duo-auth-reason", "keys_unavailable")]) {
+            log::error!("duo_auth #{}: cannot send the readiness reply: {e:?}", self.id);
+        }
+        Action::Pause
+    }
+
     fn request_body(&self) -> Option<Vec<u8>> {
         hostcalls::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX).ok().map(Option::unwrap_or_default)
     }
@@ -595,6 +667,9 @@ impl HttpContext for Stream {
                 }
                 self.state = State::Done;
                 self.publish(&info);
+                if self.config.is_readiness(&owned.path) {
+                    return self.readiness();
+                }
                 return Action::Continue;
             }
             Pre::Deny(d, info) => {

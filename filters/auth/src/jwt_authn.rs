@@ -1,12 +1,14 @@
 //! `verifier: envoy_jwt_authn`: Envoy's `jwt_authn` filter checked signature, time and audience;
-//! its verdict is in the stream's dynamic metadata (engineering.md F18). String leaves arrive as
+//! its verdict is in the stream's dynamic metadata. String leaves arrive as
 //! raw bytes, lists and maps in proxy-wasm's pair encoding, numbers as 8-byte little-endian
 //! doubles. This module turns those bytes into [`Claims`] or a [`Denial`]; the adapter only reads.
 
-use crate::policy::Denial;
 use crate::token::{Audience, Claims, TokenError};
 
-/// Metadata namespace and keys set by the shipped `jwt_authn` provider (product.md §3.1).
+/// Metadata namespace and keys set by the shipped `jwt_authn` providers. Every provider writes
+/// its claims under `duo_jwt_payload` when it accepts the token. Failures go under
+/// `duo_jwt_failure` or, with several providers, `duo_jwt_failure_<provider>`: jwt_authn keeps
+/// only the last write of a key, so one shared failure key would hide the other providers' verdicts.
 pub const NAMESPACE: &str = "envoy.filters.http.jwt_authn";
 pub const PAYLOAD_KEY: &str = "duo_jwt_payload";
 pub const FAILURE_KEY: &str = "duo_jwt_failure";
@@ -14,6 +16,110 @@ pub const FAILURE_KEY: &str = "duo_jwt_failure";
 /// The property path of one leaf under a metadata key.
 pub fn property_path<'a>(key: &'a str, leaf: &'a str) -> [&'a str; 5] {
     ["metadata", "filter_metadata", NAMESPACE, key, leaf]
+}
+
+/// The property path of the whole jwt_authn namespace (every provider's verdict in one read).
+pub const NAMESPACE_PATH: [&str; 3] = ["metadata", "filter_metadata", NAMESPACE];
+
+/// The failure messages of every provider in the namespace map (as one property read returns
+/// it): the `message` of each key named `duo_jwt_failure` or `duo_jwt_failure_<provider>`.
+pub fn failure_messages(namespace: &[u8]) -> Vec<&str> {
+    let Some(pairs) = decode_pairs(namespace) else { return Vec::new() };
+    let mut out = Vec::new();
+    for (key, value) in pairs {
+        let Ok(key) = std::str::from_utf8(key) else { continue };
+        if key != FAILURE_KEY && !key.strip_prefix(FAILURE_KEY).is_some_and(|rest| rest.starts_with('_')) {
+            continue;
+        }
+        let message = decode_pairs(value).and_then(|status| status.into_iter().find(|(k, _)| *k == b"message").map(|(_, v)| v));
+        if let Some(m) = message.and_then(|m| std::str::from_utf8(m).ok()) {
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// What the failures of every provider add up to (no provider accepted the token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failed {
+    /// A reason no key can change: answer it.
+    Refuse(TokenError),
+    /// No provider knows the token's `kid` (or issuer): a key rotation jwt_authn has not seen yet,
+    /// or a stranger's token. duo_auth's own keys (with the kid-miss refetch) decide;
+    /// `keys_unavailable` when some provider could not fetch its keys either.
+    UnknownKid { keys_unavailable: bool },
+    /// Every provider failed to fetch its keys.
+    KeysUnavailable,
+}
+
+/// One provider's failure message, sorted into what it says about the token.
+enum Said {
+    Token(TokenError),
+    /// The token is not this provider's: its `kid` or issuer is unknown here.
+    NotMine,
+    KeysUnavailable,
+}
+
+fn said(message: &str) -> Said {
+    let m = message.to_ascii_lowercase();
+    if m.contains("jwks") && (m.contains("fetch") || m.contains("remote")) {
+        return Said::KeysUnavailable;
+    }
+    if m.contains("issuer is not configured") {
+        return Said::NotMine;
+    }
+    match failure_error(&m) {
+        TokenError::UnknownKid => Said::NotMine,
+        e => Said::Token(e),
+    }
+}
+
+/// How telling a reason is when providers disagree: a bad signature is only ever reported by the
+/// provider whose key matched, so it outranks what the others say.
+fn specificity(e: TokenError) -> u8 {
+    match e {
+        TokenError::AlgorithmNotAllowed => 0,
+        TokenError::BadSignature => 1,
+        TokenError::Expired => 2,
+        TokenError::NotYetValid => 3,
+        TokenError::WrongAudience => 4,
+        TokenError::Malformed => 5,
+        TokenError::UnknownKid => 6,
+    }
+}
+
+/// The verdict when no provider wrote a payload. `header` is duo_auth's own check of the token's
+/// header (`token::parse`): a token that is not RS256 (HS256 keyed with the public key, `none`,
+/// RS512) or not a JWS at all is refused at once, whatever jwt_authn said about its keys. `None`
+/// when there is no failure either (jwt_authn did not run).
+pub fn combine_failures<'a>(header: Result<(), TokenError>, messages: impl IntoIterator<Item = &'a str>) -> Option<Failed> {
+    let mut any = false;
+    let mut best: Option<TokenError> = None;
+    let mut not_mine = false;
+    let mut keys_unavailable = false;
+    for m in messages {
+        any = true;
+        match said(m) {
+            Said::Token(e) => {
+                if best.is_none_or(|b| specificity(e) < specificity(b)) {
+                    best = Some(e);
+                }
+            }
+            Said::NotMine => not_mine = true,
+            Said::KeysUnavailable => keys_unavailable = true,
+        }
+    }
+    if !any {
+        return None;
+    }
+    if let Err(e) = header {
+        return Some(Failed::Refuse(e));
+    }
+    Some(match (best, not_mine) {
+        (Some(e), _) => Failed::Refuse(e),
+        (None, true) => Failed::UnknownKid { keys_unavailable },
+        (None, false) => Failed::KeysUnavailable,
+    })
 }
 
 /// The property path of a whole metadata key: the payload map is read in one host call, not one
@@ -154,14 +260,9 @@ pub fn claims_from_metadata<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> Optio
     })
 }
 
-/// `jwt_authn`'s failure message, as GitLab's 401 plus a specific reason (503 when `jwt_authn`
-/// could not fetch the keys).
-pub fn failure_denial(message: &str) -> Denial {
-    let m = message.to_ascii_lowercase();
-    if m.contains("jwks") && (m.contains("fetch") || m.contains("remote")) {
-        return Denial::keys_unavailable();
-    }
-    let e = if m.contains("not in the form") || m.contains("invalid json") || m.contains("malformed") || m.contains("missing") {
+/// The token error a (lower-cased) jwt_authn failure message names.
+fn failure_error(m: &str) -> TokenError {
+    if m.contains("not in the form") || m.contains("invalid json") || m.contains("malformed") || m.contains("missing") {
         TokenError::Malformed
     } else if m.contains("expired") {
         TokenError::Expired
@@ -177,8 +278,7 @@ pub fn failure_denial(message: &str) -> Denial {
         TokenError::AlgorithmNotAllowed
     } else {
         TokenError::Malformed
-    };
-    Denial::token(e)
+    }
 }
 
 #[cfg(test)]
@@ -262,15 +362,63 @@ mod tests {
         assert_eq!(claims_from_payload_map(&encode_pairs(&[(b"jti", b"x")])), None);
     }
 
+    // jwt_verify_lib's status strings, as jwt_authn writes them.
+    const EXPIRED: &str = "Jwt is expired";
+    const BAD_SIGNATURE: &str = "Jwt verification fails";
+    const NO_KEY: &str = "Jwks doesn't have key to match kid or alg from Jwt";
+    const FETCH_FAILED: &str = "Jwks remote fetch is failed";
+    const OTHER_ISSUER: &str = "Jwt issuer is not configured";
+
+    fn combine(header: Result<(), TokenError>, messages: &[&str]) -> Option<Failed> {
+        combine_failures(header, messages.iter().copied())
+    }
+
     #[test]
-    fn failures_map_to_specific_reasons() {
-        assert_eq!(failure_denial("Jwt is expired").reason, "token_expired");
-        assert_eq!(failure_denial("Jwt not yet valid").reason, "token_not_yet_valid");
-        assert_eq!(failure_denial("Audiences in Jwt are not allowed").reason, "wrong_audience");
-        assert_eq!(failure_denial("Jwt verification fails").reason, "bad_signature");
-        assert_eq!(failure_denial("Jwks remote fetch is failed").reply.status, 503);
-        let d = failure_denial("Jwt is not in the form of Header.Payload.Signature");
-        assert_eq!((d.reply.status, d.reason), (401, "malformed_token"));
-        assert_eq!(d.reply.body, r#"{"error":"Forbidden by auth provider"}"#);
+    fn each_failure_names_its_reason() {
+        let one = |m: &str| combine(Ok(()), &[m]);
+        assert_eq!(one(EXPIRED), Some(Failed::Refuse(TokenError::Expired)));
+        assert_eq!(one("Jwt not yet valid"), Some(Failed::Refuse(TokenError::NotYetValid)));
+        assert_eq!(one("Audiences in Jwt are not allowed"), Some(Failed::Refuse(TokenError::WrongAudience)));
+        assert_eq!(one(BAD_SIGNATURE), Some(Failed::Refuse(TokenError::BadSignature)));
+        assert_eq!(one("Jwt is not in the form of Header.Payload.Signature"), Some(Failed::Refuse(TokenError::Malformed)));
+        assert_eq!(one(FETCH_FAILED), Some(Failed::KeysUnavailable));
+        assert_eq!(one(NO_KEY), Some(Failed::UnknownKid { keys_unavailable: false }));
+        assert_eq!(one(OTHER_ISSUER), Some(Failed::UnknownKid { keys_unavailable: false }));
+        assert_eq!(combine(Ok(()), &[]), None, "no verdict at all");
+    }
+
+    #[test]
+    fn several_providers_give_the_most_specific_reason() {
+        // Tampered payload: the provider whose key matched saw the bad signature; the other one
+        // only knows no key with that kid. In either order.
+        for order in [[BAD_SIGNATURE, NO_KEY], [NO_KEY, BAD_SIGNATURE]] {
+            assert_eq!(combine(Ok(()), &order), Some(Failed::Refuse(TokenError::BadSignature)));
+        }
+        assert_eq!(combine(Ok(()), &[NO_KEY, EXPIRED]), Some(Failed::Refuse(TokenError::Expired)));
+        // Algorithm confusion (HS256 with the RSA public key): every provider says "no key for
+        // that kid or alg"; duo_auth's header check refuses it at once, no key fetched.
+        let hs256 = Err(TokenError::AlgorithmNotAllowed);
+        assert_eq!(combine(hs256, &[NO_KEY, NO_KEY]), Some(Failed::Refuse(TokenError::AlgorithmNotAllowed)));
+        assert_eq!(combine(Err(TokenError::Malformed), &[FETCH_FAILED]), Some(Failed::Refuse(TokenError::Malformed)));
+        // Only unknown kids everywhere: the refetch path.
+        assert_eq!(combine(Ok(()), &[NO_KEY, OTHER_ISSUER]), Some(Failed::UnknownKid { keys_unavailable: false }));
+        assert_eq!(combine(Ok(()), &[NO_KEY, FETCH_FAILED]), Some(Failed::UnknownKid { keys_unavailable: true }));
+        assert_eq!(combine(Ok(()), &[FETCH_FAILED, FETCH_FAILED]), Some(Failed::KeysUnavailable));
+    }
+
+    #[test]
+    fn failure_messages_of_every_provider_key() {
+        let status = |m: &str| encode_pairs(&[(b"code", &16f64.to_le_bytes()), (b"message", m.as_bytes())]);
+        let (a, b, c) = (status(BAD_SIGNATURE), status(NO_KEY), status(EXPIRED));
+        let payload = str_pairs(&[("sub", "x")]);
+        let ns = encode_pairs(&[
+            (b"duo_jwt_failure_gitlab", &a),
+            (b"duo_jwt_failure_customersdot", &b),
+            (b"duo_jwt_failure", &c),
+            (b"duo_jwt_failures", &c),
+            (b"duo_jwt_payload", &payload),
+        ]);
+        assert_eq!(failure_messages(&ns), vec![BAD_SIGNATURE, NO_KEY, EXPIRED]);
+        assert!(failure_messages(b"junk").is_empty());
     }
 }

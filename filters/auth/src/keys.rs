@@ -1,6 +1,6 @@
 //! Signing keys: JWKS parsing, the key set shared by all Envoy workers (shared data, JSON), and
 //! keys prepared once for verification behind one small interface ([`SignatureCheck`]), so the
-//! RSA implementation can be swapped without touching the JWT rules (engineering.md F17/F19).
+//! RSA implementation can be swapped without touching the JWT rules.
 //!
 //! Two implementations sit behind it and must give identical verdicts (tested):
 //! - [`RsaBackend::JwtSimple`]: jwt-simple 0.15's own RS256 verification (`rsa` 0.9 underneath);
@@ -228,7 +228,8 @@ impl SharedKeys {
                 }
             }
         }
-        KeyRing { keys, loaded: self.sources.keys().any(|s| configured.contains(&s.as_str())) }
+        let missing: Vec<String> = configured.iter().filter(|c| !self.sources.contains_key(**c)).map(|c| (*c).to_owned()).collect();
+        KeyRing { keys, loaded: missing.len() < configured.len(), missing }
     }
 }
 
@@ -238,11 +239,13 @@ pub struct KeyRing {
     pub keys: Vec<PreparedKey>,
     /// At least one source has answered once.
     pub loaded: bool,
+    /// Configured sources that never answered (the gateway is not ready while any is listed).
+    pub missing: Vec<String>,
 }
 
 impl KeyRing {
     pub fn single(key: PreparedKey) -> KeyRing {
-        KeyRing { keys: vec![key], loaded: true }
+        KeyRing { keys: vec![key], loaded: true, missing: Vec::new() }
     }
 }
 
@@ -290,6 +293,10 @@ mod tests {
         assert!(ring.loaded);
         assert_eq!(ring.keys.len(), 1);
         assert_eq!(ring.keys[0].source, "gitlab");
+        assert!(ring.missing.is_empty());
+        let partial = shared.prepare(&["gitlab", "customersdot"], RsaBackend::Rsa);
+        assert!(partial.loaded);
+        assert_eq!(partial.missing, vec!["customersdot"]);
         assert!(!SharedKeys::decode(None).prepare(&["gitlab"], RsaBackend::Rsa).loaded);
         assert!(!SharedKeys::decode(Some(b"garbage")).prepare(&["gitlab"], RsaBackend::Rsa).loaded);
     }

@@ -1,4 +1,4 @@
-//! GitLab's authentication and authorization rules (gitlab-protocol.md §3.4, §3.5, §4, §10), as
+//! GitLab's authentication and authorization rules, as
 //! pure functions over a small view of the request. The adapter (`filter.rs`) feeds them headers,
 //! keys and the clock, and applies what they decide.
 

@@ -1,4 +1,4 @@
-//! User access tokens (gitlab-protocol.md §3.5): issued by duo_auth for the IDE's direct
+//! User access tokens: issued by duo_auth for the IDE's direct
 //! completions, signed with `user_tokens.signing_key_pem` (RS256, `iss` = `aud` =
 //! `gitlab-ai-gateway`), verified with the same key, and cached per worker by a hash of the token.
 

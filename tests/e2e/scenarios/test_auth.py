@@ -239,3 +239,97 @@ def test_auth_user_tokens_issue_and_use(e2e):
         r = st.post("/v2/completions", json_body=completion, headers=gl.headers(token=token, X_Gitlab_Global_User_Id="someone-else"))
         assert r.status == 401 and r.json() == {"error": "Header mismatch 'X-Gitlab-Global-User-Id'"}, (verifier, r.text)
         _forget_model_refusals(st)
+
+
+# ---- several issuers: the GitLab instance and CustomersDot (envoy/hybrid.yaml) -------------------
+
+def _hybrid_builtin(boot: dict[str, Any]) -> None:
+    bootstrap.patch_plugin(boot, "duo_auth", lambda conf: conf.__setitem__("verifier", "builtin"))
+    for hcm in bootstrap.hcms(boot):
+        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.jwt_authn"]
+
+
+def _log_time(line: str) -> float:
+    """Seconds of the day of an Envoy log line (`[2026-12-02 10:17:24.123][...]`)."""
+    stamp = line[1:24].split(" ")[1]
+    h, m, s = stamp.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def _keys_after_listener_s(st) -> float:
+    """From Envoy's log: when the last jwks source's keys were loaded, relative to the moment the
+    listener started (`starting workers`); negative when the keys came first."""
+    deadline = time.time() + 5
+    while True:
+        lines = st.envoy.log().splitlines()
+        workers = [l for l in lines if "starting workers" in l]
+        loaded = {l.split("source '")[1].split("'")[0]: l for l in lines if "signing key(s)" in l and "source '" in l}
+        if (workers and len(loaded) >= 2) or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert workers and len(loaded) >= 2, f"{st.name}: no listener start or key loads in the log"
+    return max(_log_time(l) for l in loaded.values()) - _log_time(workers[0])
+
+
+def _traffic_from_the_first_moment(st, verifier: str) -> float:
+    """Sends requests as soon as the listener is up (no warm-up): GitLab's and CustomersDot's
+    tokens, and the attack tokens. Returns seconds from the listener being up to the first 200 of
+    /monitoring/ready. Before that, the only allowed refusal is 503 keys_unavailable (builtin
+    verifier: it fetches its keys itself); never a 401 for a valid token, never a 503 for an attack."""
+    gl, cd = st.fake("gitlab"), st.fake("customersdot")
+    t0 = time.monotonic()
+    ready_at = None
+    seen_503 = 0
+    while time.monotonic() - t0 < 10:
+        for who, fake in (("gitlab", gl), ("customersdot", cd)):
+            r = _commit(st, fake.headers())
+            if r.status == 503 and ready_at is None and verifier == "builtin":
+                assert r.header("x-duo-auth-reason") == "keys_unavailable", (verifier, who, r.text)
+                seen_503 += 1
+            else:
+                assert _passed_auth(r), f"{verifier}: {who} token at t+{time.monotonic() - t0:.3f}s: {r.status} {r.text}"
+        for reason, token in (("algorithm_not_allowed", gl.mint_hs256_with_public_key()), ("bad_signature", cd.mint_bad_signature())):
+            r = _commit(st, gl.headers(token=token))
+            assert r.status == 401 and r.json() == FORBIDDEN and r.header("x-duo-auth-reason") == reason, \
+                f"{verifier} {reason} at t+{time.monotonic() - t0:.3f}s: {r.status} {r.header('x-duo-auth-reason')} {r.text}"
+        if ready_at is None:
+            r = st.get("/monitoring/ready")
+            if r.status == 200:
+                ready_at = time.monotonic() - t0
+            else:
+                assert r.status == 503 and r.header("x-duo-auth-reason") == "keys_unavailable", (verifier, r.status, r.text)
+                assert st.get("/monitoring/healthz").status == 200, f"{verifier}: liveness must not wait for keys"
+        elif time.monotonic() - t0 > ready_at + 0.5:
+            break
+    assert ready_at is not None, f"{verifier}: /monitoring/ready never answered 200"
+    print(f"    {verifier}: /monitoring/ready 200 at t+{ready_at * 1000:.0f} ms after the listener; {seen_503} 503s before")
+    return ready_at
+
+
+def test_auth_two_issuers_from_the_first_request(e2e):
+    """envoy/hybrid.yaml trusts the GitLab instance (OIDC discovery) and CustomersDot (JWKS), with
+    both verifiers. Traffic starts the moment the listener is up: tokens of either issuer pass,
+    HS256-with-the-public-key and tampered tokens get 401 with their reason (never 503), and
+    /monitoring/ready turns 200 within 1 s of the listener. Then CustomersDot rotates its key: a
+    token signed with the new one passes at once, an old-key token still does."""
+    for verifier, patch in (("envoy_jwt_authn", None), ("builtin", _hybrid_builtin)):
+        st = e2e.stack("hybrid", name=f"auth_two_issuers_{verifier}", fresh=True, patch=patch)
+        ready_s = _traffic_from_the_first_moment(st, verifier)
+        assert ready_s < 1.0, f"{verifier}: ready {ready_s:.3f}s after the listener"
+        keys_s = _keys_after_listener_s(st)
+        print(f"    {verifier}: duo_auth held both issuers' keys {keys_s * 1000:+.0f} ms from listener start (Envoy log)")
+        assert keys_s < 1.0, f"{verifier}: keys {keys_s:.3f}s after the listener"
+
+        gl, cd = st.fake("gitlab"), st.fake("customersdot")
+        old = cd.current
+        cd.rotate()
+        before = len(cd.received())
+        r = _commit(st, cd.headers())
+        assert _passed_auth(r), f"{verifier}: CustomersDot's new key: {r.status} {r.header('x-duo-auth-reason')} {r.text}"
+        assert len(cd.received()) > before, f"{verifier}: CustomersDot's new key was not fetched"
+        _expect_ok(st, cd.headers(token=cd.mint(key=old)), f"{verifier}: CustomersDot's old key")
+        _expect_ok(st, gl.headers(), f"{verifier}: GitLab's key after CustomersDot rotated")
+        r = _commit(st, gl.headers(token=gl.mint_alg_none()))
+        assert r.status == 401 and r.header("x-duo-auth-reason") == "algorithm_not_allowed", (verifier, r.status, r.text)
+        _forget_model_refusals(st)
+        st.stop()

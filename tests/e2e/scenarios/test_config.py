@@ -136,9 +136,14 @@ def _shape_problems(path: Path) -> list[str]:
         if auth.get("verifier") != "envoy_jwt_authn":
             say("jwt_authn is configured but duo_auth's verifier is not envoy_jwt_authn")
         for pname, p in providers.items():
-            for k, v in {"payload_in_metadata": "duo_jwt_payload", "failed_status_in_metadata": "duo_jwt_failure", "forward": True}.items():
+            for k, v in {"payload_in_metadata": "duo_jwt_payload", "forward": True}.items():
                 if p.get(k) != v:
                     say(f"jwt_authn provider {pname}: {k} must be {v!r}")
+            # Several providers: one failure key each (jwt_authn keeps only the last write of a key,
+            # which would hide a bad signature behind another provider's "unknown kid").
+            failure = {f"duo_jwt_failure_{pname}"} | ({"duo_jwt_failure"} if len(providers) == 1 else set())
+            if p.get("failed_status_in_metadata") not in failure:
+                say(f"jwt_authn provider {pname}: failed_status_in_metadata must be one of {sorted(failure)}")
             if p.get("audiences") != [auth.get("audience", "gitlab-ai-gateway")]:
                 say(f"jwt_authn provider {pname}: audiences must be duo_auth's audience")
         jwt = next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.jwt_authn")["typed_config"]
