@@ -445,6 +445,9 @@ impl Stream {
         let rules = Rules { audience: &self.config.audience, clock_skew_s: self.config.clock_skew_s, now };
         match token::verify(token, &ring, &rules) {
             Ok(v) => Verdict::Claims { claims: v.claims, user_token: false },
+            // The key may be one of a source that never answered yet: its scheduled fetch is on
+            // the way (not ready), and the kid-miss window stays free for a real rotation.
+            Err(TokenError::UnknownKid) if !ring.missing.is_empty() => Verdict::Deny(Denial::keys_unavailable()),
             Err(TokenError::UnknownKid) if allow_refetch => {
                 let cfg = self.config.clone();
                 for src in &cfg.jwks_sources {

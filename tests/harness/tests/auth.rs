@@ -362,6 +362,11 @@ fn ready_only_once_every_source_has_keys() {
     let r = s.local_reply().expect("still 503 with one source missing");
     assert_eq!(r.status, 503);
     assert!(String::from_utf8_lossy(&r.body).contains("from: gitlab\""), "{}", String::from_utf8_lossy(&r.body));
+    // A kid none of the held keys has may be GitLab's, whose keys are still on the way: 503, and
+    // no kid-miss refetch spent (it stays free for a real rotation).
+    let (s, _) = send(&auth, "/v2/code/completions", &fs("token_unknown_kid"));
+    denied(&s, 503, "keys_unavailable");
+    assert!(s.http_calls().is_empty());
     serve_keys(&auth, &fx()["jwks_a"]);
     let (s, a) = ready();
     assert_eq!(a, Action::Continue, "ready: {:?}", s.local_reply());
