@@ -242,11 +242,15 @@ class Checker:
             for pname, p in providers.items():
                 if not isinstance(p, dict):
                     continue
-                for key, want in (("payload_in_metadata", "duo_jwt_payload"),
-                                  ("failed_status_in_metadata", "duo_jwt_failure")):
-                    if p.get(key) != want:
+                # Several providers: one failure key each (jwt_authn keeps only the last write of a
+                # key, which would hide one provider's bad signature behind another's unknown kid).
+                failure = [f"duo_jwt_failure_{pname}"] + (["duo_jwt_failure"] if len(providers) == 1 else [])
+                for key, wanted in (("payload_in_metadata", ["duo_jwt_payload"]),
+                                    ("failed_status_in_metadata", failure)):
+                    if p.get(key) not in wanted:
                         line = p.line_of(key) if isinstance(p, PosDict) else f.line
-                        self.add(line, "jwt-authn", f"jwt_authn provider '{pname}': {key} must be '{want}' "
+                        want = " or ".join(f"'{w}'" for w in reversed(wanted))
+                        self.add(line, "jwt-authn", f"jwt_authn provider '{pname}': {key} must be {want} "
                                  "(duo_auth reads the verdict there)")
 
     def check_router(self, d: DuoFilter) -> None:

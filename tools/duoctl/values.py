@@ -176,7 +176,8 @@ class Builder:
                                 "cache_duration": "3600s", "async_fetch": {}, "retry_policy": {"num_retries": 3}},
                 "forward": True,
                 "payload_in_metadata": "duo_jwt_payload",
-                "failed_status_in_metadata": "duo_jwt_failure",
+                # One failure key per provider when there are several (docs/auth.md, "Several issuers").
+                "failed_status_in_metadata": "duo_jwt_failure" if len(issuers) == 1 else f"duo_jwt_failure_{name}",
                 "clock_skew_seconds": 60,
             }
             src = {"name": name, "cluster": name, "authority": _authority(scheme, host, port)}
