@@ -265,7 +265,7 @@ fn envoy_jwt_authn_verdicts_from_metadata() {
 
     let s = auth.new_stream();
     s.set_property(&[ns[0], ns[1], ns[2], "duo_jwt_failure"], PropValue::from_json(&json!({"code": 16, "message": "Jwt is expired"})));
-    s.request_headers(&headers("/v2/code/completions", "Bearer x.y.z"), false);
+    s.request_headers(&headers("/v2/code/completions", &format!("Bearer {}", fs("token_a_expired"))), false);
     denied(&s, 401, "token_expired");
 
     let s = auth.new_stream();
@@ -288,7 +288,7 @@ fn several_jwt_authn_providers_give_the_most_specific_verdict() {
     let with = |token: &str, meta: &[(&str, PropValue)]| {
         let s = auth.new_stream();
         for (key, value) in meta {
-            s.set_property(&[ns[0], ns[1], ns[2], key], value.clone());
+            s.set_property(&[ns[0], ns[1], ns[2], *key], value.clone());
         }
         let a = s.request_headers(&headers("/v2/code/completions", &format!("Bearer {token}")), false);
         (s, a)
