@@ -79,6 +79,13 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     redact_with(text, true)
 }
 
+/// [`redact`] without the shortcut that skips the rules a text cannot match: the fuzz oracle
+/// (fuzz/fuzz_targets/redact.rs) that the shortcut never changes the outcome.
+#[doc(hidden)]
+pub fn redact_unfiltered(text: &str) -> Cow<'_, str> {
+    redact_with(text, false)
+}
+
 fn redact_with(text: &str, prefilter: bool) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     // Rules 1 and 2 need a separator after their name (`=`, `:`, a blank); rules 3 and 4 need a

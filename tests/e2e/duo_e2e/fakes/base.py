@@ -320,7 +320,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Reply(200))
             return
         reply = owner._dispatch(req)
-        self._send(reply)
+        try:
+            self._send(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            # Envoy closed the upstream stream mid-answer (the client left): recorded, not an error.
+            req.notes.append("connection closed by Envoy while answering")
+            self.close_connection = True
 
     def _send(self, reply: Reply) -> None:
         self.send_response_only(reply.status)
