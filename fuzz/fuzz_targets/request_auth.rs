@@ -8,17 +8,16 @@ use duo_auth::config::Config;
 use duo_auth::policy::{self, RequestView};
 use duo_core::catalogue;
 use libfuzzer_sys::fuzz_target;
-use std::sync::OnceLock;
 
-fn configs() -> &'static [Config; 2] {
-    static CONFIGS: OnceLock<[Config; 2]> = OnceLock::new();
-    CONFIGS.get_or_init(|| {
+// A Config holds prepared keys (not Sync): one per fuzzing thread.
+thread_local! {
+    static CONFIGS: [Config; 2] = {
         let parse = |json: &[u8]| Config::parse(json).unwrap_or_else(|e| panic!("fuzz config: {e}"));
         [
             parse(br#"{"jwks_sources": [{"name": "g", "cluster": "g", "authority": "g.example", "jwks_path": "/k"}]}"#),
             parse(br#"{"jwks_sources": [{"name": "g", "cluster": "g", "authority": "g.example", "jwks_path": "/k"}], "bypass": "header"}"#),
         ]
-    })
+    };
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -52,9 +51,11 @@ fuzz_target!(|data: &[u8]| {
         global_user_id: Some("2"),
         bypass_auth,
     };
-    for config in configs() {
-        let _ = policy::pre_check(config, &req);
-    }
+    CONFIGS.with(|configs| {
+        for config in configs {
+            let _ = policy::pre_check(config, &req);
+        }
+    });
 
     let scopes: Vec<String> = body.split_whitespace().take(4).map(str::to_owned).collect();
     let _ = policy::check_chat_body(body.as_bytes(), &scopes);

@@ -283,8 +283,8 @@ fn seconds(ns: i64) -> Value {
 }
 
 fn since_start(start: Option<i64>, at: Option<i64>) -> Option<i64> {
-    let (start, at) = (start?, at?);
-    (at >= start).then_some(at - start)
+    // Envoy's clock and ours: a reading before the start (or absurd values) gives no duration.
+    at?.checked_sub(start?).filter(|d| *d >= 0)
 }
 
 struct Record(Map<String, Value>);
@@ -895,5 +895,19 @@ mod tests {
         assert!(none.get("enabled_feature_flags").is_none());
         let empty = RequestFacts { enabled_feature_flags: Some(String::new()), ..Default::default() };
         assert_eq!(build(&cfg, &empty, &st, None, None, None, None)["enabled_feature_flags"], "");
+    }
+
+    #[test]
+    fn durations_from_absurd_clock_readings_are_absent_not_wrapped() {
+        // Found by fuzz/fuzz_targets/log_record.rs: `at - start` overflowed for a negative start.
+        assert_eq!(since_start(Some(-1), Some(i64::MAX)), None);
+        assert_eq!(since_start(Some(i64::MIN), Some(0)), None);
+        assert_eq!(since_start(Some(10), Some(5)), None);
+        assert_eq!(since_start(Some(5), Some(10)), Some(5));
+        let config = LoggerConfig::default();
+        let stream = StreamFacts { start_unix_ns: Some(i64::MIN), log_unix_ns: Some(i64::MAX), response_start_unix_ns: Some(i64::MAX), ..Default::default() };
+        let inputs = RecordInputs { config: &config, request: &RequestFacts::default(), stream: &stream, auth: None, route: None, usage: None, content: None };
+        let record = build_record(&inputs);
+        assert!(!record.contains_key("duration_s") && !record.contains_key("response_start_duration_s"), "{record:?}");
     }
 }
