@@ -182,6 +182,109 @@ def log_record_seeds():
     }
 
 
+def router_config_json():
+    """duo_router's configuration in envoy/self_hosted.yaml: the config the router targets load."""
+    (stem, value), = [(st, v) for st, v in filter_configs()["duo_router"] if st == "self_hosted"][:1]
+    (FUZZ / "router_self_hosted.json").write_text(json.dumps(json.loads(value), indent=1) + "\n")
+
+
+COMPLETION = {"current_file": {"file_name": "a.py", "language_identifier": "python",
+                               "content_above_cursor": "def add(a, b):\n", "content_below_cursor": "\nprint(add(1, 2))\n"},
+              "model_provider": "litellm", "model_name": "codestral", "prompt_version": 2, "stream": False,
+              "model_endpoint": "http://vllm.internal:8000/v1", "model_api_key": "sk-seed",
+              "model_identifier": "custom_openai/Codestral-22B-v0.1"}
+META = {"provider": "openai", "name": "gpt", "identifier": "azure/gpt-4o-deploy",
+        "endpoint": "https://myres.openai.azure.com/", "api_key": "k"}
+
+
+def router_request_seeds():
+    chat = {"prompt": "What does this do?", "messages": [
+        {"role": "user", "content": "What does this do?",
+         "additional_context": [{"category": "file", "id": "a.py", "content": "x = 1", "metadata": {}}]}],
+        "options": {"chat_history": [], "agent_scratchpad": {"agent_type": "react", "steps": []}},
+        "model_metadata": dict(META, identifier="custom_openai/Codestral-22B-v0.1", name="codestral"),
+        "unavailable_resources": ["Pipelines"]}
+    generation = {"current_file": {"file_name": "main.go", "content_above_cursor": "package main\n", "content_below_cursor": ""},
+                  "stream": True, "model_provider": "litellm", "prompt_version": 2, "prompt_id": "code_suggestions/generations",
+                  "prompt": "reverse a string", "model_name": "claude_3",
+                  "model_identifier": "bedrock/us.anthropic.claude-3-5-sonnet-20240620-v1:0"}
+    legacy = {"prompt_components": [{"type": "prompt", "metadata": {"source": "GitLab EE", "version": "17.0"},
+                                     "payload": {"prompt": "explain", "provider": "litellm", "model": "codestral",
+                                                 "model_endpoint": "http://vllm.internal:8000/v1"}}], "stream": False}
+    return {
+        "completions": b"\x00" + json.dumps(COMPLETION).encode(),
+        "completions-stream": b"\x01" + json.dumps(dict(COMPLETION, stream=True)).encode(),
+        "generations": b"\x02" + json.dumps(generation).encode(),
+        "commit-message": b"\x03" + json.dumps({"inputs": {"diff": "diff --git a/x b/x\n+y\n"}, "stream": False, "model_metadata": META}).encode(),
+        "explain-code": b"\x04" + json.dumps({"inputs": {"input": "explain", "selected_text": "x", "file_content": "", "language_info": ""},
+                                               "stream": True, "model_metadata": META}).encode(),
+        "v2-prompt": b"\x06" + json.dumps({"inputs": {"name": "SQLi", "code": "q"}, "prompt_version": "^1.0.0", "model_metadata": META}).encode(),
+        "legacy-chat": b"\x07" + json.dumps(legacy).encode(),
+        "chat-agent": b"\x09" + json.dumps(chat).encode(),
+        "not-an-object": b"\x00[1, 2]",
+    }
+
+
+def sse(*objs):
+    return b"".join(b"data: " + json.dumps(o).encode() + b"\n\n" for o in objs) + b"data: [DONE]\n\n"
+
+
+def router_stream_seeds():
+    chat = sse({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}}]},
+               {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}]},
+               {"id": "c", "object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})
+    completions = sse({"id": "t", "object": "text_completion", "choices": [{"index": 0, "text": "return a + b", "finish_reason": None}]},
+                      {"id": "t", "object": "text_completion", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}})
+    seeds = {}
+    for framing in range(4):
+        sel = lambda wire: bytes([(framing * 5 + wire) % 256, 7])
+        seeds[f"vllm-chat-{framing}"] = sel(0) + chat
+        seeds[f"vllm-completions-{framing}"] = sel(1) + completions
+        seeds[f"azure-chat-{framing}"] = sel(2) + chat.replace(b"\n\n", b"\r\n\r\n")
+    fixtures = pathlib.Path("/work/shared/fixtures/bedrock-eventstream")
+    # Only the synthetic fixtures (made by gen_eventstream.py); the `*_real` captures are another
+    # project's and are not copied.
+    for f in sorted(p for p in fixtures.glob("*.bin") if "_real" not in p.name) if fixtures.is_dir() else []:
+        wire = 4 if "invoke" in f.name else 3
+        seeds[f"bedrock-{f.stem}"] = bytes([wire, 3]) + f.read_bytes()
+    seeds["truncated"] = b"\x00\x01" + chat[:40]
+    return seeds
+
+
+def react_seeds():
+    return {
+        "final-answer": "\x05Thought: I know it.\nFinal Answer: The function adds two numbers.  \n",
+        "action": "\x09Thought: I need the issue.\nAction: issue_reader\nAction Input: #12\n",
+        "direct": "\x03Action: DirectAnswer\nAction Input: hello",
+        "think": "\x02<think>Final Answer: not yet</think>Thought: ok\nFinal Answer: yes",
+        "unknown": "\x01just some text",
+    }
+
+
+def router_answer_seeds():
+    chat = {"id": "c", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "```python\nx\n```"},
+            "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+    completion = {"id": "t", "object": "text_completion", "choices": [{"index": 0, "text": "return a + b", "finish_reason": "length"}],
+                  "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
+    converse = {"output": {"message": {"role": "assistant", "content": [{"text": "Hello"}]}}, "stopReason": "end_turn",
+                "usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4}}
+    anthropic = {"id": "m", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "Hi"}],
+                 "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 1}}
+    mistral = {"outputs": [{"text": "Hi", "stop_reason": "stop"}]}
+    llama = {"generation": "Hi", "prompt_token_count": 3, "generation_token_count": 1, "stop_reason": "stop"}
+    return {
+        "openai-chat": b"\x00\x00" + json.dumps(chat).encode(),
+        "openai-completions": b"\x01\x01" + json.dumps(completion).encode(),
+        "converse": b"\x02\x00" + json.dumps(converse).encode(),
+        "anthropic": b"\x03\x00" + json.dumps(anthropic).encode(),
+        "mistral": b"\x04\x00" + json.dumps(mistral).encode(),
+        "llama": b"\x05\x00" + json.dumps(llama).encode(),
+        "openai-error": b"\x00\x05" + json.dumps({"error": {"message": "Rate limit", "type": "rate_limit", "code": 429}}).encode(),
+        "bedrock-error": b"\x02\x02" + json.dumps({"message": "The security token included in the request is invalid."}).encode(),
+        "prompt-v2": b"\x0c\x80" + json.dumps(chat).encode(),
+    }
+
+
 def main():
     write("jwt", jwt_seeds())
     write("jwt_authn", jwt_authn_seeds())
@@ -190,6 +293,11 @@ def main():
     write("configs", configs_seeds())
     write("redact", redact_seeds())
     write("log_record", log_record_seeds())
+    router_config_json()
+    write("router_request", router_request_seeds())
+    write("router_stream", router_stream_seeds())
+    write("react", react_seeds())
+    write("router_answer", router_answer_seeds())
 
 
 if __name__ == "__main__":
