@@ -9,6 +9,7 @@ Envoy served normally afterwards. Results: target/soak/faults.json and a table o
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -89,6 +90,10 @@ def faults(st, gl, seconds: float):
     yield "reset_after_first_byte", "vLLM closes after the first bytes", lambda: _script(vllm, lambda: Reply(200, [("content-type", "application/json")], chunks=[b'{"id":', b'"x"}'], abort_after=1), seconds)
     yield "trickling", "vLLM answers one piece every 0.5 s", lambda: _script(vllm, lambda: Answer(text="a b c d", delay_s=0.5), seconds)
     yield "answer_10mb", "vLLM answers 10 MB", lambda: _script(vllm, lambda: Answer(text=big), seconds)
+    # Issue 18's first defect: an answer without a body (a 200 with Content-Length: 0, a load
+    # balancer's empty 503) must become a GitLab answer, never a VM crash.
+    yield "empty_200", "vLLM answers 200 with an empty body", lambda: _script(vllm, lambda: Reply(200, [("content-type", "application/json")], b""), seconds)
+    yield "empty_503", "vLLM answers an empty 503", lambda: _script(vllm, lambda: Reply(503, [], b""), seconds)
     yield "malformed_sse", "vLLM streams malformed SSE", lambda: _script(vllm, lambda: Reply(200, [("content-type", "text/event-stream")], chunks=[b"data: {not json\n\n", b"data: [DONE]\n\n"]), seconds)
 
 
@@ -119,7 +124,10 @@ def run_all(run_dir: Path, seconds: float = 8.0) -> bool:
         gl = st.gitlab
         headers = {**gl.headers(token=gl.mint(exp=int(time.time()) + 3600)), "Content-Type": "application/json"}
         print(f"\nfaults: {'fault':<26} {'GitLab saw':<44} {'VM':<6} after", flush=True)
+        only = [f for f in os.environ.get("FAULTS", "").split(",") if f]
         for name, what, apply in faults(st, gl, seconds):
+            if only and name not in only:
+                continue
             stream = name == "malformed_sse"
             watch = VmWatch(st)
             with Load(st, headers, stream=stream) as load:
