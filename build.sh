@@ -252,7 +252,7 @@ fuzz_run() {
   local work=$FUZZ_OUT/corpus/$t log=$FUZZ_OUT/logs/$t.log rc=0
   mkdir -p "$work" "$FUZZ_OUT/logs" "$FUZZ_OUT/artifacts/$t"
   nice -n "${FUZZ_NICE:-19}" "$bin" "$work" "$FUZZ_DIR/corpus/$t" -max_total_time="$secs" -runs="$runs" \
-    -timeout="${FUZZ_TIMEOUT_S:-10}" -rss_limit_mb=2048 -max_len="${FUZZ_MAX_LEN:-65536}" -print_final_stats=1 \
+    -timeout="${FUZZ_TIMEOUT_S:-10}" -rss_limit_mb=2048 -max_len="${FUZZ_MAX_LEN:-65536}" -print_final_stats=1 -interrupted_exitcode=0 \
     -artifact_prefix="$FUZZ_OUT/artifacts/$t/" >"$log" 2>&1 || rc=$?
   local execs secs_run result=ok
   execs=$(awk '/stat::number_of_executed_units/{print $NF}' "$log" | tail -1)
