@@ -1,7 +1,8 @@
 //! The access-log record built from what clients send (headers, path) and what the other
 //! filters hand over (filter-state JSON, which a misbehaving or newer filter could garble).
 //! Input: 9 x 8 bytes of stream facts, then lines: 13 request header values, 4 hand-off JSON
-//! documents (auth, route, usage, content), the logger's configuration JSON.
+//! documents (auth, route, usage, content), the logger's configuration JSON; the last three
+//! lines are Envoy's source address, protocol and response content type.
 //! Oracles: the record is one line of valid JSON; content only when the policy allows; metric
 //! names are safe stat segments.
 #![no_main]
@@ -28,11 +29,20 @@ fuzz_target!(|data: &[u8]| {
         response_bytes: next_number(),
         grpc_status: next_number(),
         response_code_details: Some("via_upstream".to_owned()),
+        ..Default::default()
     };
 
     let text = String::from_utf8_lossy(rest);
     let lines: Vec<&str> = text.split('\n').collect();
     let line = |i: usize| lines.get(i).copied();
+    // What Envoy reports about the connection and the answer: the last three lines.
+    let tail = |back: usize| lines.len().checked_sub(back).and_then(|i| lines.get(i)).map(|v| (*v).to_owned());
+    let stream = StreamFacts {
+        source_address: tail(3),
+        protocol: tail(2),
+        response_content_type: tail(1),
+        ..stream
+    };
     let request = RequestFacts::from_headers(|name| {
         let i = record::CAPTURED_HEADERS.iter().position(|h| *h == name)?;
         line(i).filter(|v| !v.is_empty()).map(str::to_owned)
