@@ -227,6 +227,18 @@ fn chat_invokable(name: &str) -> Option<(Feature, &'static str)> {
     })
 }
 
+/// `/v3/code/completions`, `/v4/code/suggestions`: the feature is in the body. GitLab's gateway
+/// dispatches on `prompt_components[0].type` (`code_suggestions/handler.py`): a completion needs
+/// `complete_code`, a generation its prompt's `generate_code`. Returns (feature, unit primitive,
+/// component type), or `None` for a body without a known first component.
+pub fn classify_suggestions(body: &serde_json::Value) -> Option<(Feature, &'static str, &'static str)> {
+    match body.pointer("/prompt_components/0/type")?.as_str()? {
+        "code_editor_completion" => Some((Feature::CodeCompletions, "complete_code", "code_editor_completion")),
+        "code_editor_generation" => Some((Feature::CodeGenerations, "generate_code", "code_editor_generation")),
+        _ => None,
+    }
+}
+
 /// Decodes `%XX` escapes (`model_configuration%2Fcheck`). Invalid escapes make the id unknown.
 pub fn percent_decode(raw: &str) -> Option<String> {
     if !raw.contains('%') {
@@ -375,6 +387,17 @@ mod tests {
         assert_eq!(classify("GET", "/v2/code/completions"), Err(Unclassified::MethodNotAllowed));
         assert_eq!(classify("POST", "/"), Err(Unclassified::NotFound));
         assert_eq!(classify("POST", "/Other/DuoWorkflow/x"), Err(Unclassified::NotFound));
+    }
+
+    #[test]
+    fn suggestions_are_classified_by_their_first_component() {
+        use serde_json::json;
+        let body = |t: &str| json!({"prompt_components": [{"type": t, "payload": {}}, {"type": "code_context"}]});
+        assert_eq!(classify_suggestions(&body("code_editor_generation")), Some((Feature::CodeGenerations, "generate_code", "code_editor_generation")));
+        assert_eq!(classify_suggestions(&body("code_editor_completion")), Some((Feature::CodeCompletions, "complete_code", "code_editor_completion")));
+        assert_eq!(classify_suggestions(&body("code_context")), None);
+        assert_eq!(classify_suggestions(&json!({"prompt_components": []})), None);
+        assert_eq!(classify_suggestions(&json!({"current_file": {}})), None);
     }
 
     #[test]

@@ -6,5 +6,6 @@ pub mod chat_scopes;
 pub mod config;
 pub mod errors;
 pub mod handoff;
+pub mod version;
 
 pub use catalogue::{Endpoint, EndpointKind, Feature, classify};

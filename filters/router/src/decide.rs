@@ -109,6 +109,9 @@ pub struct Pending {
     /// The explicit `model` of the route, if any.
     pub model: Option<String>,
     pub route: RouteInfo,
+    /// `/v4/code/suggestions`: the feature is in the body, so the route is chosen in
+    /// [`decide_body`]; holds `:path` as received (a vendored/aigw target may need it).
+    pub feature_in_body: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,6 +191,13 @@ pub fn plan(config: &Config, method: &str, raw_path: &str) -> Plan {
     };
     route.feature = endpoint.feature.map(|f| f.name().to_owned());
 
+    if endpoint.kind == (EndpointKind::CodeSuggestionsUnified { sse: true }) {
+        // Completion or generation: `prompt_components[0].type` says (GitLab 19.x sends every
+        // code generation here, self-hosted included).
+        route.feature = None;
+        return Plan::NeedBody(Pending { endpoint, model: None, route, feature_in_body: Some(raw_path.to_owned()) });
+    }
+
     match endpoint.kind {
         EndpointKind::Public => {
             let path = raw_path.split(['?', '#']).next().unwrap_or(raw_path).trim_end_matches('/');
@@ -208,7 +218,11 @@ pub fn plan(config: &Config, method: &str, raw_path: &str) -> Plan {
         }
         _ => {}
     }
+    route_endpoint(config, endpoint, route, raw_path)
+}
 
+/// The feature's route: a local reply, a forward, or (self-hosted) the body is needed.
+fn route_endpoint(config: &Config, endpoint: Endpoint, mut route: RouteInfo, raw_path: &str) -> Plan {
     let effective = match endpoint.feature {
         Some(f) => config.route_for(f).clone(),
         // `model_configuration/check`: the admin tests the self-hosted model GitLab names.
@@ -233,7 +247,7 @@ pub fn plan(config: &Config, method: &str, raw_path: &str) -> Plan {
         }),
         Route::SelfHosted { model } => {
             let why = match (endpoint.kind, endpoint.feature) {
-                (EndpointKind::CodeSuggestionsUnified { .. }, _) => Some("v3/v4 code suggestions serve GitLab-managed models only"),
+                (EndpointKind::CodeSuggestionsUnified { sse: false }, _) => Some("v3 code suggestions serve GitLab-managed models only"),
                 (EndpointKind::AgentPlatformGrpc, _) => Some("the Agent Platform needs `features.duo_agent_platform: aigw`"),
                 (_, Some(Feature::GenerateIssueDescription)) if !config.allow_self_hosted_issue_description => {
                     Some("GitLab does not offer it on self-hosted models")
@@ -244,7 +258,7 @@ pub fn plan(config: &Config, method: &str, raw_path: &str) -> Plan {
                 let e = GitlabError::detail(403, &format!("Unauthorized to access {}: {why}", feature_label(&endpoint)));
                 return Plan::Decided(reply(e, Reason::NotSelfHostable, Some(endpoint), route));
             }
-            Plan::NeedBody(Pending { endpoint, model, route })
+            Plan::NeedBody(Pending { endpoint, model, route, feature_in_body: None })
         }
     }
 }
@@ -339,10 +353,30 @@ fn clip(s: &str) -> String {
 
 /// Step two, with the whole body parsed: picks the model and refuses anything the admin did not list.
 pub fn decide_body(config: &Config, pending: Pending, body: &Value) -> Outcome {
-    let Pending { endpoint, model, mut route } = pending;
+    let Pending { mut endpoint, mut model, mut route, feature_in_body } = pending;
+    if let Some(raw_path) = feature_in_body {
+        let Some((feature, up, component)) = catalogue::classify_suggestions(body) else {
+            let e = crate::codec::inbound::validation_error(
+                &["body", "prompt_components", "0", "type"],
+                "Input tag does not match any of the expected tags: 'code_editor_completion', 'code_editor_generation', 'code_context'",
+            );
+            return reply(e, Reason::InvalidBody, Some(endpoint), route);
+        };
+        endpoint.feature = Some(feature);
+        endpoint.unit_primitive = Some(up);
+        route.feature = Some(feature.name().to_owned());
+        route.code_suggestion_type = Some(component.to_owned());
+        match route_endpoint(config, endpoint, route, &raw_path) {
+            Plan::Decided(outcome) => return outcome,
+            Plan::NeedBody(p) => (endpoint, model, route) = (p.endpoint, p.model, p.route),
+        }
+    }
     let named = gitlab_model(endpoint.kind, body);
     route.stream = Some(match endpoint.kind {
         EndpointKind::ChatAgentV2 => true,
+        EndpointKind::CodeSuggestionsUnified { .. } => {
+            body.pointer("/prompt_components/0/payload/stream").and_then(Value::as_bool).unwrap_or(false)
+        }
         _ => body.get("stream").and_then(Value::as_bool).unwrap_or(false),
     });
     route.model_identifier = named.identifier.map(clip);
@@ -630,13 +664,43 @@ mod tests {
     #[test]
     fn default_self_hosted_never_serves_what_gitlab_does_not_self_host() {
         let c = config("self_hosted", json!({}), json!({"provider": "self_hosted"}), json!({}));
-        for path in ["/v1/prompts/generate_description", "/v3/code/completions", "/v4/code/suggestions", "/duo_workflow.DuoWorkflow/ExecuteWorkflow"] {
+        for path in ["/v1/prompts/generate_description", "/v3/code/completions", "/duo_workflow.DuoWorkflow/ExecuteWorkflow"] {
             let o = decided(plan(&c, "POST", path));
             let (r, why) = replied(&o);
             assert_eq!((r.status, why), (403, Reason::NotSelfHostable), "{path}");
         }
         let c = config("self_hosted", json!({}), json!({"provider": "self_hosted"}), json!({"allow_self_hosted_issue_description": true}));
         pending(plan(&c, "POST", "/v1/prompts/generate_description"));
+    }
+
+    /// GitLab 19.x posts code generation (and may post completions) to `/v4/code/suggestions`:
+    /// the first prompt component picks the feature, and with it the route.
+    #[test]
+    fn v4_suggestions_are_routed_by_their_payload() {
+        let body = |t: &str| json!({"prompt_components": [{"type": t, "payload": {"file_name": "a.py", "stream": true}}],
+            "model_metadata": {"provider": "api", "name": "claude_3", "identifier": "bedrock/us.anthropic.claude-3-5-sonnet-20240620-v1:0"}});
+        let c = config("hybrid", json!({"code_generations": {"provider": "self_hosted", "model": "claude"},
+            "code_completions": {"provider": "vendored"}}), json!({"provider": "disabled"}), json!({}));
+        let p = pending(plan(&c, "POST", "/v4/code/suggestions"));
+        assert_eq!(p.route.feature, None, "unknown until the body is read");
+        let o = decide_body(&c, p, &body("code_editor_generation"));
+        let t = forwarded(&o);
+        assert_eq!((t.cluster.as_str(), t.provider), ("bedrock_us_east_1", Provider::SelfHosted));
+        assert_eq!(o.route.feature.as_deref(), Some("code_generations"));
+        assert_eq!(o.route.code_suggestion_type.as_deref(), Some("code_editor_generation"));
+        assert_eq!(o.route.stream, Some(true));
+        let e = o.endpoint.unwrap_or_else(|| panic!("no endpoint"));
+        assert_eq!((e.feature, e.unit_primitive), (Some(Feature::CodeGenerations), Some("generate_code")));
+        // A completion on the same path follows code_completions: vendored, path kept under /ai.
+        let o = decide_body(&c, pending(plan(&c, "POST", "/v4/code/suggestions")), &body("code_editor_completion"));
+        assert_eq!(forwarded(&o).path.as_deref(), Some("/ai/v4/code/suggestions"));
+        assert_eq!(o.route.feature.as_deref(), Some("code_completions"));
+        // Disabled generations: GitLab's 403; an unknown component: 422; nothing reaches a model.
+        let c = config("self_hosted", json!({"code_generations": {"provider": "disabled"}}), json!({"provider": "self_hosted"}), json!({}));
+        let o = decide_body(&c, pending(plan(&c, "POST", "/v4/code/suggestions")), &body("code_editor_generation"));
+        assert_eq!(replied(&o).1, Reason::Disabled);
+        let o = decide_body(&c, pending(plan(&c, "POST", "/v4/code/suggestions")), &body("code_context"));
+        assert_eq!((replied(&o).0.status, replied(&o).1), (422, Reason::InvalidBody));
     }
 
     #[test]

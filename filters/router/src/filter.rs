@@ -349,6 +349,8 @@ impl Stream {
             let call = codec::Call { kind: endpoint.kind, prompt_id: endpoint.prompt_id.as_deref(), model, prompts: &prompts, now_unix };
             codec::build_upstream_request_parsed(&call, json, body.len())?
         };
+        let mut up = up;
+        up.answer.feature_flags = self.sent_headers.get("x-gitlab-enabled-feature-flags").map(|v| codec::feature_flags(&v)).unwrap_or_default();
         let host = |r: Result<(), proxy_wasm::types::Status>| r.map_err(|_| GitlabError::inference_failed());
         // Only what GitLab sent (each removal is a host call), and not what is set again below.
         let resent = |name: &&str| *name == "content-length" || up.set_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
@@ -386,6 +388,16 @@ impl Stream {
                 AnswerShape::ChatAgent => StreamTranslator::with_reframer(ctx.platform, api, Box::new(chat::ChatAgentReframer::new())),
                 AnswerShape::PromptV2 => {
                     StreamTranslator::new(ctx.platform, api, Framing::PromptResponses { usage_model: Some(ctx.model.clone()) })
+                }
+                AnswerShape::SuggestionsV4 => {
+                    let (engine, name) = codec::reported(&ctx);
+                    let framing = Framing::SuggestionsSse {
+                        engine: engine.to_owned(),
+                        name: name.to_owned(),
+                        timestamp: now_ms() / 1000,
+                        feature_flags: ctx.feature_flags.clone(),
+                    };
+                    StreamTranslator::new(ctx.platform, api, framing)
                 }
                 _ => StreamTranslator::new(ctx.platform, api, Framing::RawText),
             };

@@ -27,7 +27,7 @@ fn framings() -> Vec<Framing> {
     vec![
         Framing::RawText,
         Framing::PromptResponses { usage_model: Some("m".into()) },
-        Framing::SuggestionsSse { engine: "e".into(), name: "n".into(), timestamp: 1 },
+        Framing::SuggestionsSse { engine: "e".into(), name: "n".into(), timestamp: 1, feature_flags: Vec::new() },
     ]
 }
 

@@ -1,11 +1,13 @@
 """Provider codecs on real Envoy (docs/codecs.md): GitLab's request becomes the platform's
 request (vLLM fill-in-the-middle on /v1/completions, Azure deployment path with api-key, Bedrock
 Converse with the model id encoded once), and the platform's answer or error comes back in
-GitLab's shapes (code suggestion object, bare JSON string, 421 with the model's reason)."""
+GitLab's shapes (code suggestion object, bare JSON string, 421 "<code>: <reason phrase>" for any
+model failure on a prompt endpoint)."""
 
 from __future__ import annotations
 
 import json
+from http.client import responses
 
 from duo_e2e.fakes.base import Reply
 
@@ -50,13 +52,14 @@ def test_codecs_azure_prompt_is_a_bare_string(e2e):
     assert isinstance(json.loads(r.body), str)
 
 
-def test_codecs_model_error_on_a_prompt_is_421_with_its_reason(e2e):
+def test_codecs_model_error_on_a_prompt_is_421_with_its_code(e2e):
     st = e2e.stack("self_hosted")
     st.fake("azure_eastus").enqueue(Reply.json({"error": {"code": "DeploymentNotFound", "message": "The API deployment for this resource does not exist."}}, status=404))
     body = {"inputs": {"diff": "x"}, "stream": False, "model_metadata": _meta("azure/gpt-4o-deploy", "https://myres.openai.azure.com/")}
     r = st.post("/v1/prompts/generate_commit_message", json_body=body, headers=st.gitlab.headers())
     assert r.status == 421, r.body
-    assert json.loads(r.body) == {"detail": "404: The API deployment for this resource does not exist."}
+    # GitLab's gateway: the code and its standard reason phrase (Python's http.client.responses).
+    assert json.loads(r.body) == {"detail": f"404: {responses[404]}"}
 
 
 def test_codecs_missing_inputs_are_422_and_reach_no_model(e2e):
@@ -129,29 +132,40 @@ def test_codecs_600_kb_prompt_body_reaches_the_model(e2e):
     assert len(sent.body) > len(diff), len(sent.body)
 
 
-def test_codecs_upstream_429_keeps_retry_after(e2e):
+def test_codecs_upstream_429(e2e):
+    """A throttled model: 421 "429: Too Many Requests" on a prompt endpoint (GitLab's gateway),
+    429 with the platform's Retry-After on code suggestions; never retried by the gateway."""
     st = e2e.stack("self_hosted")
-    st.fake("azure_eastus").enqueue(Reply.json(
-        {"error": {"code": "429", "message": "Requests to the ChatCompletions_Create Operation have exceeded the rate limit."}},
-        status=429, headers=[("Retry-After", "7")]))
+    throttled = {"error": {"code": "429", "message": "Requests to the ChatCompletions_Create Operation have exceeded the rate limit."}}
+    st.fake("azure_eastus").enqueue(Reply.json(throttled, status=429, headers=[("Retry-After", "7")]))
     body = {"inputs": {"diff": "x"}, "stream": False, "model_metadata": _meta("azure/gpt-4o-deploy", "https://myres.openai.azure.com/")}
     r = st.post("/v1/prompts/generate_commit_message", json_body=body, headers=st.gitlab.headers())
+    assert (r.status, r.json()) == (421, {"detail": "429: Too Many Requests"}), (r.status, r.body)
+    assert len(st.fake("azure_eastus").received()) == 1, "a 429 must not be retried by the gateway"
+    st.fake("vllm_codestral").enqueue(Reply.json({"object": "error", "message": "busy", "type": "TooManyRequests", "code": 429},
+                                                 status=429, headers=[("Retry-After", "7")]))
+    completion = {"current_file": {"file_name": "a.py", "content_above_cursor": "def f():\n", "content_below_cursor": ""},
+                  "model_provider": "litellm", "model_name": "codestral", "prompt_version": 2, "stream": False,
+                  "model_endpoint": "http://vllm.internal:8000/v1", "model_api_key": "sk-e2e-codec",
+                  "model_identifier": "custom_openai/Codestral-22B-v0.1"}
+    r = st.post("/v2/code/completions", json_body=completion, headers=st.gitlab.headers())
     assert r.status == 429, (r.status, r.body)
     assert r.header("retry-after") == "7", r
-    assert len(st.fake("azure_eastus").received()) == 1, "a 429 must not be retried by the gateway"
+    assert len(st.fake("vllm_codestral").received()) == 1, "a 429 must not be retried by the gateway"
 
 
-def test_codecs_unreachable_model_is_503_inference_failed(e2e):
-    """The model's cluster answers nothing (its fake is stopped: connection refused) → 503
-    `{"detail": "Inference failed"}`. A variant stack, so the shared one keeps its fakes."""
+def test_codecs_unreachable_model_on_a_prompt_is_421_500(e2e):
+    """The model's cluster answers nothing (its fake is stopped: connection refused) → on a prompt
+    endpoint 421 `{"detail": "500: Internal Server Error"}`, what GitLab's gateway answers for
+    LiteLLM's connection error. A variant stack, so the shared one keeps its fakes."""
     st = e2e.stack("self_hosted", name="self_hosted_unreachable")
     try:
         st.fake("azure_eastus").stop()
         body = {"inputs": {"diff": "x"}, "stream": False,
                 "model_metadata": _meta("azure/gpt-4o-deploy", "https://myres.openai.azure.com/")}
         r = st.request("POST", "/v1/prompts/generate_commit_message", json_body=body, headers=st.gitlab.headers(), timeout_s=30)
-        assert r.status == 503, (r.status, r.body)
-        assert json.loads(r.body) == {"detail": "Inference failed"}, r.body
+        assert r.status == 421, (r.status, r.body)
+        assert json.loads(r.body) == {"detail": "500: Internal Server Error"}, r.body
         assert (r.header("content-type") or "").startswith("application/json"), r.header("content-type")
     finally:
         st.stop()

@@ -65,7 +65,8 @@ def test_deployment_every_shipped_tls_cluster_verifies_its_peer(e2e):
 def test_deployment_tls_trusted_certificates_work(e2e):
     """GitLab's keys (jwt_authn's JWKS and duo_auth's discovery) and the Bedrock model are served
     over TLS with certificates the config trusts: requests work. Azure's certificate names another
-    host (issued by the same trusted CA): that request is a 503 and Azure receives nothing."""
+    host (issued by the same trusted CA): that prompt request is GitLab's 421 "500: Internal Server
+    Error" (the model could not be reached) and Azure receives nothing."""
     pki = _pki(e2e)
     st = e2e.stack("self_hosted", name="self_hosted_tls", tls=pki,
                    certs={"azure_eastus": pki.issue("impostor.example.net", label="azure-wrong-name")})
@@ -75,8 +76,8 @@ def test_deployment_tls_trusted_certificates_work(e2e):
     assert st.fake("bedrock_us_east_1").received(), "the Bedrock fake (HTTPS) got nothing"
     assert any(r.path == "/oauth/discovery/keys" for r in st.fake("gitlab").history), "jwt_authn did not fetch the JWKS over TLS"
     r = _commit_message(st)
-    assert r.status == 503, r.body
-    assert json.loads(r.body) == {"detail": "Inference failed"}, r.body
+    assert r.status == 421, r.body
+    assert json.loads(r.body) == {"detail": "500: Internal Server Error"}, r.body
     st.fake("azure_eastus").assert_nothing_received()
     assert st.fake("azure_eastus").tls_errors, "Envoy never tried the Azure fake's TLS handshake"
 

@@ -81,3 +81,62 @@ def test_fidelity_access_log_has_gitlabs_fields(e2e):
     rec = _record(st, headers["X-Request-ID"])
     assert rec["duration_request"] == -1, rec
     assert json.loads(r.body) == {"detail": "Not Found"}, r.body
+
+
+def _sse_events(text: str) -> list[tuple[str, object]]:
+    """Parses an SSE body (any of \\n, \\r\\n line ends) into (event, JSON data) pairs."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        if not block.strip():
+            continue
+        fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
+        events.append((fields.get("event", "message"), json.loads(fields["data"])))
+    return events
+
+
+def test_fidelity_19_code_generation_on_v4_streams_sse(e2e):
+    """GitLab 19.x posts code generation to /v4/code/suggestions with model_metadata: the model
+    GitLab's admin configured for code_generations serves it, with the prompt rendered from
+    Rails' prompt enhancer, and the answer is real SSE (stream_start, content_chunk...,
+    stream_end) with GitLab's headers."""
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    path, body = GITLAB_19.code_generation(CLAUDE_BEDROCK, "main.go", "package main\n\n// reverse a string\n",
+                                           "reverse a string", stream=True)
+    assert path == "/v4/code/suggestions"
+    pieces = ["func reverse", "(s string) string {\n", "\treturn s\n}\n"]
+    st.fake(BEDROCK).enqueue(Answer(text="".join(pieces), pieces=pieces))
+    headers = GITLAB_19.headers(gl, x_gitlab_enabled_feature_flags="flag_a")
+    r = st.post(path, json_body=body, headers=headers)
+    assert r.status == 200, r.body
+    assert r.header("content-type") == "text/event-stream; charset=utf-8", r.header("content-type")
+    assert r.header("x-streaming-format") == "sse", r
+    events = _sse_events(r.text)
+    assert [e for e, _ in events][0] == "stream_start" and events[-1] == ("stream_end", None), events
+    start = events[0][1]["metadata"]
+    assert start["model"] == {"engine": "agent", "name": "Code Generations Agent"}, start
+    assert start["enabled_feature_flags"] == ["flag_a"] and isinstance(start["timestamp"], int), start
+    chunks = [d["choices"][0]["delta"]["content"] for e, d in events if e == "content_chunk"]
+    assert "".join(chunks) == "".join(pieces), chunks
+    sent = st.fake(BEDROCK).last()
+    assert sent.path.endswith("/converse-stream"), sent.path
+    prompt = json.dumps(sent.json()["messages"])
+    assert "reverse a string" in prompt and "main.go" in prompt, prompt
+    rec = _record(st, headers["X-Request-ID"])
+    assert (rec["feature"], rec["code_suggestion_type"]) == ("code_generations", "code_editor_generation"), rec
+    assert rec["model_name"] == "claude" and rec["stream"] is True, rec
+
+
+def test_fidelity_19_code_generation_on_v4_without_stream(e2e):
+    """The same request without a stream: GitLab's CompletionResponse JSON."""
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    path, body = GITLAB_19.code_generation(CLAUDE_BEDROCK, "app/car.py", "class Car:\n    # speed up\n", "speed up")
+    st.fake(BEDROCK).enqueue(Answer(text="def speed_up(self):\n    self.speed += 1"))
+    r = st.post(path, json_body=body, headers=GITLAB_19.headers(gl))
+    assert r.status == 200, r.body
+    answer = r.json()
+    assert answer["choices"] == [{"text": "def speed_up(self):\n    self.speed += 1", "index": 0, "finish_reason": "length"}], answer
+    model = {"engine": "agent", "name": "Code Generations Agent", "lang": "python"}
+    assert answer["model"] == model and answer["metadata"]["model"] == model, answer
+    assert answer["metadata"]["enabled_feature_flags"] == [] and isinstance(answer["metadata"]["timestamp"], int), answer

@@ -3,9 +3,14 @@
 //!   `{"detail": "Inference failed"}`;
 //! - throttling (HTTP 429, Bedrock `ThrottlingException`/`ModelNotReadyException`): 429 with
 //!   the upstream `Retry-After`;
-//! - any other model-server HTTP error: 421 `{"detail": "<status>: <reason>"}` on the prompt
-//!   endpoints (`/v1/prompts`, `/v2/prompts`), 503 `Inference failed` elsewhere (code
-//!   suggestions, legacy chat), as GitLab's AI gateway does.
+//! - any other model-server HTTP error: 503 `Inference failed` (code suggestions, legacy chat);
+//! - on the prompt endpoints (`/v1/prompts`, `/v2/prompts`) EVERY model failure is 421
+//!   `{"detail": "<code>: <standard reason phrase>"}`, as GitLab's gateway answers for any
+//!   exception carrying a status (every LiteLLM error does): the model's own status (429
+//!   included), `500` when the model could not be reached, `408` when it timed out. Rails shows
+//!   421 as "the self-hosted model server returned code <code>". The access log's `error` keeps
+//!   the status and the platform's error type (Azure's content filter: the categories), never
+//!   the platform's message, which may quote the request.
 
 use serde_json::Value;
 
@@ -27,23 +32,73 @@ pub fn inference_failed() -> GitlabAnswer {
     detail_answer(503, "Inference failed", "inference failed".to_owned())
 }
 
+/// The standard reason phrase of a status, as Python 3.12's `http.client.responses` (what
+/// GitLab's gateway puts after the code in its 421 detail).
 pub fn reason_phrase(status: u32) -> &'static str {
     match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
         408 => "Request Timeout",
         409 => "Conflict",
-        413 => "Payload Too Large",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Requested Range Not Satisfiable",
+        417 => "Expectation Failed",
+        418 => "I'm a Teapot",
+        421 => "Misdirected Request",
         422 => "Unprocessable Entity",
+        423 => "Locked",
         424 => "Failed Dependency",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
         429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
-        _ => "Error",
+        505 => "HTTP Version Not Supported",
+        506 => "Variant Also Negotiates",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        510 => "Not Extended",
+        511 => "Network Authentication Required",
+        _ => "Unknown Status",
     }
 }
 
@@ -152,16 +207,32 @@ pub fn map_error(ctx: &AnswerCtx, resp: &UpstreamResponse<'_>) -> GitlabAnswer {
             error: Some(if local { format!("upstream unreachable ({})", resp.status) } else { format!("upstream {}{code}", resp.status) }),
         };
     }
+    let prompt_endpoint = matches!(ctx.shape, AnswerShape::PromptV1 | AnswerShape::PromptV2);
     if is_envoy_local_reply(resp) {
-        let why = if resp.status == 504 { "upstream timeout" } else { "upstream unreachable" };
+        let timeout = resp.status == 504;
+        let why = if timeout { "upstream timeout" } else { "upstream unreachable" };
+        let error = format!("{why} ({})", resp.status);
+        if prompt_endpoint {
+            // LiteLLM's Timeout carries 408, its APIConnectionError 500.
+            return misdirected(if timeout { 408 } else { 500 }, error);
+        }
         let mut a = inference_failed();
-        a.error = Some(format!("{why} ({})", resp.status));
+        a.error = Some(error);
         return a;
     }
     let pe = provider_error(resp);
     let status_text = resp.status.to_string();
     let code_label = pe.code.as_deref().filter(|c| *c != status_text).map(|c| format!(" {c}")).unwrap_or_default();
-    let error = format!("upstream {}{code_label}", resp.status);
+    // The platform's own message may quote the request: only our content-filter summary (category
+    // names) joins the code in the log.
+    let explained = match (pe.code.as_deref(), pe.message.as_deref()) {
+        (Some("content_filter"), Some(m)) => format!(": {}", truncate(m)),
+        _ => String::new(),
+    };
+    let error = format!("upstream {}{code_label}{explained}", resp.status);
+    if prompt_endpoint {
+        return misdirected(resp.status, error);
+    }
     let throttled =
         resp.status == 429 || matches!(pe.code.as_deref(), Some("ThrottlingException" | "ModelNotReadyException"));
     if throttled {
@@ -171,15 +242,12 @@ pub fn map_error(ctx: &AnswerCtx, resp: &UpstreamResponse<'_>) -> GitlabAnswer {
         }
         return a;
     }
-    match ctx.shape {
-        AnswerShape::PromptV1 | AnswerShape::PromptV2 => {
-            let reason = pe.message.as_deref().map(truncate).unwrap_or_else(|| reason_phrase(resp.status).to_owned());
-            detail_answer(421, &format!("{}: {reason}", resp.status), error)
-        }
-        AnswerShape::CodeSuggestions | AnswerShape::ChatV1 | AnswerShape::ChatAgent => {
-            let mut a = inference_failed();
-            a.error = Some(error);
-            a
-        }
-    }
+    let mut a = inference_failed();
+    a.error = Some(error);
+    a
+}
+
+/// 421 `"<code>: <reason phrase>"`: the prompt endpoints' answer to any model failure.
+fn misdirected(code: u32, error: String) -> GitlabAnswer {
+    detail_answer(421, &format!("{code}: {}", reason_phrase(code)), error)
 }

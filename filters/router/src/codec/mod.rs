@@ -77,6 +77,9 @@ pub const REMOVE_HEADERS: &[&str] =
 pub enum AnswerShape {
     /// `/v2/code/*`: `{id, model, object, created, choices, metadata}`; stream: raw text.
     CodeSuggestions,
+    /// `/v4/code/suggestions`: `{choices, metadata, model}`; stream: SSE `stream_start`,
+    /// `content_chunk`..., `stream_end`.
+    SuggestionsV4,
     /// `/v1/prompts/*`: a bare JSON string; stream: raw text.
     PromptV1,
     /// `/v2/prompts/*`: `{content, usage}`.
@@ -122,8 +125,14 @@ pub struct AnswerCtx {
     /// The platform's model id (`models.<name>.model`), echoed as GitLab's model name.
     pub model: String,
     pub family: Family,
-    /// Code suggestions: language for `model.lang`.
+    /// Code suggestions: GitLab's language id for `model.lang` (`inbound::gitlab_lang`).
     pub lang: Option<String>,
+    /// Code suggestions: `model.engine` and `model.name` as GitLab's gateway reports them.
+    pub reported_model: Option<(String, String)>,
+    /// `metadata.enabled_feature_flags` of code-suggestion answers: GitLab's
+    /// `x-gitlab-enabled-feature-flags`, distinct names (set by the adapter; `[]` without the
+    /// header, GitLab's default).
+    pub feature_flags: Vec<String>,
     /// Legacy chat: `payload.model` GitLab sent, echoed in `metadata.model`.
     pub chat_model: Option<String>,
     /// Answer text post-processing.
@@ -231,18 +240,28 @@ pub fn build_upstream_request_parsed(call: &Call<'_>, body: &Value, body_len: us
     }
     let model = call.model;
     let today = date_from_unix(call.now_unix);
+    let mut reported_model = None;
     let (shape, api_key, prepared, wire, lang, chat_model, post) = match call.kind {
-        EndpointKind::CodeCompletions { .. } | EndpointKind::CodeGenerations => {
-            let mut req: CodeRequest = inbound::from_value(body)?;
-            let generations = call.kind == EndpointKind::CodeGenerations;
-            let lang = inbound::language_name(req.current_file.language_identifier.as_deref(), &req.current_file.file_name);
+        EndpointKind::CodeCompletions { .. } | EndpointKind::CodeGenerations | EndpointKind::CodeSuggestionsUnified { sse: true } => {
+            let v4 = matches!(call.kind, EndpointKind::CodeSuggestionsUnified { .. });
+            let (mut req, generations, enhancer) = if v4 {
+                let s = inbound::from_value::<inbound::SuggestionsRequest>(body)?.into_code_request()?;
+                (s.code, s.generation, s.enhancer)
+            } else {
+                (inbound::from_value::<CodeRequest>(body)?, call.kind == EndpointKind::CodeGenerations, Map::new())
+            };
+            let editor_lang = req.current_file.language_identifier.clone();
+            let gitlab_lang = inbound::gitlab_lang(&req.current_file.file_name, editor_lang.as_deref()).to_owned();
+            let lang = inbound::language_name(editor_lang.as_deref(), &req.current_file.file_name);
             let id = if generations { "code_suggestions/generations" } else { "code_suggestions/completions" };
             let fim = !generations && model.platform != Platform::Bedrock && model.platform != Platform::AzureOpenai
                 && call.prompts.has_fim(id, model.family);
             let wire = choose_wire(model, fim)?;
-            let (rendered, post) = render_code(call, &mut req, generations, lang.as_deref(), takes_raw(wire), &today)?;
+            let (rendered, post) = render_code(call, &mut req, generations, lang.as_deref(), takes_raw(wire), &today, &enhancer)?;
             let prepared = prepare(rendered, model, wire, req.stream, &Map::new());
-            (AnswerShape::CodeSuggestions, req.model_api_key, prepared, wire, lang, None, post)
+            let shape = if v4 { AnswerShape::SuggestionsV4 } else { AnswerShape::CodeSuggestions };
+            reported_model = Some(reported_code_model(call, body, v4, generations));
+            (shape, req.model_api_key, prepared, wire, Some(gitlab_lang), None, post)
         }
         EndpointKind::PromptV1 | EndpointKind::PromptV2 => {
             let req: PromptRequest = inbound::from_value(body)?;
@@ -284,10 +303,59 @@ pub fn build_upstream_request_parsed(call: &Call<'_>, body: &Value, body_len: us
         model: model.model.clone(),
         family: model.family,
         lang,
+        reported_model,
+        feature_flags: Vec::new(),
         chat_model,
         post,
     };
     finish(model, prepared, api_key, answer)
+}
+
+/// `model.engine` / `model.name` of a code-suggestion answer, as GitLab's gateway fills them:
+/// `/v2` (18.4's gateway) runs the prompt registry's agent (`"agent"`, the prompt definition's
+/// name); a `/v4` completion reports the request's `model_metadata` (provider, name), a `/v4`
+/// generation the agent again.
+fn reported_code_model(call: &Call<'_>, body: &Value, v4: bool, generations: bool) -> (String, String) {
+    let text = |pointer: &str| body.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+    if v4 && !generations {
+        let engine = text("/model_metadata/provider").unwrap_or_else(|| "litellm".to_owned());
+        return (engine, text("/model_metadata/name").unwrap_or_else(|| call.model.family.name().to_owned()));
+    }
+    let name = if generations { generation_prompt_name(call.model.family) } else { completion_prompt_name(call.model.family) };
+    ("agent".to_owned(), name.to_owned())
+}
+
+/// The `name` of GitLab's `code_suggestions/completions` prompt definition for a family (18.4;
+/// families without a folder use `base`).
+pub fn completion_prompt_name(family: Family) -> &'static str {
+    match family {
+        Family::Claude3 => "Claude 3 Code Completions",
+        Family::Codegemma => "Codegemma Code Completions",
+        Family::Codellama => "Codellama 13B-Code Code Completions",
+        Family::Codestral => "Codestral 22B Code Completions",
+        Family::Deepseekcoder => "DeepSeekCoder Code Completions",
+        Family::Gpt => "GPT Code Completions",
+        Family::Llama3 => "LLaMA3 Code Completions",
+        Family::Mistral => "Mistral 7B Instruct Code Completions",
+        Family::Mixtral | Family::General => "Claude Code Completions",
+    }
+}
+
+/// The `name` of GitLab's `code_suggestions/generations` prompt definition for a family
+/// (`ai_gateway/prompts/definitions/code_suggestions/generations/<family>/1.0.0.yml`; families
+/// without a folder use `base`).
+pub fn generation_prompt_name(family: Family) -> &'static str {
+    match family {
+        Family::Codegemma => "CodeGemma Generations",
+        Family::Codellama => "Codellama 13B Code Generations",
+        Family::Codestral => "Codestral 22B Code Generations",
+        Family::Deepseekcoder => "DeepSeekCoder Code Generations",
+        Family::Gpt => "GPT Code Generations",
+        Family::Llama3 => "LLaMA3 Code Generations",
+        Family::Mistral => "Mistral 7B Code Generations",
+        Family::Mixtral => "Mixtral Code Generations",
+        Family::Claude3 | Family::General => "Code Generations Agent",
+    }
 }
 
 /// For prompts rendered elsewhere (`/v2/chat/agent`: `crate::chat::ChatStep::rendered()`):
@@ -310,6 +378,8 @@ pub fn build_rendered_request(
         model: model.model.clone(),
         family: model.family,
         lang: None,
+        reported_model: None,
+        feature_flags: Vec::new(),
         chat_model: None,
         post: PostProcess::None,
     };
@@ -355,6 +425,7 @@ fn render_code(
     lang: Option<&str>,
     raw_wire: bool,
     today: &str,
+    enhancer: &Map<String, Value>,
 ) -> Result<(Rendered, PostProcess), GitlabError> {
     // The file contents move into the template inputs (they can be 100 000 characters each).
     let above = std::mem::take(&mut req.current_file.content_above_cursor);
@@ -389,6 +460,21 @@ fn render_code(
         }
         inputs.insert("trimmed_content_above_cursor".into(), Value::String(above));
         inputs.insert("trimmed_content_below_cursor".into(), Value::String(below));
+        // `/v4`: Rails' prompt enhancer (its trimmed halves, examples, related files...) wins.
+        const ENHANCER_INPUTS: [&str; 7] = [
+            "user_instruction",
+            "trimmed_content_above_cursor",
+            "trimmed_content_below_cursor",
+            "examples_array",
+            "related_files",
+            "related_snippets",
+            "libraries",
+        ];
+        for key in ENHANCER_INPUTS {
+            if let Some(v) = enhancer.get(key).filter(|v| !v.is_null()) {
+                inputs.insert(key.into(), v.clone());
+            }
+        }
         ("code_suggestions/generations", RenderOptions { want_fim: false, today })
     } else {
         inputs.insert("prefix".into(), Value::String(above));
@@ -556,19 +642,38 @@ pub fn success(ctx: &AnswerCtx, c: Completion, now_unix: u64) -> GitlabAnswer {
     }
     let body = match ctx.shape {
         AnswerShape::CodeSuggestions => {
+            // GitLab's `SuggestionsResponse`: empty texts are dropped; `finish_reason` is
+            // always "length" (the field's default; the model's reason is not copied).
             let choices: Vec<Value> = if text.is_empty() {
                 Vec::new()
             } else {
-                vec![json!({"text": text, "index": 0, "finish_reason": c.finish_reason.as_deref().unwrap_or("length")})]
+                vec![json!({"text": text, "index": 0, "finish_reason": "length"})]
             };
+            let (engine, name) = reported(ctx);
             json!({
                 "id": "id",
-                "model": {"engine": "litellm", "name": ctx.model, "lang": ctx.lang, "tokens_consumption_metadata": null, "region": null},
+                "model": {"engine": engine, "name": name, "lang": ctx.lang.as_deref().unwrap_or(""),
+                          "tokens_consumption_metadata": null, "region": null},
                 "experiments": [],
                 "object": "text_completion",
                 "created": now_unix,
                 "choices": choices,
-                "metadata": {"enabled_feature_flags": []},
+                "metadata": {"enabled_feature_flags": ctx.feature_flags.clone()},
+            })
+        }
+        AnswerShape::SuggestionsV4 => {
+            // GitLab's `CompletionResponse` (`code_suggestions/handler.py`).
+            let choices: Vec<Value> = if text.is_empty() {
+                Vec::new()
+            } else {
+                vec![json!({"text": text, "index": 0, "finish_reason": "length"})]
+            };
+            let (engine, name) = reported(ctx);
+            let model = json!({"engine": engine, "name": name, "lang": ctx.lang.as_deref().unwrap_or("")});
+            json!({
+                "choices": choices,
+                "metadata": {"model": model, "timestamp": now_unix, "enabled_feature_flags": ctx.feature_flags.clone(), "region": null},
+                "model": model,
             })
         }
         AnswerShape::PromptV1 => Value::String(text),
@@ -595,6 +700,25 @@ pub fn success(ctx: &AnswerCtx, c: Completion, now_unix: u64) -> GitlabAnswer {
         body: body.to_string().into_bytes(),
         usage: c.usage,
         error: None,
+    }
+}
+
+/// `x-gitlab-enabled-feature-flags` as GitLab's gateway echoes it: the distinct names.
+pub fn feature_flags(header: &str) -> Vec<String> {
+    let mut flags: Vec<String> = Vec::new();
+    for f in header.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        if !flags.iter().any(|g| g == f) {
+            flags.push(f.to_owned());
+        }
+    }
+    flags
+}
+
+/// `model.engine` and `model.name` of a code-suggestion answer.
+pub fn reported(ctx: &AnswerCtx) -> (&str, &str) {
+    match &ctx.reported_model {
+        Some((engine, name)) => (engine, name),
+        None => ("litellm", &ctx.model),
     }
 }
 

@@ -165,6 +165,8 @@ fn ctx(shape: AnswerShape, wire: Wire) -> AnswerCtx {
         model: "m".into(),
         family: Family::Mistral,
         lang: None,
+        reported_model: None,
+        feature_flags: Vec::new(),
         chat_model: None,
         post: PostProcess::None,
     }
@@ -173,42 +175,54 @@ fn ctx(shape: AnswerShape, wire: Wire) -> AnswerCtx {
 #[test]
 fn error_mapping_follows_gitlab() {
     let h = |v: &[(&str, &str)]| v.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect::<Vec<_>>();
-    // vLLM new shape on a prompt endpoint → 421 with status and message.
+    // vLLM new shape on a prompt endpoint → 421 "<code>: <standard reason phrase>" (GitLab's
+    // gateway); the model's own message only in the log.
     let hs = h(&[]);
     let body = br#"{"error":{"message":"max_tokens too large","type":"BadRequestError","param":null,"code":400}}"#;
     let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::OpenaiChat), &resp(400, &hs, body), 0);
-    assert_eq!((a.status, String::from_utf8_lossy(&a.body).as_ref()), (421, r#"{"detail":"400: max_tokens too large"}"#));
+    assert_eq!((a.status, String::from_utf8_lossy(&a.body).as_ref()), (421, r#"{"detail":"400: Bad Request"}"#));
     assert_eq!(a.error.as_deref(), Some("upstream 400 BadRequestError"));
     // Old flat shape.
     let body = br#"{"object":"error","message":"bad","type":"BadRequestError","param":null,"code":400}"#;
     let a = translate_response(&ctx(AnswerShape::PromptV2, Wire::OpenaiChat), &resp(400, &hs, body), 0);
-    assert_eq!(String::from_utf8_lossy(&a.body), r#"{"detail":"400: bad"}"#);
+    assert_eq!(String::from_utf8_lossy(&a.body), r#"{"detail":"400: Bad Request"}"#);
     // Code endpoints: 503.
     let a = translate_response(&ctx(AnswerShape::CodeSuggestions, Wire::OpenaiChat), &resp(400, &hs, body), 0);
     assert_eq!((a.status, String::from_utf8_lossy(&a.body).as_ref()), (503, r#"{"detail":"Inference failed"}"#));
-    // 429 keeps Retry-After; Azure's retry-after-ms becomes seconds.
+    // Code suggestions: 429 keeps Retry-After; Azure's retry-after-ms becomes seconds. Prompt
+    // endpoints: 421 "429: Too Many Requests" (GitLab's gateway drops Retry-After there too).
     let hs = h(&[("Retry-After", "7")]);
-    let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::OpenaiChat), &resp(429, &hs, b"{}"), 0);
+    let a = translate_response(&ctx(AnswerShape::CodeSuggestions, Wire::OpenaiChat), &resp(429, &hs, b"{}"), 0);
     assert_eq!(a.status, 429);
     assert!(a.headers.contains(&("retry-after", "7".to_owned())));
+    let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::OpenaiChat), &resp(429, &hs, b"{}"), 0);
+    assert_eq!((a.status, String::from_utf8_lossy(&a.body).as_ref()), (421, r#"{"detail":"429: Too Many Requests"}"#));
     let hs = h(&[("retry-after-ms", "1500")]);
     let a = translate_response(&ctx(AnswerShape::CodeSuggestions, Wire::OpenaiChat), &resp(429, &hs, b"{}"), 0);
     assert!(a.headers.contains(&("retry-after", "2".to_owned())));
     // Bedrock error type from the header (suffix after ':' dropped).
     let hs = h(&[("x-amzn-ErrorType", "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/")]);
     let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::BedrockConverse), &resp(400, &hs, br#"{"message":"Malformed input request"}"#), 0);
-    assert_eq!(String::from_utf8_lossy(&a.body), r#"{"detail":"400: Malformed input request"}"#);
+    assert_eq!(String::from_utf8_lossy(&a.body), r#"{"detail":"400: Bad Request"}"#);
     assert_eq!(a.error.as_deref(), Some("upstream 400 ValidationException"));
     let hs = h(&[("x-amzn-errortype", "ThrottlingException")]);
-    let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::BedrockConverse), &resp(400, &hs, br#"{"message":"slow down"}"#), 0);
+    let a = translate_response(&ctx(AnswerShape::CodeSuggestions, Wire::BedrockConverse), &resp(400, &hs, br#"{"message":"slow down"}"#), 0);
     assert_eq!(a.status, 429);
-    // Envoy's own 503 (no upstream) and 504 (timeout).
+    // Envoy's own 503 (no upstream) and 504 (timeout): 503 Inference failed on code suggestions;
+    // on prompts LiteLLM's APIConnectionError (500) and Timeout (408).
     let hs = h(&[("content-type", "text/plain")]);
-    for (status, why) in [(503, "upstream unreachable (503)"), (504, "upstream timeout (504)")] {
+    for (status, why, prompt_detail) in [
+        (503, "upstream unreachable (503)", r#"{"detail":"500: Internal Server Error"}"#),
+        (504, "upstream timeout (504)", r#"{"detail":"408: Request Timeout"}"#),
+    ] {
         let r = UpstreamResponse { status, headers: &hs, body: b"no healthy upstream", via_upstream: None };
-        let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::OpenaiChat), &r, 0);
+        let a = translate_response(&ctx(AnswerShape::CodeSuggestions, Wire::OpenaiChat), &r, 0);
         assert_eq!((a.status, a.error.as_deref()), (503, Some(why)));
+        let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::OpenaiChat), &r, 0);
+        assert_eq!((a.status, String::from_utf8_lossy(&a.body).as_ref(), a.error.as_deref()), (421, prompt_detail, Some(why)));
     }
+    assert_eq!(errors::reason_phrase(413), "Request Entity Too Large");
+    assert_eq!(errors::reason_phrase(599), "Unknown Status");
     // A model server's own 503 is an HTTP error of the model: 421 on prompts.
     let hs = h(&[("x-envoy-upstream-service-time", "3")]);
     let r = UpstreamResponse { status: 503, headers: &hs, body: b"overloaded", via_upstream: None };
@@ -223,9 +237,11 @@ fn azure_content_filter_errors_are_explained() {
     .to_string();
     let a = translate_response(&ctx(AnswerShape::PromptV1, Wire::OpenaiChat), &resp(400, &[], body.as_bytes()), 0);
     let detail: Value = serde_json::from_slice(&a.body).unwrap();
-    let d = detail["detail"].as_str().unwrap();
-    assert!(d.starts_with("400: Azure OpenAI content filter blocked the request: hate (high)."), "{d}");
-    assert!(!d.contains("violence"));
+    assert_eq!(detail["detail"], "400: Bad Request");
+    // The explanation is for the admin reading the log.
+    let e = a.error.unwrap_or_default();
+    assert!(e.contains("Azure OpenAI content filter blocked the request: hate (high)."), "{e}");
+    assert!(!e.contains("violence"));
 }
 
 #[test]
@@ -298,4 +314,75 @@ fn a_2xx_openai_answer_needs_neither_headers_nor_code_details() {
         let without = translate_response(&ctx(shape, Wire::OpenaiChat), &UpstreamResponse { status: 200, headers: &[], body, via_upstream: None }, 7);
         assert_eq!((with.status, &with.headers, &with.body), (without.status, &without.headers, &without.body), "{shape:?}");
     }
+}
+
+/// GitLab 19.x code generation on `/v4/code/suggestions`: the prompt enhancer Rails fills
+/// becomes the template inputs, the key in `model_metadata` the credential, and the answer is
+/// GitLab's `CompletionResponse`.
+#[test]
+fn v4_generation_renders_from_the_prompt_enhancer() {
+    let set = PromptSet::builtin().unwrap();
+    let m = vllm("mistral");
+    let body = json!({
+        "project_path": "g/p", "current_file": {"file_name": "ignored.rb"}, "stream": false,
+        "prompt_components": [
+            {"type": "code_editor_generation", "payload": {
+                "file_name": "app/car.py", "content_above_cursor": "FULL ABOVE\n# fast sort\n", "content_below_cursor": "",
+                "language_identifier": "Python", "stream": true, "prompt_id": "code_suggestions/generations", "prompt_version": "^1.0.0",
+                "prompt_enhancer": {"examples_array": [{"example": "EXAMPLE-ONE", "response": "x", "trigger_type": "comment"}],
+                    "trimmed_content_above_cursor": "TRIMMED ABOVE\n", "trimmed_content_below_cursor": "",
+                    "related_files": [], "related_snippets": [], "libraries": ["rails"], "user_instruction": "sort it fast"}}},
+            {"type": "code_context", "payload": {"type": "file", "name": "util.py", "content": "def helper(): pass"}}],
+        "model_metadata": {"provider": "api", "name": "mistral", "endpoint": "http://vllm:8000/v1", "api_key": SECRET, "identifier": "custom_openai/served"}
+    });
+    let c = call(EndpointKind::CodeSuggestionsUnified { sse: true }, None, &m, &set);
+    let r = build_upstream_request_parsed(&c, &body, 1000).unwrap();
+    assert!(r.stream, "the payload's stream flag");
+    assert_eq!(r.answer.shape, AnswerShape::SuggestionsV4);
+    assert_eq!(r.answer.reported_model, Some(("agent".to_owned(), "Mistral 7B Code Generations".to_owned())));
+    assert_eq!(r.answer.lang.as_deref(), Some("python"));
+    assert!(r.set_headers.contains(&("authorization", format!("Bearer {SECRET}"))));
+    let prompt = body_json(&r)["messages"].to_string();
+    for want in ["sort it fast", "TRIMMED ABOVE", "EXAMPLE-ONE", "rails", "app/car.py"] {
+        assert!(prompt.contains(want), "{want} missing from {prompt}");
+    }
+    assert!(!prompt.contains("FULL ABOVE"), "Rails' trimmed copy wins");
+    // The non-streamed answer.
+    let mut ctx = r.answer.clone();
+    ctx.stream = false;
+    ctx.feature_flags = vec!["f1".to_owned()];
+    let ok = br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"def s(xs): return sorted(xs)"},"finish_reason":"stop"}]}"#;
+    let a = translate_response(&ctx, &resp(200, &[], ok), 77);
+    let model_meta = json!({"engine": "agent", "name": "Mistral 7B Code Generations", "lang": "python"});
+    assert_eq!(
+        serde_json::from_slice::<Value>(&a.body).unwrap(),
+        json!({"choices": [{"text": "def s(xs): return sorted(xs)", "index": 0, "finish_reason": "length"}],
+               "metadata": {"model": model_meta, "timestamp": 77, "enabled_feature_flags": ["f1"], "region": null},
+               "model": model_meta})
+    );
+}
+
+#[test]
+fn v4_completion_reports_the_requests_model_and_bad_components_are_422() {
+    let set = PromptSet::builtin().unwrap();
+    let m = vllm("codestral");
+    let body = json!({"prompt_components": [{"type": "code_editor_completion", "payload": {
+        "file_name": "main.go", "content_above_cursor": "func main() {\n", "content_below_cursor": "}\n"}}],
+        "model_metadata": {"provider": "api", "name": "codestral", "identifier": "custom_openai/served"}});
+    let c = call(EndpointKind::CodeSuggestionsUnified { sse: true }, None, &m, &set);
+    let r = build_upstream_request_parsed(&c, &body, 100).unwrap();
+    assert_eq!(r.answer.reported_model, Some(("api".to_owned(), "codestral".to_owned())));
+    assert_eq!(r.answer.lang.as_deref(), Some("go"));
+    for bad in [json!({"prompt_components": []}), json!({"prompt_components": [{"type": "code_context", "payload": {}}]})] {
+        assert_eq!(build_upstream_request_parsed(&c, &bad, 10).unwrap_err().status, 422, "{bad}");
+    }
+}
+
+#[test]
+fn gitlab_language_ids() {
+    assert_eq!(inbound::gitlab_lang("a/b.py", None), "python");
+    assert_eq!(inbound::gitlab_lang("x.tsx", Some("python")), "ts", "the file name first");
+    assert_eq!(inbound::gitlab_lang("Makefile", Some("javascript")), "js");
+    assert_eq!(inbound::gitlab_lang("notes.txt", Some("plaintext")), "");
+    assert_eq!(feature_flags(" a,b,,a "), vec!["a".to_owned(), "b".to_owned()]);
 }

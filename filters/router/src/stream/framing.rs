@@ -18,9 +18,10 @@ use serde::Serialize;
 /// Writes GitLab's framing around the model's text. `out` is the replacement for the current
 /// upstream chunk; implementations only append to it.
 pub trait Reframer {
-    /// `content-type` of the answer to GitLab.
+    /// `content-type` of the answer to GitLab (Starlette adds the charset to GitLab's
+    /// `text/event-stream` answers).
     fn content_type(&self) -> &'static str {
-        "text/event-stream"
+        "text/event-stream; charset=utf-8"
     }
 
     /// Other response headers the framing needs.
@@ -52,8 +53,9 @@ pub enum Framing {
     /// `/v2/prompts/*`: newline-terminated `PromptResponse` objects. `usage_model` is the key
     /// of the `usage` map (GitLab's model name); without it usage is not written.
     PromptResponses { usage_model: Option<String> },
-    /// `/v4/code/suggestions`: SSE with `stream_start` metadata.
-    SuggestionsSse { engine: String, name: String, timestamp: u64 },
+    /// `/v4/code/suggestions`: SSE with `stream_start` metadata (model, timestamp, GitLab's
+    /// enabled feature flags).
+    SuggestionsSse { engine: String, name: String, timestamp: u64, feature_flags: Vec<String> },
 }
 
 impl Framing {
@@ -61,7 +63,9 @@ impl Framing {
         match self {
             Framing::RawText => Box::new(RawText),
             Framing::PromptResponses { usage_model } => Box::new(PromptResponses { usage_model }),
-            Framing::SuggestionsSse { engine, name, timestamp } => Box::new(SuggestionsSse { engine, name, timestamp }),
+            Framing::SuggestionsSse { engine, name, timestamp, feature_flags } => {
+                Box::new(SuggestionsSse { engine, name, timestamp, feature_flags })
+            }
         }
     }
 }
@@ -119,6 +123,7 @@ pub struct SuggestionsSse {
     engine: String,
     name: String,
     timestamp: u64,
+    feature_flags: Vec<String>,
 }
 
 impl Reframer for SuggestionsSse {
@@ -133,6 +138,8 @@ impl Reframer for SuggestionsSse {
         push_json_str(&self.name, out);
         out.extend_from_slice(b"},\"timestamp\":");
         out.extend_from_slice(self.timestamp.to_string().as_bytes());
+        out.extend_from_slice(b",\"enabled_feature_flags\":");
+        let _ = serde_json::to_writer(&mut *out, &self.feature_flags);
         out.extend_from_slice(b"}}\n\n");
     }
 
@@ -163,7 +170,7 @@ mod tests {
         r.text("a\n\"b\"", &mut out);
         r.complete(&Usage::default(), &mut out);
         assert_eq!(out, b"a\n\"b\"");
-        assert_eq!(r.content_type(), "text/event-stream");
+        assert_eq!(r.content_type(), "text/event-stream; charset=utf-8");
         assert!(!r.broken(&StreamError::Truncated, &mut out));
         assert_eq!(out, b"a\n\"b\"");
     }
@@ -192,7 +199,7 @@ mod tests {
 
     #[test]
     fn suggestions_sse_has_start_chunks_and_end() {
-        let mut r = Framing::SuggestionsSse { engine: "vllm".into(), name: "codestral".into(), timestamp: 1732121183 }.into_reframer();
+        let mut r = Framing::SuggestionsSse { engine: "vllm".into(), name: "codestral".into(), timestamp: 1732121183, feature_flags: Vec::new() }.into_reframer();
         let mut out = Vec::new();
         r.start(&mut out);
         r.text("\ndef hello_", &mut out);
@@ -207,7 +214,7 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                ("stream_start".to_owned(), serde_json::json!({"metadata": {"model": {"engine": "vllm", "name": "codestral"}, "timestamp": 1732121183}})),
+                ("stream_start".to_owned(), serde_json::json!({"metadata": {"model": {"engine": "vllm", "name": "codestral"}, "timestamp": 1732121183, "enabled_feature_flags": []}})),
                 ("content_chunk".to_owned(), serde_json::json!({"choices": [{"delta": {"content": "\ndef hello_"}, "index": 0}]})),
                 ("stream_end".to_owned(), serde_json::Value::Null),
             ]

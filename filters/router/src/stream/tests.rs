@@ -418,10 +418,10 @@ fn prompt_responses_framing_over_converse() {
 
 #[test]
 fn suggestions_sse_framing_over_vllm_and_no_end_event_when_broken() {
-    let framing = Framing::SuggestionsSse { engine: "vllm".into(), name: "codestral".into(), timestamp: 5 };
+    let framing = Framing::SuggestionsSse { engine: "vllm".into(), name: "codestral".into(), timestamp: 5, feature_flags: vec!["f1".into()] };
     let r = assert_chunking_invariant(Platform::Vllm, Api::Completions, &framing, VLLM_COMPLETIONS);
     let text = String::from_utf8(r.out).unwrap();
-    assert!(text.starts_with("event: stream_start\ndata: {\"metadata\":{\"model\":{\"engine\":\"vllm\",\"name\":\"codestral\"},\"timestamp\":5}}\n\n"));
+    assert!(text.starts_with("event: stream_start\ndata: {\"metadata\":{\"model\":{\"engine\":\"vllm\",\"name\":\"codestral\"},\"timestamp\":5,\"enabled_feature_flags\":[\"f1\"]}}\n\n"), "{text}");
     assert!(text.contains("event: content_chunk\ndata: {\"choices\":[{\"delta\":{\"content\":\"\\n        self.speed += inc\"},\"index\":0}]}\n\n"));
     assert!(text.ends_with("event: stream_end\ndata: null\n\n"));
     let r = run(Platform::Vllm, Api::Completions, framing, &[&VLLM_COMPLETIONS[..100]]);
@@ -467,8 +467,8 @@ fn a_custom_framing_gets_its_error_event_written_once() {
 #[test]
 fn headers_for_the_adapter() {
     let t = StreamTranslator::new(Platform::Vllm, Api::Chat, Framing::RawText);
-    assert_eq!((t.content_type(), t.extra_headers()), ("text/event-stream", &[][..]));
-    let t = StreamTranslator::new(Platform::Vllm, Api::Chat, Framing::SuggestionsSse { engine: String::new(), name: String::new(), timestamp: 0 });
+    assert_eq!((t.content_type(), t.extra_headers()), ("text/event-stream; charset=utf-8", &[][..]));
+    let t = StreamTranslator::new(Platform::Vllm, Api::Chat, Framing::SuggestionsSse { engine: String::new(), name: String::new(), timestamp: 0, feature_flags: Vec::new() });
     assert_eq!(t.extra_headers(), &[("x-streaming-format", "sse")]);
     assert_eq!(StreamTranslator::dialect(Platform::Bedrock, Api::Invoke), Dialect::Invoke);
     assert_eq!(StreamTranslator::dialect(Platform::Bedrock, Api::Chat), Dialect::Converse);
