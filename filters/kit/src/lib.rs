@@ -113,3 +113,60 @@ pub fn send_error(error: &GitlabError, extra_headers: &[(&str, &str)]) -> Result
     headers.extend_from_slice(extra_headers);
     hostcalls::send_http_response(error.status, headers, Some(error.body.as_bytes()))
 }
+
+/// Answers locally with any status, headers and body. Before the response headers went
+/// downstream this is a complete answer (Envoy sends it straight to the client); after, Envoy
+/// resets the stream.
+pub fn send_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), Status> {
+    hostcalls::send_http_response(status, headers.to_vec(), Some(body))
+}
+
+/// Which HTTP body [`replace_body`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    Request,
+    Response,
+}
+
+/// Replaces the first `size` bytes of the body of the running body callback with `data`.
+///
+/// The SDK's `hostcalls::set_buffer` panics on every status but Ok, and a panic kills the VM
+/// (every stream of the worker, then a reload). Envoy answers BadArgument when it has no body
+/// buffer (any headers callback, or a body that does not exist), NotFound when the stream is
+/// gone. Here those are errors the caller turns into a fail-closed answer.
+pub fn replace_body(body: Body, size: usize, data: &[u8]) -> Result<(), Status> {
+    let buffer_type: u32 = match body {
+        Body::Request => 0,
+        Body::Response => 1,
+    };
+    match raw::set_buffer_bytes(buffer_type, size, data) {
+        0 => Ok(()),
+        1 => Err(Status::NotFound),
+        _ => Err(Status::BadArgument),
+    }
+}
+
+/// The one host call the SDK offers only in a panicking form, declared as the ABI spells it.
+#[allow(unsafe_code)]
+mod raw {
+    #[cfg(target_arch = "wasm32")]
+    #[link(wasm_import_module = "env")]
+    unsafe extern "C" {
+        #[link_name = "proxy_set_buffer_bytes"]
+        fn proxy_set_buffer_bytes_raw(buffer_type: u32, start: usize, size: usize, data: *const u8, data_size: usize) -> u32;
+    }
+
+    /// Raw status of `proxy_set_buffer_bytes(buffer_type, 0, size, data)`.
+    #[cfg(target_arch = "wasm32")]
+    pub(super) fn set_buffer_bytes(buffer_type: u32, size: usize, data: &[u8]) -> u32 {
+        // SAFETY: the host reads `data.len()` bytes at `data.as_ptr()`, which `data` keeps alive
+        // for the call; the status is a plain integer, never interpreted as an enum.
+        unsafe { proxy_set_buffer_bytes_raw(buffer_type, 0, size, data.as_ptr(), data.len()) }
+    }
+
+    /// Outside a wasm VM there is no host (native builds only type-check this crate).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(super) fn set_buffer_bytes(_buffer_type: u32, _size: usize, _data: &[u8]) -> u32 {
+        1
+    }
+}

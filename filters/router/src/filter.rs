@@ -363,7 +363,7 @@ impl Stream {
         host(duo_kit::set_request_header(":method", Some(up.method)))?;
         host(duo_kit::set_request_header(":path", Some(&up.path)))?;
         host(duo_kit::set_request_header("content-length", Some(&up.body.len().to_string())))?;
-        host(hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), &up.body))?;
+        host(duo_kit::replace_body(duo_kit::Body::Request, body.len(), &up.body))?;
         // The prompt as the model receives it (the rendered request body; keys travel in headers).
         self.content = duo_kit::filter_state::<usize>(handoff::CONTENT_WANTED).map(|limit| CapturedContent {
             limit,
@@ -375,69 +375,85 @@ impl Stream {
     }
 
     /// Upstream response headers of a self-hosted call: a 2xx stream is translated chunk by
-    /// chunk; anything else is held whole and translated at its end.
+    /// chunk; anything else is held whole and translated at its end. Nothing has gone to GitLab
+    /// yet, so a failed rewrite still becomes a complete local reply.
     fn translate_response_headers(&mut self, status: Option<u32>, end_of_stream: bool) -> Action {
         let Some(ctx) = self.answer.clone() else {
             return Action::Continue;
         };
         let ok = status.is_some_and(|s| (200..300).contains(&s));
-        if ctx.stream && ok && !end_of_stream {
-            // The wire's API, not the entry's: FIM completions always use /v1/completions.
-            let api = ctx.wire.api();
-            let t = match ctx.shape {
-                AnswerShape::ChatAgent => StreamTranslator::with_reframer(ctx.platform, api, Box::new(chat::ChatAgentReframer::new())),
-                AnswerShape::PromptV2 => {
-                    StreamTranslator::new(ctx.platform, api, Framing::PromptResponses { usage_model: Some(ctx.model.clone()) })
-                }
-                AnswerShape::SuggestionsV4 => {
-                    let (engine, name) = codec::reported(&ctx);
-                    let framing = Framing::SuggestionsSse {
-                        engine: engine.to_owned(),
-                        name: name.to_owned(),
-                        timestamp: now_ms() / 1000,
-                        feature_flags: ctx.feature_flags.clone(),
-                    };
-                    StreamTranslator::new(ctx.platform, api, framing)
-                }
-                _ => StreamTranslator::new(ctx.platform, api, Framing::RawText),
-            };
-            let _ = duo_kit::set_response_header("content-type", Some(t.content_type()));
-            for (k, v) in t.extra_headers() {
-                let _ = duo_kit::set_response_header(k, Some(v));
-            }
-            let _ = duo_kit::set_response_header("content-length", None);
-            // Provisional record: if the stream never ends (upstream reset), the logger's
-            // on_log (which runs before ours) still sees that it was cut.
-            let provisional = UsageInfo { error: Some("stream_truncated".to_owned()), ..self.usage.clone() };
-            let _ = duo_kit::set_filter_state(handoff::USAGE, &provisional);
-            self.response = Response::Stream(Box::new(t));
-            return Action::Continue;
-        }
-        self.response = Response::Buffer;
         if end_of_stream {
-            self.finish_buffered(&ctx, 0);
-            return Action::Continue;
+            // No body at all (a 200 with `content-length: 0`, an empty 503 from a load balancer):
+            // Envoy has no body buffer to replace here (set_buffer answers BadArgument and the
+            // SDK panics on it), so the translated answer goes as a local reply, which Envoy
+            // sends straight to the client because these headers have not gone downstream.
+            self.response = Response::PassThrough;
+            let answer = self.translate_whole(&ctx, &[], duo_kit::Headers::response().into_lossy_pairs());
+            let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            self.replied = true;
+            if duo_kit::send_response(answer.status, &headers, &answer.body).is_err() {
+                log::error!("duo_router: #{} could not send the translated answer", self.id);
+            }
+            return Action::Pause;
         }
-        Action::Pause
+        if !(ctx.stream && ok) {
+            self.response = Response::Buffer;
+            return Action::Pause;
+        }
+        // The wire's API, not the entry's: FIM completions always use /v1/completions.
+        let api = ctx.wire.api();
+        let t = match ctx.shape {
+            AnswerShape::ChatAgent => StreamTranslator::with_reframer(ctx.platform, api, Box::new(chat::ChatAgentReframer::new())),
+            AnswerShape::PromptV2 => {
+                StreamTranslator::new(ctx.platform, api, Framing::PromptResponses { usage_model: Some(ctx.model.clone()) })
+            }
+            AnswerShape::SuggestionsV4 => {
+                let (engine, name) = codec::reported(&ctx);
+                let framing = Framing::SuggestionsSse {
+                    engine: engine.to_owned(),
+                    name: name.to_owned(),
+                    timestamp: now_ms() / 1000,
+                    feature_flags: ctx.feature_flags.clone(),
+                };
+                StreamTranslator::new(ctx.platform, api, framing)
+            }
+            _ => StreamTranslator::new(ctx.platform, api, Framing::RawText),
+        };
+        let upstream = duo_kit::Headers::response().into_lossy_pairs();
+        let rewrite = || -> Result<(), proxy_wasm::types::Status> {
+            duo_kit::set_response_header("content-type", Some(t.content_type()))?;
+            for (k, v) in t.extra_headers() {
+                duo_kit::set_response_header(k, Some(v))?;
+            }
+            // The length goes with the old body (the stream is re-framed), and so does every
+            // other header describing it.
+            if upstream.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
+                duo_kit::set_response_header("content-length", None)?;
+            }
+            for name in codec::stale_body_headers(&upstream) {
+                duo_kit::set_response_header(name, None)?;
+            }
+            Ok(())
+        };
+        if rewrite().is_err() {
+            return self.fail_response("could not rewrite the response headers");
+        }
+        // Provisional record: if the stream never ends (upstream reset), the logger's
+        // on_log (which runs before ours) still sees that it was cut.
+        let provisional = UsageInfo { error: Some("stream_truncated".to_owned()), ..self.usage.clone() };
+        let _ = duo_kit::set_filter_state(handoff::USAGE, &provisional);
+        self.response = Response::Stream(Box::new(t));
+        Action::Continue
     }
 
-    /// The whole upstream answer is buffered: translate it (`codec::translate_response`).
-    fn finish_buffered(&mut self, ctx: &AnswerCtx, size: usize) {
-        self.response = Response::PassThrough;
-        let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default();
+    /// GitLab's answer for a complete upstream answer (`codec::translate_response`); records
+    /// usage, error and captured content.
+    fn translate_whole(&mut self, ctx: &AnswerCtx, body: &[u8], headers: Vec<(String, String)>) -> codec::GitlabAnswer {
         let status = self.usage.upstream_status.unwrap_or(502);
-        let (need_headers, need_details) = codec::response_needs(ctx.wire, status);
-        let headers = if need_headers { duo_kit::Headers::response().into_lossy_pairs() } else { Vec::new() };
         let via_upstream =
-            if need_details { duo_kit::property(&["response", "code_details"]).map(|d| d == b"via_upstream") } else { None };
-        let resp = UpstreamResponse { status, headers: &headers, body: &body, via_upstream };
+            if codec::needs_code_details(status) { duo_kit::property(&["response", "code_details"]).map(|d| d == b"via_upstream") } else { None };
+        let resp = UpstreamResponse { status, headers: &headers, body, via_upstream };
         let answer = codec::translate_response(ctx, &resp, now_ms() / 1000);
-        let _ = duo_kit::set_response_header(":status", Some(&answer.status.to_string()));
-        for (k, v) in &answer.headers {
-            let _ = duo_kit::set_response_header(k, Some(v));
-        }
-        let _ = duo_kit::set_response_header("content-length", Some(&answer.body.len().to_string()));
-        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &answer.body);
         if let Some(c) = &mut self.content {
             c.append_response(&answer.body);
         }
@@ -445,7 +461,44 @@ impl Stream {
             self.usage.input_tokens = Some(u.input_tokens);
             self.usage.output_tokens = Some(u.output_tokens);
         }
-        self.usage.error = answer.error;
+        self.usage.error.clone_from(&answer.error);
+        answer
+    }
+
+    /// The whole upstream answer is buffered (end of stream in the body callback): translate it
+    /// and replace status, headers and body. Any failed write fails closed: the headers have not
+    /// gone downstream, so GitLab gets a complete 503 instead of untranslated bytes.
+    fn finish_buffered(&mut self, ctx: &AnswerCtx, size: usize) -> Action {
+        self.response = Response::PassThrough;
+        let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default();
+        let upstream = duo_kit::Headers::response().into_lossy_pairs();
+        let answer = self.translate_whole(ctx, &body, upstream.clone());
+        let write = || -> Result<(), proxy_wasm::types::Status> {
+            duo_kit::set_response_header(":status", Some(&answer.status.to_string()))?;
+            for (k, v) in &answer.headers {
+                duo_kit::set_response_header(k, Some(v))?;
+            }
+            for name in codec::stale_body_headers(&upstream) {
+                duo_kit::set_response_header(name, None)?;
+            }
+            duo_kit::set_response_header("content-length", Some(&answer.body.len().to_string()))?;
+            duo_kit::replace_body(duo_kit::Body::Response, size, &answer.body)
+        };
+        if write().is_err() {
+            return self.fail_response("could not replace the response");
+        }
+        Action::Continue
+    }
+
+    /// A host call that rewrites the answer failed: GitLab must not get the upstream's bytes
+    /// under our headers. Before the response started this is a complete 503; after, Envoy
+    /// resets the stream (a cut answer never looks complete).
+    fn fail_response(&mut self, why: &str) -> Action {
+        log::error!("duo_router: #{} {why}; failing closed", self.id);
+        self.response = Response::PassThrough;
+        self.usage.error = Some("response_rewrite_failed".to_owned());
+        self.publish_usage();
+        self.reply(&GitlabError::inference_failed())
     }
 
     /// One upstream response chunk of a self-hosted call.
@@ -458,9 +511,11 @@ impl Stream {
                 }
                 match self.answer.clone() {
                     Some(ctx) => self.finish_buffered(&ctx, size),
-                    None => self.response = Response::PassThrough,
+                    None => {
+                        self.response = Response::PassThrough;
+                        Action::Continue
+                    }
                 }
-                Action::Continue
             }
             Response::Stream(t) => {
                 let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default();
@@ -472,12 +527,14 @@ impl Stream {
                 {
                     broken = Some(e);
                 }
-                let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &out);
+                let usage = t.usage();
+                let reset = broken.is_some() && !t.error_event_written();
+                if duo_kit::replace_body(duo_kit::Body::Response, size, &out).is_err() {
+                    return self.fail_response("could not replace a stream chunk");
+                }
                 if let Some(c) = &mut self.content {
                     c.append_response(&out);
                 }
-                let usage = t.usage();
-                let reset = broken.is_some() && !t.error_event_written();
                 self.usage.input_tokens = usage.input_tokens.or(self.usage.input_tokens);
                 self.usage.output_tokens = usage.output_tokens.or(self.usage.output_tokens);
                 if let Some(e) = broken {

@@ -144,6 +144,10 @@ pub(crate) struct StreamData {
     detached: Vec<bool>,
     foreign_calls: Vec<String>,
     trace: Vec<String>,
+    /// The direction whose headers callback is running: Envoy has no body buffer for it then.
+    in_headers_of: Option<DirKind>,
+    /// Host calls a test made fail for this stream ([`Stream::fail_host_call`]).
+    failing_host_calls: Vec<String>,
 }
 
 pub(crate) struct Stage {
@@ -291,6 +295,11 @@ impl StreamCore {
         data: &[u8],
     ) -> bool {
         let mut d = self.data.borrow_mut();
+        if d.in_headers_of == Some(dir) {
+            // Envoy's wasm context has no body buffer in a headers callback (its buffer
+            // wrapper holds no instance) and `copyFrom` answers BadArgument.
+            return false;
+        }
         let p = self.pos(dir, stage);
         let dir = if dir == DirKind::Request {
             &mut d.req
@@ -313,6 +322,11 @@ impl StreamCore {
         } else {
             false
         }
+    }
+
+    /// Whether a test made host call `name` fail for this stream.
+    pub(crate) fn host_call_fails(&self, name: &str) -> bool {
+        self.data.borrow().failing_host_calls.iter().any(|n| n == name)
     }
 
     pub(crate) fn set_filter_state(&self, _stage: usize, key: String, value: Vec<u8>) {
@@ -545,7 +559,11 @@ fn step(core: &Rc<StreamCore>, dir: DirKind) -> bool {
         ),
         (DirKind::Response, Work::Trailers) => ("proxy_on_response_trailers", vec![arg.0 as i32]),
     };
+    if matches!(work, Work::Headers) {
+        core.data.borrow_mut().in_headers_of = Some(dir);
+    }
     let action = call_stage(core, stage, name, &args);
+    core.data.borrow_mut().in_headers_of = None;
     {
         let mut d = core.data.borrow_mut();
         let label = core
@@ -733,6 +751,8 @@ impl Stream {
                 detached: vec![false; n],
                 foreign_calls: Vec::new(),
                 trace: Vec::new(),
+                in_headers_of: None,
+                failing_host_calls: Vec::new(),
             }),
             stages,
         });
@@ -1010,6 +1030,13 @@ impl Stream {
     }
 
     // ---- presets ----
+
+    /// Makes host call `name` (an ABI export such as `proxy_set_buffer_bytes`) answer NotFound
+    /// for this stream from now on, as Envoy does when the object it acts on is gone: for
+    /// testing that a filter fails closed when a write it relies on does not happen.
+    pub fn fail_host_call(&self, name: &str) {
+        self.core.data.borrow_mut().failing_host_calls.push(name.to_owned());
+    }
 
     /// Presets a property this stream's filters read with `get_property` (e.g.
     /// `&["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "duo_jwt_payload"]`,

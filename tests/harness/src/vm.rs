@@ -299,6 +299,9 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
             let Some((core, stage)) = c.data().stream() else {
                 return st(Status::NotFound);
             };
+            if core.host_call_fails("proxy_set_buffer_bytes") {
+                return st(Status::NotFound);
+            }
             let dir = if ty == 0 {
                 DirKind::Request
             } else {

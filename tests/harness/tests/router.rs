@@ -351,3 +351,125 @@ fn header_values_outside_utf8_do_not_kill_the_vm() {
     assert_eq!(s.downstream_response_body_str(), "\"It sets x.\"");
     s.finish();
 }
+
+/// A self-hosted prompt request that reached the vLLM model (`stream` as asked).
+fn routed_to_vllm(r: &duo_harness::Plugin, stream: bool) -> Stream {
+    let s = r.new_stream();
+    s.request_headers(&headers("/v1/prompts/chat/explain_code"), false);
+    let mut body: Value = serde_json::from_slice(&prompt_body("custom_openai/Codestral-22B-v0.1", "http://vllm.internal:8000/v1")).unwrap();
+    body["stream"] = json!(stream);
+    assert!(s.request_body(body.to_string().as_bytes(), true).is_continue(), "{:?}", s.trace());
+    s
+}
+
+fn usage(s: &Stream) -> Value {
+    serde_json::from_str(&s.filter_state_str("duo_usage").expect("duo_usage published")).unwrap()
+}
+
+/// Regression (a 200 with `content-length: 0`, an empty 503 from a load balancer): the answer
+/// ends at its headers, Envoy has no body buffer to replace, and the SDK panics on the status
+/// of that write. GitLab gets a GitLab-shaped answer, the VM lives, the record has the cause.
+#[test]
+fn an_upstream_answer_without_a_body_gets_a_gitlab_answer_and_the_vm_lives() {
+    let host = Host::new();
+    let r = router(&host, &config());
+    for (stream, status, want_status) in [(false, "200", 503), (true, "200", 503), (false, "503", 421), (true, "503", 421)] {
+        let s = routed_to_vllm(&r, stream);
+        s.response_headers(&[(":status", status), ("content-length", "0")], true);
+        assert!(r.failure().is_none(), "the VM died on an empty {status}: {:?}", r.failure());
+        let reply = s.local_reply().unwrap_or_else(|| panic!("empty {status}: no answer; {:?}", s.trace()));
+        assert_eq!(reply.status, want_status, "empty {status} (stream {stream})");
+        assert_eq!(s.response_header("content-type").as_deref(), Some("application/json"));
+        let body: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert!(body["detail"].is_string(), "{body}");
+        assert!(s.response_complete_downstream(), "{:?}", s.trace());
+        let u = usage(&s);
+        assert_eq!(u["upstream_status"].to_string(), status);
+        assert!(u["error"].is_string(), "the record names the cause: {u}");
+        s.finish();
+    }
+    // The same VM still serves.
+    let s = routed_to_vllm(&r, false);
+    s.response_headers(&[(":status", "200"), ("content-type", "application/json")], false);
+    let answer = json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "Codestral-22B-v0.1",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]});
+    s.response_body(answer.to_string().as_bytes(), true);
+    assert_eq!(s.downstream_response_body_str(), "\"ok\"");
+}
+
+/// Regression: the router rebuilds the body, so no header describing GitLab's body (its
+/// encoding, length, digests) reaches the model, and none describing the upstream's answer
+/// reaches GitLab.
+#[test]
+fn headers_describing_a_replaced_body_go_with_it() {
+    let host = Host::new();
+    let r = router(&host, &config());
+    let s = r.new_stream();
+    let mut h = headers("/v1/prompts/chat/explain_code");
+    let stale = [("content-encoding", "gzip"), ("content-md5", "Q2hlY2sgSW50ZWdyaXR5IQ=="), ("digest", "sha-256=X48E9q"),
+        ("content-digest", "sha-256=:X48E9q:"), ("repr-digest", "sha-256=:X48E9q:"), ("transfer-encoding", "chunked")];
+    h.extend(stale);
+    s.request_headers(&h, false);
+    let body = prompt_body("custom_openai/Codestral-22B-v0.1", "http://vllm.internal:8000/v1");
+    assert!(s.request_body(&body, true).is_continue(), "{:?}", s.trace());
+    for (name, _) in stale {
+        assert_eq!(s.request_header(name), None, "{name} described GitLab's body, not the one sent");
+    }
+    assert_eq!(s.request_header("content-length"), Some(s.upstream_request_body().len().to_string()));
+
+    s.response_headers(&[(":status", "200"), ("content-type", "application/json"), ("content-encoding", "identity"),
+        ("etag", "\"abc\""), ("content-md5", "xyz"), ("content-length", "999"), ("x-request-id", "r1")], false);
+    let answer = json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "Codestral-22B-v0.1",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]});
+    s.response_body(answer.to_string().as_bytes(), true);
+    assert_eq!(s.downstream_response_body_str(), "\"ok\"");
+    for name in ["content-encoding", "etag", "content-md5"] {
+        assert_eq!(s.response_header(name), None, "{name} described the upstream's answer");
+    }
+    assert_eq!(s.response_header("content-length").as_deref(), Some("4"));
+    assert_eq!(s.response_header("x-request-id").as_deref(), Some("r1"), "other headers pass");
+
+    // Streams too.
+    let s = routed_to_vllm(&r, true);
+    s.response_headers(&[(":status", "200"), ("content-type", "text/event-stream"), ("content-encoding", "identity"), ("etag", "\"e\"")], false);
+    assert_eq!((s.response_header("content-encoding"), s.response_header("etag")), (None, None));
+}
+
+/// Fail closed: when replacing the answer's body fails, GitLab never gets the upstream's
+/// bytes under the translated headers: a 503 before the response started, a reset after.
+#[test]
+fn a_failed_body_replacement_fails_closed() {
+    let host = Host::new();
+    let r = router(&host, &config());
+    let upstream = json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "Codestral-22B-v0.1",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "secret upstream bytes"}, "finish_reason": "stop"}]});
+    let s = routed_to_vllm(&r, false);
+    s.response_headers(&[(":status", "200"), ("content-type", "application/json")], false);
+    s.fail_host_call("proxy_set_buffer_bytes");
+    s.response_body(upstream.to_string().as_bytes(), true);
+    assert!(r.failure().is_none(), "{:?}", r.failure());
+    let reply = s.local_reply().unwrap_or_else(|| panic!("no fail-closed answer; {:?}", s.trace()));
+    assert_eq!((reply.status, String::from_utf8_lossy(&reply.body).into_owned()), (503, r#"{"detail":"Inference failed"}"#.to_owned()));
+    assert!(!s.downstream_response_body_str().contains("secret upstream bytes"));
+    assert_eq!(usage(&s)["error"], "response_rewrite_failed");
+    assert!(r.logged(LogLevel::Error, "failing closed"));
+
+    let s = routed_to_vllm(&r, true);
+    s.response_headers(&[(":status", "200"), ("content-type", "text/event-stream")], false);
+    let chunk = format!("data: {}\n\n", json!({"id": "c", "object": "chat.completion.chunk", "created": 1,
+        "model": "m", "choices": [{"index": 0, "delta": {"content": "secret upstream bytes"}, "finish_reason": null}]}));
+    s.fail_host_call("proxy_set_buffer_bytes");
+    s.response_body(chunk.as_bytes(), false);
+    assert!(r.failure().is_none(), "{:?}", r.failure());
+    assert!(s.was_reset(), "a stream whose chunk could not be replaced must not go on; {:?}", s.trace());
+    assert!(!s.downstream_response_body_str().contains("secret upstream bytes"));
+    assert_eq!(usage(&s)["error"], "response_rewrite_failed");
+
+    // Request side: the rebuilt request body cannot be written: nothing goes to the model.
+    let s = r.new_stream();
+    s.request_headers(&headers("/v1/prompts/chat/explain_code"), false);
+    s.fail_host_call("proxy_set_buffer_bytes");
+    s.request_body(&prompt_body("custom_openai/Codestral-22B-v0.1", "http://vllm.internal:8000/v1"), true);
+    assert_eq!(s.local_reply().map(|l| l.status), Some(503));
+    assert!(!s.request_headers_sent_upstream());
+}

@@ -66,11 +66,52 @@ pub struct UpstreamRequest {
     pub answer: AnswerCtx,
 }
 
+/// Headers that describe a body's bytes. When the router replaces a body they describe the old
+/// one and go with it: a `content-encoding: gzip` kept on a rebuilt plain body makes the
+/// receiver fail to decode it, a digest or length would not match. `content-length` is then set
+/// again for the new body.
+pub const BODY_HEADERS: &[&str] = &[
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "content-md5",
+    "digest",
+    "content-digest",
+    "repr-digest",
+    "content-range",
+    "etag",
+];
+
 /// Headers never forwarded to a model platform: GitLab's JWT and any key header (the only
-/// credential sent is the one in `set_headers`), the old length (the body changes), and
-/// `accept-encoding` (the answer must come back uncompressed to be translated).
-pub const REMOVE_HEADERS: &[&str] =
-    &["authorization", "api-key", "x-api-key", "content-length", "accept-encoding", "x-amz-content-sha256"];
+/// credential sent is the one in `set_headers`), `accept-encoding` (the answer must come back
+/// uncompressed to be translated), the payload hash SigV4 computes again, and every
+/// [`BODY_HEADERS`] entry (the body is rebuilt).
+pub const REMOVE_HEADERS: &[&str] = &[
+    "authorization",
+    "api-key",
+    "x-api-key",
+    "accept-encoding",
+    "x-amz-content-sha256",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "content-md5",
+    "digest",
+    "content-digest",
+    "repr-digest",
+    "content-range",
+    "etag",
+];
+
+/// The upstream response headers (of `present`) that describe the body the router replaces and
+/// must be removed; `content-length` is not among them (the adapter sets it, or removes it for a
+/// stream).
+pub fn stale_body_headers(present: &[(String, String)]) -> impl Iterator<Item = &'static str> + '_ {
+    BODY_HEADERS
+        .iter()
+        .copied()
+        .filter(|h| *h != "content-length" && present.iter().any(|(k, _)| k.eq_ignore_ascii_case(h)))
+}
 
 /// The answer GitLab expects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -604,12 +645,10 @@ pub fn parse_completion(wire: Wire, headers: &[(String, String)], body: &[u8]) -
     }
 }
 
-/// What [`translate_response`] reads besides status and body, as (headers, `via_upstream`): the
-/// adapter makes only those host calls. Headers matter for errors and Bedrock's answers, the
-/// code details only for errors.
-pub fn response_needs(wire: Wire, status: u32) -> (bool, bool) {
-    let ok = (200..300).contains(&status);
-    (!ok || !matches!(wire, Wire::OpenaiChat | Wire::OpenaiCompletions), !ok)
+/// Whether [`translate_response`] reads `via_upstream` (Envoy's code details) for `status`: only
+/// errors do, so the adapter makes that host call only then.
+pub fn needs_code_details(status: u32) -> bool {
+    !(200..300).contains(&status)
 }
 
 /// Turns the upstream answer into GitLab's answer (non-streaming; for streams, only
