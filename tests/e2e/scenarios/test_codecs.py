@@ -170,3 +170,38 @@ def test_codecs_unreachable_model_on_a_prompt_is_421_500(e2e):
         assert (r.header("content-type") or "").startswith("application/json"), r.header("content-type")
     finally:
         st.stop()
+
+
+def _vllm_completion_body():
+    return {"current_file": {"file_name": "a.py", "language_identifier": "python",
+                             "content_above_cursor": "def add(a, b):\n", "content_below_cursor": "\n"},
+            "model_provider": "litellm", "model_name": "codestral", "prompt_version": 2, "stream": False,
+            "model_endpoint": "http://vllm.internal:8000/v1", "model_api_key": "sk-e2e-codec",
+            "model_identifier": "custom_openai/Codestral-22B-v0.1"}
+
+
+def test_codecs_upstream_answer_without_a_body_gets_a_gitlab_answer(e2e):
+    """Regression: a 200 with `content-length: 0` or an empty 503 (load balancers send those)
+    ended at its headers and crashed the router's VM. GitLab gets a GitLab-shaped error and the
+    next request is served."""
+    st = e2e.stack("self_hosted")
+    for status in (200, 503):
+        st.fake("vllm_codestral").enqueue(Reply(status=status))
+        r = st.post("/v2/code/completions", json_body=_vllm_completion_body(), headers=st.gitlab.headers())
+        assert r.status == 503, (status, r.status, r.body)
+        assert json.loads(r.body) == {"detail": "Inference failed"}, r.body
+        assert (r.header("content-type") or "").startswith("application/json"), r.header("content-type")
+    r = st.post("/v2/code/completions", json_body=_vllm_completion_body(), headers=st.gitlab.headers())
+    assert r.status == 200, r.body
+    assert json.loads(r.body)["choices"][0]["text"]
+
+
+def test_codecs_headers_describing_gitlabs_body_are_not_forwarded(e2e):
+    """Regression: the router rebuilds the body, so GitLab's `content-encoding` (and digests)
+    must not reach the model with it; the fake vLLM refuses a body its encoding does not match."""
+    st = e2e.stack("self_hosted")
+    headers = {**st.gitlab.headers(), "content-encoding": "gzip", "digest": "sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE="}
+    r = st.post("/v2/code/completions", json_body=_vllm_completion_body(), headers=headers)
+    sent = st.fake("vllm_codestral").last()
+    assert sent.header("content-encoding") is None and sent.header("digest") is None, sent.header_list
+    assert r.status == 200, r.body

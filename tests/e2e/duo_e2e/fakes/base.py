@@ -11,6 +11,7 @@ point of the scenario).
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import re
 import socket
@@ -241,6 +242,7 @@ class FakeServer:
     def _dispatch(self, req: Request) -> Reply:
         req.fake = self.name
         try:
+            check_encoding(req)
             reply = self.handle(req)
         except Refuse as r:
             req.refused = r.reason
@@ -255,6 +257,21 @@ class FakeServer:
             if req.refused:
                 self.refusals.append(req)
         return reply
+
+
+def check_encoding(req: Request) -> None:
+    """A body must be what its `content-encoding` says, as every real HTTP server requires: a
+    gzip label on plain bytes cannot be decoded (400)."""
+    encoding = (req.header("content-encoding") or "identity").strip().lower()
+    if encoding == "identity":
+        return
+    try:
+        if encoding != "gzip":
+            raise ValueError(f"unsupported content-encoding {encoding!r}")
+        gzip.decompress(req.body)
+    except (OSError, ValueError, EOFError) as e:
+        raise Refuse(f"content-encoding {encoding!r} does not match the body: {e}",
+                     Reply.json({"error": f"cannot decode the {encoding} body"}, 400)) from None
 
 
 class _Server(ThreadingHTTPServer):
