@@ -273,6 +273,106 @@ fn envoy_jwt_authn_verdicts_from_metadata() {
     denied(&s, 401, "jwt_authn_no_verdict");
 }
 
+/// `duo_auth` with two jwt_authn providers (the GitLab instance and CustomersDot), each writing
+/// its failure under its own key, and duo_auth's own copy of the GitLab keys.
+#[test]
+fn several_jwt_authn_providers_give_the_most_specific_verdict() {
+    let host = Host::new();
+    let auth = load(&host, &builtin_config(json!({"verifier": "envoy_jwt_authn"})));
+    serve_keys(&auth, &fx()["jwks_a"]);
+    let ns = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn"];
+    let failure = |m: &str| PropValue::from_json(&json!({"code": 1, "message": m}));
+    let claims = json!({"iss": "https://customers.gitlab.com", "sub": "292c3c7c-c5d5-48ec-b4bf-f00b724ce560",
+        "aud": ["gitlab-ai-gateway"], "exp": 1767229200, "gitlab_realm": "self-managed", "scopes": ["complete_code"]});
+    let no_key = "Jwks doesn't have key to match kid or alg from Jwt";
+    let with = |token: &str, meta: &[(&str, PropValue)]| {
+        let s = auth.new_stream();
+        for (key, value) in meta {
+            s.set_property(&[ns[0], ns[1], ns[2], *key], value.clone());
+        }
+        let a = s.request_headers(&headers("/v2/code/completions", &format!("Bearer {token}")), false);
+        (s, a)
+    };
+
+    // CustomersDot accepted, the instance's provider failed: the payload decides.
+    let (s, a) = with(&fs("token_a"), &[("duo_jwt_failure_gitlab", failure(no_key)), ("duo_jwt_payload", PropValue::from_json(&claims))]);
+    assert_eq!(a, Action::Continue, "{:?} {:?}", s.trace(), auth.logs());
+    assert_eq!(handoff(&s)["issuer"], "https://customers.gitlab.com");
+
+    // Tampered payload: the provider whose key matched says "verification fails", the other one
+    // does not know the kid; whichever wrote last, the answer is a bad signature.
+    for (first, second) in [("Jwt verification fails", no_key), (no_key, "Jwt verification fails")] {
+        let (s, _) = with(&fs("token_a"), &[("duo_jwt_failure_gitlab", failure(first)), ("duo_jwt_failure_customersdot", failure(second))]);
+        denied(&s, 401, "bad_signature");
+    }
+
+    // HS256 keyed with the public key: refused from its header, no key fetched.
+    let calls = host.http_calls().len();
+    let hs256 = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ4In0.c2ln";
+    let (s, a) = with(hs256, &[("duo_jwt_failure_gitlab", failure(no_key)), ("duo_jwt_failure_customersdot", failure(no_key))]);
+    assert_eq!(a, Action::Pause);
+    denied(&s, 401, "algorithm_not_allowed");
+    assert_eq!(host.http_calls().len(), calls, "no refetch for a token no key can verify");
+
+    // Unknown kid everywhere (a rotation jwt_authn has not seen): duo_auth refetches and verifies.
+    let (s, a) = with(&fs("token_b"), &[("duo_jwt_failure_gitlab", failure(no_key)), ("duo_jwt_failure_customersdot", failure(no_key))]);
+    assert_eq!(a, Action::Pause);
+    let d = only_call(s.http_calls());
+    s.deliver_http_call_response(d.token, &[(":status", "200")], fx()["discovery"].to_string().as_bytes());
+    let j = only_call(s.http_calls().into_iter().filter(|c| !c.answered).collect());
+    s.deliver_http_call_response(j.token, &[(":status", "200")], fx()["jwks_ab"].to_string().as_bytes());
+    assert!(s.request_headers_sent_upstream(), "{:?}", s.trace());
+    assert_eq!(handoff(&s)["result"], "ok");
+}
+
+#[test]
+fn ready_only_once_every_source_has_keys() {
+    let host = Host::new();
+    let two = json!({"jwks_sources": [
+        {"name": "gitlab", "cluster": "gitlab", "authority": "gitlab.example.com", "discovery_path": "/.well-known/openid-configuration"},
+        {"name": "customersdot", "cluster": "customersdot", "authority": "customers.gitlab.com", "jwks_path": "/oauth/discovery/keys"}]});
+    // At configure time Envoy's clusters cannot be called yet.
+    host.set_clusters(&[]);
+    let auth = load(&host, &builtin_config(two));
+    assert!(host.http_calls().is_empty());
+    let ready = || {
+        let s = auth.new_stream();
+        let a = s.request_headers(&[(":method", "GET"), (":path", "/monitoring/ready"), (":authority", "gw")], true);
+        (s, a)
+    };
+    let (s, a) = ready();
+    assert_eq!(a, Action::Pause);
+    let r = s.local_reply().expect("503 before keys");
+    assert_eq!(r.status, 503);
+    assert!(String::from_utf8_lossy(&r.body).contains("from: gitlab, customersdot"), "{}", String::from_utf8_lossy(&r.body));
+    let healthz = auth.new_stream();
+    assert_eq!(healthz.request_headers(&[(":method", "GET"), (":path", "/monitoring/healthz"), (":authority", "gw")], true), Action::Continue, "liveness stays 200");
+
+    // The clusters become callable: the next tick fetches at once (the failed dispatch at
+    // configure time did not start a retry period).
+    host.set_clusters(&["gitlab", "customersdot"]);
+    auth.tick();
+    let calls = auth.pending_http_calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let cdot = calls.iter().find(|c| c.cluster == "customersdot").unwrap();
+    assert_eq!(cdot.header(":path"), Some("/oauth/discovery/keys"));
+    assert_eq!(cdot.header(":authority"), Some("customers.gitlab.com"));
+    auth.deliver_http_call_response(cdot.token, &[(":status", "200")], fx()["jwks_ab"].to_string().as_bytes());
+    let (s, _) = ready();
+    let r = s.local_reply().expect("still 503 with one source missing");
+    assert_eq!(r.status, 503);
+    assert!(String::from_utf8_lossy(&r.body).contains("from: gitlab\""), "{}", String::from_utf8_lossy(&r.body));
+    // A kid none of the held keys has may be GitLab's, whose keys are still on the way: 503, and
+    // no kid-miss refetch spent (it stays free for a real rotation).
+    let (s, _) = send(&auth, "/v2/code/completions", &fs("token_unknown_kid"));
+    denied(&s, 503, "keys_unavailable");
+    assert!(s.http_calls().is_empty());
+    serve_keys(&auth, &fx()["jwks_a"]);
+    let (s, a) = ready();
+    assert_eq!(a, Action::Continue, "ready: {:?}", s.local_reply());
+    assert_eq!(handoff(&s)["result"], "public");
+}
+
 #[test]
 fn chat_body_categories_need_their_scopes() {
     let host = Host::new();
