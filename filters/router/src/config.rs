@@ -1,4 +1,4 @@
-//! duo_router configuration (product.md §3.2): the serde layer ([`RawConfig`]) and the compiled,
+//! duo_router configuration (README, "duo_router"): the serde layer ([`RawConfig`]) and the compiled,
 //! validated form ([`Config`]) that requests read. `Config::parse` does both, so a bad field fails
 //! `on_configure` with one message that names it.
 
@@ -405,7 +405,7 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
 
-    /// product.md §3.2's example, verbatim in meaning.
+    /// The README's duo_router example, verbatim in meaning.
     pub(crate) fn example() -> Value {
         json!({
           "configuration_type": "hybrid",

@@ -295,7 +295,7 @@ fn non_empty(v: Option<&Value>) -> Option<&str> {
     v.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// Where each call carries the model (gitlab-protocol.md §5.2, §5.3, §5.7, §5.9, §8.1):
+/// Where each call carries the model (docs/fidelity.md):
 /// code suggestions flat `model_identifier`/`model_endpoint`; legacy chat in
 /// `prompt_components[0].payload`; everything else `model_metadata`. Any request may also carry
 /// `model_metadata` (the Python gateway reads it everywhere), used when the specific place is empty.
@@ -467,7 +467,7 @@ mod tests {
         Config::parse(v.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// The call GitLab makes for each feature (product.md §4).
+    /// The call GitLab makes for each feature (the README's feature table).
     fn path_of(f: Feature) -> &'static str {
         match f {
             Feature::CodeCompletions => "/v2/code/completions",

@@ -3,7 +3,7 @@
 //!
 //! Request: headers → [`decide::plan`]. A decision applies at once (local reply, or cluster header +
 //! `:authority` (+ vendor `:path`) and Continue). A self-hosted feature pauses (Envoy must be told
-//! `allow_on_headers_stop_iteration: true`, engineering.md F14), buffers the body up to
+//! `allow_on_headers_stop_iteration: true`, docs/envoy-facts.md E1), buffers the body up to
 //! `max_request_bytes`, and at end of stream calls [`decide::decide_body`], sets the headers
 //! (Envoy re-routes after header changes, F6) and hands the body to the codec
 //! ([`Stream::rewrite_request`]). Response: self-hosted answers go through the codec

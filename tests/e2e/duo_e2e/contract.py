@@ -1,10 +1,10 @@
-"""The plugin-configuration contract of product.md §3 (field names and enum values), used to tell
+"""The plugin-configuration contract of the README's feature table (field names and enum values), used to tell
 "a filter does not implement its contract yet" apart from any other configuration failure.
 
 While the filters are being built, a shipped config can be refused only because a filter does not
-know a product.md field or value yet ("unknown field `verifier`"). Scenarios that hit that raise
+know a README field or value yet ("unknown field `verifier`"). Scenarios that hit that raise
 `Skip` with the filter and the field, instead of failing CI for work in progress; every other
-failure fails. Every filter now implements product.md §3, so strict is the default: such a
+failure fails. Every filter now implements the README's feature table, so strict is the default: such a
 refusal fails like any other. `DUO_E2E_STRICT=0` brings the skips back for work in progress."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def strict() -> bool:
 
 
 def pending(envoy_output: str) -> str | None:
-    """'duo_auth does not implement product.md field `verifier` yet' when that is why Envoy
+    """'duo_auth does not implement README field `verifier` yet' when that is why Envoy
     refused the config; None for any other failure (or in strict mode)."""
     if strict():
         return None
@@ -46,7 +46,7 @@ def pending(envoy_output: str) -> str | None:
         plugin, kind, name = m.groups()
         known = FIELDS[plugin] if kind == "field" else VALUES[plugin]
         if name in known:
-            return f"{plugin} does not implement product.md {kind} `{name}` yet"
+            return f"{plugin} does not implement README {kind} `{name}` yet"
     return None
 
 

@@ -1,5 +1,5 @@
 """AWS event-stream (`application/vnd.amazon.eventstream`) encoder for the fake Bedrock
-(providers.md §2.7). Our own small encoder; `decode()` uses botocore's decoder, which the smoke
+(AWS event-stream encoding (docs/streaming.md)). Our own small encoder; `decode()` uses botocore's decoder, which the smoke
 scenario runs over our frames to prove they are what AWS SDKs accept."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import struct
 import zlib
 from typing import Any
 
-# Header value types (providers.md §2.7).
+# Header value types (AWS event-stream encoding (docs/streaming.md)).
 _TRUE, _FALSE, _INT32, _BYTES, _STRING = 0, 1, 4, 6, 7
 
 

@@ -31,7 +31,7 @@ def _bedrock_metadata() -> dict[str, Any]:
 
 def _step_body(metadata: dict[str, Any], scratchpad: list[dict[str, Any]] | None = None,
                additional_context: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """What GitLab's ReactExecutor sends (gitlab-protocol.md §5.8)."""
+    """What GitLab's ReactExecutor sends (docs/fidelity.md)."""
     messages: list[dict[str, Any]] = [
         {"role": "user", "content": "What is a runner?", "additional_context": None, "resource_content": None},
         {"role": "assistant", "content": "A runner executes CI jobs.", "additional_context": None},

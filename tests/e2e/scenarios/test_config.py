@@ -1,7 +1,7 @@
 """The configuration gate: every shipped envoy/*.yaml passes `envoy --mode validate` with the
 built filters (which runs each plugin's on_configure), every envoy/invalid/*.yaml is refused for
-the reason its `# expect:` line names, and the shipped files have the shape product.md §2-§3
-and engineering.md F5-F7, F14-F18 require (static checks)."""
+the reason its `# expect:` line names, and the shipped files have the shape the README's feature table
+and docs/envoy-facts.md E12, E9, E1, E11 require (static checks)."""
 
 from __future__ import annotations
 
@@ -107,9 +107,9 @@ def _shape_problems(path: Path) -> list[str]:
         # FAIL_RELOAD: the crashing request fails closed, then the VM is reloaded (F7). FAIL_OPEN
         # would skip a security filter; FAIL_CLOSED would leave the worker answering 503 forever.
         if cfg.get("failure_policy") != "FAIL_RELOAD":
-            say(f"{name}: failure_policy must be FAIL_RELOAD (engineering.md F7)")
+            say(f"{name}: failure_policy must be FAIL_RELOAD (docs/envoy-facts.md E9)")
         if cfg.get("allow_on_headers_stop_iteration") is not True:
-            say(f"{name}: allow_on_headers_stop_iteration must be true (engineering.md F14)")
+            say(f"{name}: allow_on_headers_stop_iteration must be true (docs/envoy-facts.md E1)")
         conf = cfg.get("configuration", {})
         if conf.get("@type") != "type.googleapis.com/google.protobuf.StringValue":
             say(f"{name}: configuration must be a google.protobuf.StringValue")

@@ -208,7 +208,7 @@ def test_eventstream_encoder_matches_botocore(e2e):
     [(headers, payload)] = eventstream.decode(frame)
     assert headers == {":event-type": "contentBlockDelta", ":content-type": "application/json", ":message-type": "event"}
     assert json.loads(payload)["delta"]["text"] == "Hello"
-    assert len(frame) == 160, len(frame)  # the worked example of providers.md §2.7
+    assert len(frame) == 160, len(frame)  # the worked example of AWS event-stream encoding (docs/streaming.md)
     [(headers, payload)] = eventstream.decode(eventstream.exception("throttlingException", "Too many requests"))
     assert headers[":message-type"] == "exception" and headers[":exception-type"] == "throttlingException"
     try:

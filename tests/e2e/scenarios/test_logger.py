@@ -44,7 +44,7 @@ def _completion_body(**extra: Any) -> dict[str, Any]:
 
 
 def _check_shape(rec: dict[str, Any]) -> None:
-    """Types every record must have (product.md §3.3)."""
+    """Types every record must have (the duo_logger configuration (README))."""
     assert RFC3339.match(rec.get("timestamp", "")), rec
     for k in INTEGER_FIELDS:
         if k in rec:

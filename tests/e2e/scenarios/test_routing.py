@@ -1,4 +1,4 @@
-"""Envoy-level routing facts the filters rely on (engineering.md F6, F14), checked on the shipped
+"""Envoy-level routing facts the filters rely on (docs/envoy-facts.md E2, E1), checked on the shipped
 self_hosted.yaml route table and filter chain:
 
 - health checks pass through the whole chain with no token and are answered by Envoy;
@@ -109,7 +109,7 @@ def test_body_routing_hangs_without_allow_on_headers_stop_iteration(e2e):
         r = st.post("/v1/chat/completions", json_body=body, headers={"x-probe-body": "duo_cluster"}, timeout_s=3)
     except (socket.timeout, TimeoutError):
         r = None
-    assert r is None, f"Envoy answered {r}: allow_on_headers_stop_iteration may no longer be needed (engineering.md F14)"
+    assert r is None, f"Envoy answered {r}: allow_on_headers_stop_iteration may no longer be needed (docs/envoy-facts.md E1)"
     st.fake(VLLM).assert_nothing_received()
 
 
@@ -166,7 +166,7 @@ def _crash_then_normal(e2e, policy):
 
 
 def test_failure_policy_fail_closed_keeps_failing_after_a_crash(e2e):
-    """engineering.md F7: with FAIL_CLOSED a crashing filter fails its request and every later
+    """docs/envoy-facts.md E9: with FAIL_CLOSED a crashing filter fails its request and every later
     request on that worker fails too (nothing passes unfiltered); the VM is not reloaded. This is
     why the shipped configs use FAIL_RELOAD (next scenario)."""
     st, crashed, after = _crash_then_normal(e2e, "FAIL_CLOSED")

@@ -16,7 +16,7 @@ fn minimal_config(filter: Filter) -> &'static str {
     }
 }
 
-/// The WASI functions a wasm32-wasip1 Rust cdylib may import (engineering.md §2.10); anything
+/// The WASI functions a wasm32-wasip1 Rust cdylib may import (docs/harness.md); anything
 /// else means new std functionality Envoy's runtime may not provide.
 const WASI_ALLOWED: &[&str] = &[
     "random_get",

@@ -1,4 +1,4 @@
-//! Upstream failures → GitLab's error answers (gitlab-protocol.md §10):
+//! Upstream failures → GitLab's error answers (docs/fidelity.md):
 //! - Envoy could not reach the model (no healthy upstream, connect failure, timeout): 503
 //!   `{"detail": "Inference failed"}`;
 //! - throttling (HTTP 429, Bedrock `ThrottlingException`/`ModelNotReadyException`): 429 with

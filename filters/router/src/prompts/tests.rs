@@ -22,7 +22,7 @@ fn builtin_set_compiles_and_declares_every_variable_it_uses() {
         assert!(set.undeclared(id).is_empty(), "{id}: {:?}", set.undeclared(id));
         assert!(catalogue::prompt(id).is_some(), "{id} is not a GitLab prompt id");
     }
-    // Every self-hostable /v1/prompts feature of product.md §4 has a prompt.
+    // Every self-hostable /v1/prompts feature of the README's feature table has a prompt.
     for id in [
         "chat/explain_code",
         "chat/write_tests",

@@ -408,7 +408,7 @@ mod tests {
         Ok((got, cut))
     }
 
-    /// The worked example of providers.md §2.7, written out by hand from its description.
+    /// The worked example of AWS event-stream encoding (docs/streaming.md), written out by hand from its description.
     #[test]
     fn decodes_the_reference_frame_bit_exactly() {
         let mut frame = Vec::new();

@@ -2,7 +2,7 @@
 (cloud.gitlab.com, paths under `/ai`) for `vendored` features, and an existing Python AI gateway
 for `aigw` targets. They check what the real one checks first (the token is there, is a JWT, the
 Cloud Connector headers are present, the path is an AI-gateway endpoint, the body is JSON) and
-answer in the AI gateway's shapes (gitlab-protocol.md §5): completions objects, bare JSON
+answer in the AI gateway's shapes (docs/fidelity.md): completions objects, bare JSON
 strings for `/v1/prompts/*`, `{content, usage}` for `/v2/prompts/*`, NDJSON for `/v2/chat/agent`,
 raw text chunks when `stream: true`."""
 

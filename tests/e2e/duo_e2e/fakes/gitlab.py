@@ -1,5 +1,5 @@
 """Fake GitLab instance (or CustomersDot): OIDC discovery + JWKS, and instance tokens minted
-exactly as GitLab 18.4's `Gitlab::CloudConnector::JSONWebToken` does (gitlab-protocol.md §3.2):
+exactly as GitLab 18.4's `Gitlab::CloudConnector::JSONWebToken` does (docs/fidelity.md):
 
     header  {"alg":"RS256","typ":"JWT","kid":<RFC 7638 thumbprint of the RSA key>}
     payload {"jti","aud":["gitlab-ai-gateway"],"sub":<instance uuid>,"iss":<instance URL>,
@@ -40,7 +40,7 @@ ALL_SCOPES = [
     "include_issue_context", "include_dependency_context", "include_local_git_context",
     "include_terminal_context", "include_user_rule_context", "include_repository_context",
     "ai_gateway_model_provider_proxy", "documentation_search",
-    # Duo Chat's reader tools: GitLab grants them with duo_chat (gitlab-protocol.md §4.2).
+    # Duo Chat's reader tools: GitLab grants them with duo_chat (docs/fidelity.md).
     "ask_issue", "ask_epic", "ask_merge_request", "ask_commit", "ask_build", "ask_work_item",
 ]
 
@@ -248,7 +248,7 @@ class FakeGitLab(FakeServer):
 
     def headers(self, token: str | None = None, **extra: str) -> dict[str, str]:
         """The headers GitLab Rails sends to the AI gateway with an instance token
-        (gitlab-protocol.md §2); `extra` adds or replaces (use '_' for '-')."""
+        (docs/fidelity.md); `extra` adds or replaces (use '_' for '-')."""
         h = {
             "Authorization": f"Bearer {token if token is not None else self.mint()}",
             "X-Gitlab-Authentication-Type": "oidc",

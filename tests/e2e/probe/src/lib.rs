@@ -6,14 +6,14 @@
 //!   duo_router);
 //! - `x-probe-cluster: <c>`: set `x-duo-upstream: <c>` in the headers callback;
 //! - `x-probe-path: <p>`: rewrite `:path` to `<p>` in the headers callback;
-//! - `x-probe-jwt: 1`: copy what jwt_authn left in the stream's metadata (engineering.md F18) into
+//! - `x-probe-jwt: 1`: copy what jwt_authn left in the stream's metadata (docs/envoy-facts.md E11) into
 //!   request headers for the upstream: `x-probe-jwt-sub` (`duo_jwt_payload.sub`) and
 //!   `x-probe-jwt-failure` (`duo_jwt_failure.message`);
 //! - `x-probe-crash: 1`: abort (a wasm trap, what a panic becomes under `panic = "abort"`), to
-//!   observe the configured `failure_policy` (engineering.md F7);
+//!   observe the configured `failure_policy` (docs/envoy-facts.md E9);
 //! - `x-probe-body: <key>`: pause in the headers callback and, once the whole body arrived, set
 //!   `x-duo-upstream` to the string value of `"<key>":"..."` found in the JSON body (needs
-//!   `allow_on_headers_stop_iteration: true`, engineering.md F14).
+//!   `allow_on_headers_stop_iteration: true`, docs/envoy-facts.md E1).
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
