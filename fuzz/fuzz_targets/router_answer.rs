@@ -17,8 +17,14 @@ const WIRES: [(Wire, Platform, Family); 6] = [
     (Wire::BedrockMistral, Platform::Bedrock, Family::Mistral),
     (Wire::BedrockLlama, Platform::Bedrock, Family::Llama3),
 ];
-const SHAPES: [AnswerShape; 5] =
-    [AnswerShape::CodeSuggestions, AnswerShape::PromptV1, AnswerShape::PromptV2, AnswerShape::ChatV1, AnswerShape::ChatAgent];
+const SHAPES: [AnswerShape; 6] = [
+    AnswerShape::CodeSuggestions,
+    AnswerShape::PromptV1,
+    AnswerShape::PromptV2,
+    AnswerShape::ChatV1,
+    AnswerShape::ChatAgent,
+    AnswerShape::SuggestionsV4,
+];
 const STATUSES: [u32; 8] = [200, 200, 400, 401, 404, 429, 500, 503];
 
 fuzz_target!(|data: &[u8]| {
@@ -35,6 +41,8 @@ fuzz_target!(|data: &[u8]| {
         lang: Some("python".into()),
         chat_model: Some("chat".into()),
         post: if status & 0x80 != 0 { PostProcess::StripFences } else { PostProcess::None },
+        reported_model: (status & 0x20 != 0).then(|| ("agent".into(), "prompt".into())),
+        feature_flags: vec!["flag".into()],
     };
     let headers = vec![("content-type".to_owned(), "application/json".to_owned()), ("retry-after".to_owned(), "3".to_owned())];
     let resp = UpstreamResponse {

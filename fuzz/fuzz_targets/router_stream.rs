@@ -26,7 +26,7 @@ fn reframer(which: u8) -> Box<dyn Reframer> {
     match which % 4 {
         0 => Framing::RawText.into_reframer(),
         1 => Framing::PromptResponses { usage_model: Some("codestral".into()) }.into_reframer(),
-        2 => Framing::SuggestionsSse { engine: "vllm".into(), name: "codestral".into(), timestamp: 1 }.into_reframer(),
+        2 => Framing::SuggestionsSse { engine: "vllm".into(), name: "codestral".into(), timestamp: 1, feature_flags: vec!["f".into()] }.into_reframer(),
         _ => Box::new(ChatAgentReframer::new()),
     }
 }
