@@ -2,12 +2,11 @@
 //! `on_configure` into [`Config`], the compiled form requests read. Errors name the field.
 
 use crate::keys::{PreparedKey, RsaBackend};
+use crate::token::GITLAB_AI_GATEWAY;
 use crate::user_token::UserTokenIssuer;
 use duo_core::config::{ConfigError, parse_json};
+use duo_core::validate;
 use serde::Deserialize;
-
-/// What GitLab puts in `aud` for the AI gateway (and what user tokens carry as `iss`/`aud`).
-pub const GITLAB_AI_GATEWAY: &str = "gitlab-ai-gateway";
 
 /// The paths GitLab's own gateway serves without a token.
 pub const DEFAULT_UNAUTHENTICATED_PATHS: [&str; 3] = ["/monitoring/healthz", "/monitoring/ready", "/v1/models/definitions"];
@@ -194,18 +193,13 @@ impl Config {
         let mut sources: Vec<JwksSource> = Vec::with_capacity(raw.jwks_sources.len());
         for (i, s) in raw.jwks_sources.into_iter().enumerate() {
             let at = |field: &str| format!("jwks_sources[{i}].{field}");
-            if !valid_name(&s.name) {
-                return Err(ConfigError::new(at("name"), "must be 1-64 characters of [A-Za-z0-9_.-]"));
-            }
+            // The name keys the source's shared-data entries (`duo_auth.attempt.<name>`).
+            validate::check_key(&at("name"), &s.name)?;
             if sources.iter().any(|o| o.name == s.name) {
                 return Err(ConfigError::new(at("name"), format!("duplicate source name '{}'", s.name)));
             }
-            if s.cluster.trim().is_empty() {
-                return Err(ConfigError::new(at("cluster"), "must not be empty"));
-            }
-            if s.authority.trim().is_empty() || s.authority.contains(['/', ' ']) {
-                return Err(ConfigError::new(at("authority"), "must be a host[:port]"));
-            }
+            validate::check_name(&at("cluster"), &s.cluster)?;
+            validate::check_authority(&at("authority"), &s.authority)?;
             let location = match (s.discovery_path, s.jwks_path) {
                 (Some(p), None) => KeyLocation::Discovery(check_path(&p).map_err(|m| ConfigError::new(at("discovery_path"), m))?),
                 (None, Some(p)) => KeyLocation::Jwks(check_path(&p).map_err(|m| ConfigError::new(at("jwks_path"), m))?),
@@ -294,10 +288,6 @@ fn without_query(path: &str) -> &str {
     path.split(['?', '#']).next().unwrap_or(path)
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-}
-
 fn check_path(p: &str) -> Result<String, &'static str> {
     if !p.starts_with('/') || p.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
         return Err("must be an absolute path starting with '/'");
@@ -372,6 +362,12 @@ mod tests {
             (serde_json::json!({"user_tokens": {"signing_key_pem": testkeys::WEAK_PEM}}), "user_tokens.signing_key_pem"),
             (serde_json::json!({"rsa_backend": "openssl"}), "rsa_backend"),
             (serde_json::json!({"readiness_path": "ready"}), "readiness_path"),
+            (serde_json::json!({"jwks_sources": [{"name": "a b", "cluster": "c", "authority": "h", "jwks_path": "/k"}]}), "jwks_sources[0].name"),
+            (serde_json::json!({"jwks_sources": [{"name": "a", "cluster": "c d", "authority": "h", "jwks_path": "/k"}]}), "jwks_sources[0].cluster"),
+            (serde_json::json!({"jwks_sources": [{"name": "a", "cluster": "c", "authority": "https://h", "jwks_path": "/k"}]}), "jwks_sources[0].authority"),
+            (serde_json::json!({"jwks_sources": [{"name": "a", "cluster": "c", "authority": "user@h", "jwks_path": "/k"}]}), "jwks_sources[0].authority"),
+            (serde_json::json!({"jwks_sources": [{"name": "a", "cluster": "c", "authority": "h:0", "jwks_path": "/k"}]}), "jwks_sources[0].authority"),
+            (serde_json::json!({"jwks_sources": [{"name": "a", "cluster": "c", "authority": "::1", "jwks_path": "/k"}]}), "jwks_sources[0].authority"),
         ];
         for (patch, field) in cases {
             let mut v = base();

@@ -7,13 +7,13 @@
 //! version (the shared-data CAS), per VM. An unknown `kid` makes the request context refetch
 //! (at most once per source every 5 s across workers) and decide again when the answer comes.
 
-use crate::config::{Config, GITLAB_AI_GATEWAY, Verifier};
+use crate::config::{Config, Verifier};
 use crate::fetch::{Attempt, Fetch, FetchRequest, FetchStep, kid_refetch_allowed, refresh_due};
 use crate::jwt_authn::{self, Failed};
 use crate::keys::{KeyRing, SharedKeys, StoredKey};
 use crate::metrics;
 use crate::policy::{self, Decision, Denial, Pre, RequestView};
-use crate::token::{self, Claims, Rules, TokenError};
+use crate::token::{self, Claims, GITLAB_AI_GATEWAY, Rules, TokenError};
 use crate::user_token::{IssueRequest, TokenCache, uuid4};
 use duo_core::errors::GitlabError;
 use duo_core::handoff::{self, AuthInfo};

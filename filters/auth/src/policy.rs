@@ -2,8 +2,8 @@
 //! pure functions over a small view of the request. The adapter (`filter.rs`) feeds them headers,
 //! keys and the clock, and applies what they decide.
 
-use crate::config::{Bypass, Config, GITLAB_AI_GATEWAY};
-use crate::token::{Claims, TokenError};
+use crate::config::{Bypass, Config};
+use crate::token::{Claims, GITLAB_AI_GATEWAY, TokenError};
 use crate::user_token::{USER_TOKEN_KID, USER_TOKEN_SCOPES};
 use duo_core::catalogue::{Endpoint, EndpointKind, classify};
 use duo_core::errors::GitlabError;

@@ -7,6 +7,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
+/// What GitLab puts in `aud` for the AI gateway (and what user tokens carry as `iss`/`aud`).
+pub const GITLAB_AI_GATEWAY: &str = "gitlab-ai-gateway";
+
 /// Longest token looked at; anything longer is junk (GitLab's are about 1-2 KB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 const MAX_HEADER_BYTES: usize = 2048;

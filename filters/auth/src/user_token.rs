@@ -2,9 +2,8 @@
 //! completions, signed with `user_tokens.signing_key_pem` (RS256, `iss` = `aud` =
 //! `gitlab-ai-gateway`), verified with the same key, and cached per worker by a hash of the token.
 
-use crate::config::GITLAB_AI_GATEWAY;
 use crate::keys::{PreparedKey, RsaBackend};
-use crate::token::Claims;
+use crate::token::{Claims, GITLAB_AI_GATEWAY};
 use jwt_simple::algorithms::{RS256KeyPair, RSAKeyPairLike};
 use jwt_simple::claims::{Audiences, JWTClaims};
 use jwt_simple::prelude::Duration;

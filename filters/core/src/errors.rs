@@ -32,6 +32,12 @@ impl GitlabError {
     pub fn inference_failed() -> Self {
         Self::detail(503, "Inference failed")
     }
+
+    /// 413 for a request body above `limit` bytes (the configured limit, at most
+    /// [`crate::limits::MAX_REQUEST_BYTES`]).
+    pub fn request_too_large(limit: u64) -> Self {
+        Self::detail(413, &format!("Request body exceeds {limit} bytes"))
+    }
 }
 
 fn json_object(key: &str, value: &str) -> String {
@@ -51,5 +57,7 @@ mod tests {
         let e = GitlabError::forbidden_feature("explain_code");
         assert_eq!((e.status, e.body.as_str()), (403, r#"{"detail":"Unauthorized to access explain_code"}"#));
         assert_eq!(GitlabError::detail(422, "a \"b\"").body, r#"{"detail":"a \"b\""}"#);
+        let e = GitlabError::request_too_large(1_048_576);
+        assert_eq!((e.status, e.body.as_str()), (413, r#"{"detail":"Request body exceeds 1048576 bytes"}"#));
     }
 }

@@ -6,6 +6,8 @@ pub mod chat_scopes;
 pub mod config;
 pub mod errors;
 pub mod handoff;
+pub mod limits;
+pub mod validate;
 pub mod version;
 
 pub use catalogue::{Endpoint, EndpointKind, Feature, classify};
