@@ -42,7 +42,7 @@ DUO_LOG_FORMAT = "%FILTER_STATE(wasm.duo_access_log:PLAIN)%\n"
 # latency histograms get buckets that fit LLM calls (milliseconds; docs/logger.md).
 STATS_CONFIG = {
     "stats_tags": [{"tag_name": t, "regex": rf"^wasmcustom\..*?(\.{t}\.([^.]+))"}
-                   for t in ("feature", "model", "outcome", "reason", "result")],
+                   for t in ("feature", "model", "outcome", "reason", "result", "provider", "status_class")],
     "histogram_bucket_settings": [
         {"match": {"prefix": "wasmcustom.duo_request_duration_ms."},
          "buckets": [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240, 20480, 40960, 81920, 163840, 327680]},

@@ -17,9 +17,10 @@ use crate::token::{self, Claims, GITLAB_AI_GATEWAY, Rules, TokenError};
 use crate::user_token::{IssueRequest, TokenCache, uuid4};
 use duo_core::errors::GitlabError;
 use duo_core::handoff::{self, AuthInfo};
+use duo_kit::Counters;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -44,28 +45,20 @@ fn attempt_key(source: &str) -> String {
 }
 
 /// Per-VM state shared by the root and the request contexts of one worker.
-#[derive(Default)]
 struct Vm {
     /// Keys prepared from the shared entry with this CAS.
     ring: Option<(u32, Rc<KeyRing>)>,
     user_cache: Option<TokenCache>,
-    metric_ids: HashMap<String, u32>,
+    counters: Counters,
+}
+
+impl Default for Vm {
+    fn default() -> Self {
+        Vm { ring: None, user_cache: None, counters: Counters::new("duo_auth", metrics::DROPPED, metrics::MAX_NAMES) }
+    }
 }
 
 impl Vm {
-    fn count(&mut self, name: &str) {
-        let id = match self.metric_ids.get(name) {
-            Some(id) => *id,
-            None => match hostcalls::define_metric(MetricType::Counter, name) {
-                Ok(id) => {
-                    self.metric_ids.insert(name.to_owned(), id);
-                    id
-                }
-                Err(_) => return,
-            },
-        };
-        let _ = hostcalls::increment_metric(id, 1);
-    }
 
     /// The prepared keys of the current shared entry (prepared again only when it changed).
     fn ring(&mut self, cfg: &Config) -> Rc<KeyRing> {
@@ -175,7 +168,7 @@ fn advance(cfg: &Config, vm: &RefCell<Vm>, fetch: &mut Fetch, status: Option<u32
             Ok(token) => Some(token),
             Err(e) => {
                 log::warn!("duo_auth: source '{}': cannot call cluster '{}': {e:?}", src.name, req.cluster);
-                vm.borrow_mut().count(metrics::JWKS_COUNTERS[1]);
+                vm.borrow_mut().counters.count(&metrics::jwks_fetch(false));
                 None
             }
         },
@@ -183,7 +176,7 @@ fn advance(cfg: &Config, vm: &RefCell<Vm>, fetch: &mut Fetch, status: Option<u32
             let n = keys.len();
             if store_keys(&src.name, keys, now()) {
                 log::info!("duo_auth: source '{}': loaded {n} signing key(s)", src.name);
-                vm.borrow_mut().count(metrics::JWKS_COUNTERS[0]);
+                vm.borrow_mut().counters.count(&metrics::jwks_fetch(true));
             } else {
                 log::warn!("duo_auth: source '{}': could not store keys in shared data", src.name);
             }
@@ -191,7 +184,7 @@ fn advance(cfg: &Config, vm: &RefCell<Vm>, fetch: &mut Fetch, status: Option<u32
         }
         FetchStep::Failed(reason) => {
             log::warn!("duo_auth: source '{}': key fetch failed, keeping the last good keys: {reason}", src.name);
-            vm.borrow_mut().count(metrics::JWKS_COUNTERS[1]);
+            vm.borrow_mut().counters.count(&metrics::jwks_fetch(false));
             None
         }
     }
@@ -249,7 +242,7 @@ impl Root {
                     // misconfigured (a typo in `cluster`): say so once.
                     if now >= self.configured_at.saturating_add(UNCALLABLE_GRACE_S) && self.warned_uncallable.insert(src.name.clone()) {
                         log::warn!("duo_auth: source '{}': cannot call cluster '{}': {e:?} (does it exist?); retrying", src.name, src.cluster);
-                        self.vm.borrow_mut().count(metrics::JWKS_COUNTERS[1]);
+                        self.vm.borrow_mut().counters.count(&metrics::jwks_fetch(false));
                     }
                 }
             }
@@ -399,9 +392,9 @@ impl Stream {
             log::warn!("duo_auth #{}: cannot publish filter state: {e:?}", self.id);
         }
         let mut vm = self.vm.borrow_mut();
-        vm.count(&metrics::request_metric(&info.result));
+        vm.counters.count(&metrics::request(&info.result));
         if let Some(reason) = info.error.as_deref() {
-            vm.count(&metrics::denial_metric(reason));
+            vm.counters.count(&metrics::denial(reason));
         }
     }
 
@@ -419,10 +412,10 @@ impl Stream {
         let now = now();
         let mut vm = self.vm.borrow_mut();
         if let Some(claims) = vm.user_cache.as_mut().and_then(|c| c.get(token, now)).cloned() {
-            vm.count(metrics::CACHE_COUNTERS[0]);
+            vm.counters.count(&metrics::user_token_cache(true));
             return Verdict::Claims { claims, user_token: true };
         }
-        vm.count(metrics::CACHE_COUNTERS[1]);
+        vm.counters.count(&metrics::user_token_cache(false));
         let rules = Rules { audience: GITLAB_AI_GATEWAY, clock_skew_s: self.config.clock_skew_s, now };
         let single = std::slice::from_ref(&user.verifying_key);
         match token::verify_with(token, single, &rules) {
@@ -452,14 +445,14 @@ impl Stream {
                 let cfg = self.config.clone();
                 for src in &cfg.jwks_sources {
                     if claim(&src.name, now, true, None, cfg.refresh_interval_s).is_some() {
-                        self.vm.borrow_mut().count(metrics::JWKS_COUNTERS[2]);
+                        self.vm.borrow_mut().counters.count(metrics::KID_REFETCH);
                         match start_fetch(&cfg, &src.name) {
                             Ok((t, fetch)) => {
                                 self.fetches.insert(t, fetch);
                             }
                             Err(e) => {
                                 log::warn!("duo_auth: source '{}': cannot call cluster '{}': {e:?}", src.name, src.cluster);
-                                self.vm.borrow_mut().count(metrics::JWKS_COUNTERS[1]);
+                                self.vm.borrow_mut().counters.count(&metrics::jwks_fetch(false));
                             }
                         }
                     }

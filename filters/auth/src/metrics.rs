@@ -1,13 +1,29 @@
 //! Metric names (proxy-wasm `define_metric`; Envoy shows them under `wasmcustom.`). Labels are
-//! encoded as `.<tag>.<value>` segments, the convention the shipped `stats_tags` extract
-//! (`.reason.` already; `.result.` needs a `result` tag regex next to them): the contract's
-//! `duo_auth.requests{result}` is `duo_auth.requests.result.<result>`, and
-//! `duo_auth.denied{reason}` is `duo_auth.denied.reason.<reason>`.
+//! `.<tag>.<value>` pairs ([`duo_core::metrics`]), which the shipped `stats_tags` turn into
+//! Prometheus labels: `duo_auth.requests.result.ok` is `duo_auth_requests{result="ok"}`.
 
-/// `duo_auth.requests.result.<result>`, result in [`RESULTS`].
+use duo_core::metrics::metric_name;
+
+/// `duo_auth.requests.result.<result>`: every request duo_auth decided, result in [`RESULTS`].
+pub const REQUESTS: &str = "duo_auth.requests";
+/// `duo_auth.denied.reason.<reason>`: denials, reason in [`REASONS`].
+pub const DENIED: &str = "duo_auth.denied";
+/// `duo_auth.jwks.fetch.result.<ok|failed>`: key-set fetches (discovery then JWKS) that stored
+/// keys, or failed (the last good keys stay).
+pub const JWKS_FETCH: &str = "duo_auth.jwks.fetch";
+/// `duo_auth.jwks.kid_refetch`: refetches an unknown `kid` started.
+pub const KID_REFETCH: &str = "duo_auth.jwks.kid_refetch";
+/// `duo_auth.user_token_cache.result.<hit|miss>`: lookups of verified user tokens.
+pub const USER_TOKEN_CACHE: &str = "duo_auth.user_token_cache";
+/// Updates dropped because [`MAX_NAMES`] names are defined (never expected: every name is in a
+/// fixed list).
+pub const DROPPED: &str = "duo_auth.metrics_dropped";
+/// Distinct names one VM defines, with room to spare over the ~31 names listed here.
+pub const MAX_NAMES: usize = 256;
+/// The `result` values of [`REQUESTS`].
 pub const RESULTS: [&str; 4] = ["ok", "public", "bypass", "denied"];
 
-/// `duo_auth.denied.reason.<reason>`, every reason duo_auth gives.
+/// The `reason` values of [`DENIED`]: every reason duo_auth gives.
 pub const REASONS: [&str; 22] = [
     "missing_authorization",
     "invalid_authorization_header",
@@ -33,18 +49,20 @@ pub const REASONS: [&str; 22] = [
     "internal_error",
 ];
 
-/// Counters about the key sets: `duo_auth.jwks.fetch_ok`, `.fetch_failed`, `.kid_refetch`.
-pub const JWKS_COUNTERS: [&str; 3] = ["duo_auth.jwks.fetch_ok", "duo_auth.jwks.fetch_failed", "duo_auth.jwks.kid_refetch"];
-
-/// Counters of the user-token cache: hits and misses.
-pub const CACHE_COUNTERS: [&str; 2] = ["duo_auth.user_token_cache.hit", "duo_auth.user_token_cache.miss"];
-
-pub fn request_metric(result: &str) -> String {
-    format!("duo_auth.requests.result.{result}")
+pub fn request(result: &str) -> String {
+    metric_name(REQUESTS, &[("result", result)])
 }
 
-pub fn denial_metric(reason: &str) -> String {
-    format!("duo_auth.denied.reason.{reason}")
+pub fn denial(reason: &str) -> String {
+    metric_name(DENIED, &[("reason", reason)])
+}
+
+pub fn jwks_fetch(ok: bool) -> String {
+    metric_name(JWKS_FETCH, &[("result", if ok { "ok" } else { "failed" })])
+}
+
+pub fn user_token_cache(hit: bool) -> String {
+    metric_name(USER_TOKEN_CACHE, &[("result", if hit { "hit" } else { "miss" })])
 }
 
 #[cfg(test)]
@@ -68,7 +86,13 @@ mod tests {
         ] {
             assert!(REASONS.contains(&e.reason()), "{}", e.reason());
         }
-        assert_eq!(denial_metric("token_expired"), "duo_auth.denied.reason.token_expired");
-        assert_eq!(request_metric("ok"), "duo_auth.requests.result.ok");
+        assert_eq!(denial("token_expired"), "duo_auth.denied.reason.token_expired");
+        assert_eq!(request("ok"), "duo_auth.requests.result.ok");
+        assert_eq!(jwks_fetch(true), "duo_auth.jwks.fetch.result.ok");
+        assert_eq!(jwks_fetch(false), "duo_auth.jwks.fetch.result.failed");
+        assert_eq!(user_token_cache(true), "duo_auth.user_token_cache.result.hit");
+        assert_eq!(user_token_cache(false), "duo_auth.user_token_cache.result.miss");
+        // Every name fits the cap: results x reasons are the only variable parts.
+        assert!(RESULTS.len() + REASONS.len() + 2 + 1 + 2 < MAX_NAMES);
     }
 }

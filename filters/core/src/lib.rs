@@ -7,6 +7,7 @@ pub mod config;
 pub mod errors;
 pub mod handoff;
 pub mod limits;
+pub mod metrics;
 pub mod validate;
 pub mod version;
 

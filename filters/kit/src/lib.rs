@@ -2,7 +2,10 @@
 //! Every host call returns a `Result`/`Option` instead of unwrapping, so a host error becomes a
 //! decision (usually: fail closed with a local reply), never a panic that kills the VM.
 
+pub mod counters;
 pub mod timing;
+
+pub use counters::Counters;
 
 use duo_core::errors::GitlabError;
 use proxy_wasm::hostcalls;

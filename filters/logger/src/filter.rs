@@ -6,69 +6,34 @@ use crate::metrics::{self, Kind};
 use crate::props;
 use crate::record::{self, RecordInputs, RequestFacts, StreamFacts};
 use duo_core::handoff::{self, AuthInfo, ContentInfo, RouteInfo, UsageInfo};
+use duo_kit::Counters;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Most distinct metric names one VM defines; later new names are dropped (and counted), so a
-/// flood of odd tag values cannot grow Envoy's stat table without bound.
-const MAX_METRICS: usize = 2000;
-const DROPPED: &str = "duo_logger_metrics_dropped_total";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(LoggerRoot { config: Rc::new(LoggerConfig::default()), metrics: Rc::new(RefCell::new(Metrics::default())) })
+        Box::new(LoggerRoot { config: Rc::new(LoggerConfig::default()), metrics: Rc::new(RefCell::new(Counters::new("duo_logger", metrics::DROPPED, metrics::MAX_NAMES))) })
     });
 }}
 
-/// Metric ids defined in this VM, by full name.
-#[derive(Default)]
-struct Metrics {
-    ids: HashMap<String, u32>,
-}
-
-impl Metrics {
-    fn id(&mut self, kind: Kind, name: &str) -> Option<u32> {
-        if let Some(id) = self.ids.get(name) {
-            return Some(*id);
-        }
-        if self.ids.len() >= MAX_METRICS && name != DROPPED {
-            if let Some(dropped) = self.id(Kind::Counter, DROPPED) {
-                let _ = hostcalls::increment_metric(dropped, 1);
-            }
-            return None;
-        }
-        let metric_type = match kind {
-            Kind::Counter => MetricType::Counter,
-            Kind::Histogram => MetricType::Histogram,
-        };
-        let id = hostcalls::define_metric(metric_type, name).ok()?;
-        self.ids.insert(name.to_owned(), id);
-        Some(id)
-    }
-
-    fn apply(&mut self, updates: &[metrics::Update]) {
-        for update in updates {
-            let Some(id) = self.id(update.kind, &update.name) else { continue };
-            let result = match update.kind {
-                Kind::Counter => hostcalls::increment_metric(id, i64::try_from(update.value).unwrap_or(i64::MAX)),
-                Kind::Histogram => hostcalls::record_metric(id, update.value),
-            };
-            if let Err(status) = result {
-                log::debug!("duo_logger: metric {} not updated: {status:?}", update.name);
-            }
+/// Applies one request's updates to this VM's registry.
+fn apply(counters: &mut Counters, updates: &[metrics::Update]) {
+    for update in updates {
+        match update.kind {
+            Kind::Counter => counters.add(&update.name, update.value),
+            Kind::Histogram => counters.record(&update.name, update.value),
         }
     }
 }
 
 struct LoggerRoot {
     config: Rc<LoggerConfig>,
-    metrics: Rc<RefCell<Metrics>>,
+    metrics: Rc<RefCell<Counters>>,
 }
 
 impl Context for LoggerRoot {}
@@ -107,7 +72,7 @@ impl RootContext for LoggerRoot {
 
 struct LoggerStream {
     config: Rc<LoggerConfig>,
-    metrics: Rc<RefCell<Metrics>>,
+    metrics: Rc<RefCell<Counters>>,
     request: RequestFacts,
     response_start: Option<i64>,
     first_chunk: Option<i64>,
@@ -199,6 +164,6 @@ impl HttpContext for LoggerStream {
         if let Err(status) = duo_kit::set_filter_state_raw(handoff::ACCESS_LOG, line.as_bytes()) {
             log::warn!("duo_logger: cannot publish {}: {status:?}", handoff::ACCESS_LOG);
         }
-        self.metrics.borrow_mut().apply(&updates);
+        apply(&mut self.metrics.borrow_mut(), &updates);
     }
 }

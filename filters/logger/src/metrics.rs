@@ -1,11 +1,9 @@
 //! Which metrics one finished request moves, derived from its record (one source of truth).
-//!
-//! proxy-wasm has no tags, so tags live in the metric name, as `.<tag>.<value>` segments that
-//! the bootstrap's `stats_config.stats_tags` extracts (docs/logger.md). Envoy puts wasm metrics
-//! under `wasmcustom.` and strips that namespace in `/stats/prometheus`, so with the tags
-//! extracted, `wasmcustom.duo_requests_total.feature.duo_chat.outcome.ok` is exported as
+//! Labels are `.<tag>.<value>` pairs in the name ([`duo_core::metrics`]): with the shipped
+//! `stats_tags`, `wasmcustom.duo_requests_total.feature.duo_chat.outcome.ok` is exported as
 //! `duo_requests_total{feature="duo_chat",outcome="ok"}`.
 
+use duo_core::metrics::metric_name;
 use serde_json::{Map, Value};
 
 pub const REQUESTS: &str = "duo_requests_total";
@@ -15,11 +13,11 @@ pub const OUTPUT_TOKENS: &str = "duo_output_tokens_total";
 pub const DURATION: &str = "duo_request_duration_ms";
 pub const FIRST_CHUNK: &str = "duo_first_chunk_duration_ms";
 
-/// Tag names, in the order they appear in metric names.
-pub const TAGS: &[&str] = &["feature", "model", "outcome", "reason"];
-
-/// Longest tag value kept.
-const MAX_TAG: usize = 64;
+/// Updates dropped because [`MAX_NAMES`] distinct names are defined in this VM.
+pub const DROPPED: &str = "duo_logger_metrics_dropped_total";
+/// Distinct names one VM defines: a flood of odd tag values cannot grow Envoy's stat table
+/// without bound.
+pub const MAX_NAMES: usize = 2000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -33,31 +31,6 @@ pub struct Update {
     pub kind: Kind,
     pub name: String,
     pub value: u64,
-}
-
-/// Makes a value safe as one stat-name segment: `[a-z0-9_-]`, at most 64 bytes, `none` if empty.
-pub fn tag_value(raw: &str) -> String {
-    let mut out: String = raw
-        .chars()
-        .take(MAX_TAG)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c.to_ascii_lowercase() } else { '_' })
-        .collect();
-    if out.is_empty() {
-        out.push_str("none");
-    }
-    out
-}
-
-/// `base.tag1.value1.tag2.value2`.
-pub fn metric_name(base: &str, tags: &[(&str, &str)]) -> String {
-    let mut name = base.to_owned();
-    for (tag, value) in tags {
-        name.push('.');
-        name.push_str(tag);
-        name.push('.');
-        name.push_str(&tag_value(value));
-    }
-    name
 }
 
 /// How a request ended, for `duo_requests_total{outcome}`:
@@ -135,15 +108,6 @@ mod tests {
             Value::Object(m) => m,
             _ => Map::new(),
         }
-    }
-
-    #[test]
-    fn tag_values_are_single_safe_segments() {
-        assert_eq!(tag_value("code_completions"), "code_completions");
-        assert_eq!(tag_value("llama3.1:70B"), "llama3_1_70b");
-        assert_eq!(tag_value("Header mismatch 'X-Gitlab-Instance-Id'"), "header_mismatch__x-gitlab-instance-id_");
-        assert_eq!(tag_value(""), "none");
-        assert_eq!(tag_value(&"é".repeat(100)).len(), 64);
     }
 
     #[test]

@@ -15,10 +15,9 @@ from duo_e2e import ROOT, Answer, bootstrap
 
 VERBOSE = "x-gitlab-enabled-instance-verbose-ai-logs"
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-# What docs/logger.md asks every shipped bootstrap to carry.
-STATS_TAGS = [
-    {"tag_name": t, "regex": rf"^wasmcustom\..*?(\.{t}\.([^.]+))"} for t in ("feature", "model", "outcome", "reason")
-]
+# What docs/logger.md asks every shipped bootstrap to carry (duo_core::metrics::TAGS).
+TAGS = ("feature", "model", "outcome", "reason", "result", "provider", "status_class")
+STATS_TAGS = [{"tag_name": t, "regex": rf"^wasmcustom\..*?(\.{t}\.([^.]+))"} for t in TAGS]
 INTEGER_FIELDS = ("status_code", "upstream_status", "input_tokens", "output_tokens", "total_tokens", "request_bytes",
                   "response_bytes")
 FLOAT_FIELDS = ("duration_s", "first_chunk_duration_s", "response_start_duration_s")
@@ -286,7 +285,7 @@ def test_logger_dashboard_uses_only_exported_metrics(e2e):
             assert base in documented, f"dashboard uses {name}, not a documented metric: {expr}"
         for label in re.findall(r"\b([a-z_]+)\s*(?:=~|!=|=)\s*\"", expr) + re.findall(r"by \(([^)]*)\)", expr):
             for one in re.split(r",\s*", label):
-                assert one in ("feature", "model", "outcome", "reason", "le"), f"unknown label {one!r} in {expr}"
+                assert one in TAGS + ("le",), f"unknown label {one!r} in {expr}"
 
 
 def check_access_logs(stacks) -> list[str]:

@@ -127,7 +127,7 @@ fn fetches_keys_at_start_then_verifies_and_hands_off() {
     assert_eq!(host.metric_value("duo_auth.requests.result.ok"), Some(1));
     assert_eq!(host.metric_value("duo_auth.requests.result.denied"), Some(3));
     assert_eq!(host.metric_value("duo_auth.denied.reason.token_expired"), Some(1));
-    assert_eq!(host.metric_value("duo_auth.jwks.fetch_ok"), Some(1));
+    assert_eq!(host.metric_value("duo_auth.jwks.fetch.result.ok"), Some(1));
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn refreshes_on_schedule_and_keeps_keys_when_gitlab_is_down() {
     let d = only_call(auth.pending_http_calls());
     auth.fail_http_call(d.token);
     assert!(auth.failure().is_none(), "a failed call must not kill the VM: {:?}", auth.failure());
-    assert_eq!(host.metric_value("duo_auth.jwks.fetch_failed"), Some(1));
+    assert_eq!(host.metric_value("duo_auth.jwks.fetch.result.failed"), Some(1));
     // The last good keys still verify (back to the token's lifetime).
     host.set_now_unix_secs(fx()["now"].as_u64().unwrap() + 30);
     let (s, a) = send(&auth, "/v2/code/completions", &fs("token_a"));
@@ -232,8 +232,8 @@ fn user_tokens_are_issued_used_and_cached() {
         assert_eq!(a, Action::Continue, "{:?}", s.trace());
         assert_eq!(handoff(&s)["token_kind"], "user");
     }
-    assert_eq!(host.metric_value("duo_auth.user_token_cache.miss"), Some(1));
-    assert_eq!(host.metric_value("duo_auth.user_token_cache.hit"), Some(1));
+    assert_eq!(host.metric_value("duo_auth.user_token_cache.result.miss"), Some(1));
+    assert_eq!(host.metric_value("duo_auth.user_token_cache.result.hit"), Some(1));
     let (s, _) = send(&auth, "/v2/code/generations", &user);
     denied(&s, 403, "user_token_not_allowed");
     let (s, _) = send(&auth, "/v1/code/user_access_token", &user);
