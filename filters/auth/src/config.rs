@@ -9,11 +9,11 @@ use duo_core::validate;
 use serde::Deserialize;
 
 /// The paths GitLab's own gateway serves without a token.
-pub const DEFAULT_UNAUTHENTICATED_PATHS: [&str; 3] = ["/monitoring/healthz", "/monitoring/ready", "/v1/models/definitions"];
+pub(crate) const DEFAULT_UNAUTHENTICATED_PATHS: [&str; 3] = ["/monitoring/healthz", "/monitoring/ready", "/v1/models/definitions"];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Bypass {
+pub(crate) enum Bypass {
     #[default]
     Off,
     /// Every request passes unauthenticated (troubleshooting only; warn-logged per request).
@@ -24,7 +24,7 @@ pub enum Bypass {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verifier {
+pub(crate) enum Verifier {
     /// duo_auth verifies signatures itself with keys fetched from `jwks_sources`.
     #[default]
     Builtin,
@@ -34,22 +34,22 @@ pub enum Verifier {
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawJwksSource {
-    pub name: String,
-    pub cluster: String,
-    pub authority: String,
+pub(crate) struct RawJwksSource {
+    pub(crate) name: String,
+    pub(crate) cluster: String,
+    pub(crate) authority: String,
     #[serde(default)]
-    pub discovery_path: Option<String>,
+    pub(crate) discovery_path: Option<String>,
     #[serde(default)]
-    pub jwks_path: Option<String>,
+    pub(crate) jwks_path: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawUserTokens {
-    pub signing_key_pem: String,
+pub(crate) struct RawUserTokens {
+    pub(crate) signing_key_pem: String,
     #[serde(default = "default_user_token_ttl")]
-    pub ttl_s: u64,
+    pub(crate) ttl_s: u64,
 }
 
 fn default_user_token_ttl() -> u64 {
@@ -59,36 +59,36 @@ fn default_user_token_ttl() -> u64 {
 /// The configuration as written (serde only).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     #[serde(default = "default_audience")]
-    pub audience: String,
+    pub(crate) audience: String,
     #[serde(default)]
-    pub jwks_sources: Vec<RawJwksSource>,
+    pub(crate) jwks_sources: Vec<RawJwksSource>,
     #[serde(default = "default_refresh")]
-    pub refresh_interval_s: u64,
+    pub(crate) refresh_interval_s: u64,
     #[serde(default = "default_skew")]
-    pub clock_skew_s: u64,
+    pub(crate) clock_skew_s: u64,
     #[serde(default)]
-    pub user_tokens: Option<RawUserTokens>,
+    pub(crate) user_tokens: Option<RawUserTokens>,
     #[serde(default)]
-    pub bypass: Bypass,
+    pub(crate) bypass: Bypass,
     #[serde(default)]
-    pub verifier: Verifier,
+    pub(crate) verifier: Verifier,
     #[serde(default = "default_public_paths")]
-    pub unauthenticated_paths: Vec<String>,
+    pub(crate) unauthenticated_paths: Vec<String>,
     /// Answered 503 by duo_auth until every source's keys are held (`null`: not answered).
     #[serde(default = "default_readiness_path")]
-    pub readiness_path: Option<String>,
+    pub(crate) readiness_path: Option<String>,
     /// Which RSA implementation checks RS256 signatures for the builtin verifier (both give the
     /// same verdicts; `rsa` is the fast one). Not in the product sample: an addition.
     #[serde(default)]
-    pub rsa_backend: RsaBackend,
+    pub(crate) rsa_backend: RsaBackend,
     /// Timeout of each JWKS/discovery call.
     #[serde(default = "default_fetch_timeout")]
-    pub fetch_timeout_ms: u64,
+    pub(crate) fetch_timeout_ms: u64,
     /// Verified user tokens kept per Envoy worker.
     #[serde(default = "default_cache_size")]
-    pub user_token_cache_size: usize,
+    pub(crate) user_token_cache_size: usize,
 }
 
 fn default_audience() -> String {
@@ -115,7 +115,7 @@ fn default_cache_size() -> usize {
 
 /// Where a source's key set comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeyLocation {
+pub(crate) enum KeyLocation {
     /// OIDC discovery document; its `jwks_uri` is then fetched from the same cluster.
     Discovery(String),
     /// The JWKS itself.
@@ -123,34 +123,34 @@ pub enum KeyLocation {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JwksSource {
-    pub name: String,
-    pub cluster: String,
-    pub authority: String,
-    pub location: KeyLocation,
+pub(crate) struct JwksSource {
+    pub(crate) name: String,
+    pub(crate) cluster: String,
+    pub(crate) authority: String,
+    pub(crate) location: KeyLocation,
 }
 
 /// The compiled configuration; requests only read it.
 pub struct Config {
-    pub audience: String,
-    pub jwks_sources: Vec<JwksSource>,
-    pub refresh_interval_s: u64,
-    pub clock_skew_s: u64,
-    pub user_tokens: Option<UserTokens>,
-    pub bypass: Bypass,
-    pub verifier: Verifier,
-    pub unauthenticated_paths: Vec<String>,
-    pub readiness_path: Option<String>,
-    pub rsa_backend: RsaBackend,
-    pub fetch_timeout_ms: u64,
-    pub user_token_cache_size: usize,
+    pub(crate) audience: String,
+    pub(crate) jwks_sources: Vec<JwksSource>,
+    pub(crate) refresh_interval_s: u64,
+    pub(crate) clock_skew_s: u64,
+    pub(crate) user_tokens: Option<UserTokens>,
+    pub(crate) bypass: Bypass,
+    pub(crate) verifier: Verifier,
+    pub(crate) unauthenticated_paths: Vec<String>,
+    pub(crate) readiness_path: Option<String>,
+    pub(crate) rsa_backend: RsaBackend,
+    pub(crate) fetch_timeout_ms: u64,
+    pub(crate) user_token_cache_size: usize,
 }
 
 /// `user_tokens`, compiled: the signing key and its public half, prepared for verification.
-pub struct UserTokens {
-    pub issuer: UserTokenIssuer,
-    pub verifying_key: PreparedKey,
-    pub ttl_s: u64,
+pub(crate) struct UserTokens {
+    pub(crate) issuer: UserTokenIssuer,
+    pub(crate) verifying_key: PreparedKey,
+    pub(crate) ttl_s: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -173,7 +173,7 @@ impl Config {
         Self::compile(raw)
     }
 
-    pub fn compile(raw: RawConfig) -> Result<Self, ConfigError> {
+    pub(crate) fn compile(raw: RawConfig) -> Result<Self, ConfigError> {
         if raw.audience.trim().is_empty() {
             return Err(ConfigError::new("audience", "must not be empty"));
         }
@@ -269,17 +269,17 @@ impl Config {
     }
 
     /// Whether `path` (query ignored) is listed in `unauthenticated_paths`.
-    pub fn is_public(&self, path: &str) -> bool {
+    pub(crate) fn is_public(&self, path: &str) -> bool {
         let path = without_query(path);
         self.unauthenticated_paths.iter().any(|p| p == path)
     }
 
     /// Whether `path` (query ignored) is the readiness check duo_auth answers until it holds keys.
-    pub fn is_readiness(&self, path: &str) -> bool {
+    pub(crate) fn is_readiness(&self, path: &str) -> bool {
         self.readiness_path.as_deref().is_some_and(|p| p == without_query(path))
     }
 
-    pub fn source(&self, name: &str) -> Option<&JwksSource> {
+    pub(crate) fn source(&self, name: &str) -> Option<&JwksSource> {
         self.jwks_sources.iter().find(|s| s.name == name)
     }
 }

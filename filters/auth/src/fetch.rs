@@ -6,24 +6,24 @@ use crate::keys::{StoredKey, parse_discovery, parse_jwks};
 use serde::{Deserialize, Serialize};
 
 /// At most one refetch per source this often because of an unknown `kid`.
-pub const KID_REFETCH_INTERVAL_S: u64 = 5;
+pub(crate) const KID_REFETCH_INTERVAL_S: u64 = 5;
 /// Retry period while a source has never answered: the gateway is not ready until it has.
-pub const RETRY_WITHOUT_KEYS_S: u64 = 1;
+pub(crate) const RETRY_WITHOUT_KEYS_S: u64 = 1;
 /// Retry period after a failed refresh while the last good keys are still in use.
-pub const RETRY_WITH_KEYS_S: u64 = 30;
+pub(crate) const RETRY_WITH_KEYS_S: u64 = 30;
 /// Largest discovery document or JWKS read.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// One HTTP call to make through an Envoy cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FetchRequest {
-    pub cluster: String,
-    pub authority: String,
-    pub path: String,
+pub(crate) struct FetchRequest {
+    pub(crate) cluster: String,
+    pub(crate) authority: String,
+    pub(crate) path: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FetchStep {
+pub(crate) enum FetchStep {
     Next(FetchRequest),
     Done(Vec<StoredKey>),
     Failed(String),
@@ -37,13 +37,13 @@ enum Stage {
 
 /// An in-flight fetch of one source.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fetch {
-    pub source: String,
+pub(crate) struct Fetch {
+    pub(crate) source: String,
     stage: Stage,
 }
 
 impl Fetch {
-    pub fn start(src: &JwksSource) -> (Fetch, FetchRequest) {
+    pub(crate) fn start(src: &JwksSource) -> (Fetch, FetchRequest) {
         let (stage, path) = match &src.location {
             KeyLocation::Discovery(p) => (Stage::Discovery, p.clone()),
             KeyLocation::Jwks(p) => (Stage::Jwks, p.clone()),
@@ -53,7 +53,7 @@ impl Fetch {
     }
 
     /// Feeds one answer (`status` is `None` when the call failed: reset, timeout...).
-    pub fn on_response(&mut self, src: &JwksSource, status: Option<u32>, body: &[u8]) -> FetchStep {
+    pub(crate) fn on_response(&mut self, src: &JwksSource, status: Option<u32>, body: &[u8]) -> FetchStep {
         let what = match self.stage {
             Stage::Discovery => "OIDC discovery",
             Stage::Jwks => "JWKS",
@@ -84,27 +84,27 @@ impl Fetch {
 
 /// The last attempt to fetch a source, shared by all workers (one claims it with CAS).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attempt {
+pub(crate) struct Attempt {
     /// Unix seconds of the last scheduled (start or refresh) attempt.
     #[serde(default)]
-    pub scheduled_at: Option<u64>,
+    pub(crate) scheduled_at: Option<u64>,
     /// Unix seconds of the last refetch caused by an unknown `kid`.
     #[serde(default)]
-    pub kid_miss_at: Option<u64>,
+    pub(crate) kid_miss_at: Option<u64>,
 }
 
 impl Attempt {
-    pub fn decode(bytes: Option<&[u8]>) -> Attempt {
+    pub(crate) fn decode(bytes: Option<&[u8]>) -> Attempt {
         bytes.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default()
     }
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 }
 
 /// Whether a scheduled fetch of a source is due: at start, every `refresh_interval_s` after the
 /// last success, and retries (fast while no key was ever loaded).
-pub fn refresh_due(now: u64, fetched_at: Option<u64>, attempt: &Attempt, refresh_interval_s: u64) -> bool {
+pub(crate) fn refresh_due(now: u64, fetched_at: Option<u64>, attempt: &Attempt, refresh_interval_s: u64) -> bool {
     let since_attempt = |period: u64| attempt.scheduled_at.is_none_or(|t| now >= t.saturating_add(period) || now < t);
     match fetched_at {
         None => since_attempt(RETRY_WITHOUT_KEYS_S),
@@ -113,7 +113,7 @@ pub fn refresh_due(now: u64, fetched_at: Option<u64>, attempt: &Attempt, refresh
 }
 
 /// Whether an unknown `kid` may trigger a refetch of this source now.
-pub fn kid_refetch_allowed(now: u64, attempt: &Attempt) -> bool {
+pub(crate) fn kid_refetch_allowed(now: u64, attempt: &Attempt) -> bool {
     attempt.kid_miss_at.is_none_or(|t| now >= t.saturating_add(KID_REFETCH_INTERVAL_S) || now < t)
 }
 

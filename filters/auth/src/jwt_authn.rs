@@ -9,17 +9,12 @@ use crate::token::{Audience, Claims, TokenError};
 /// its claims under `duo_jwt_payload` when it accepts the token. Failures go under
 /// `duo_jwt_failure` or, with several providers, `duo_jwt_failure_<provider>`: jwt_authn keeps
 /// only the last write of a key, so one shared failure key would hide the other providers' verdicts.
-pub const NAMESPACE: &str = "envoy.filters.http.jwt_authn";
-pub const PAYLOAD_KEY: &str = "duo_jwt_payload";
-pub const FAILURE_KEY: &str = "duo_jwt_failure";
-
-/// The property path of one leaf under a metadata key.
-pub fn property_path<'a>(key: &'a str, leaf: &'a str) -> [&'a str; 5] {
-    ["metadata", "filter_metadata", NAMESPACE, key, leaf]
-}
+pub(crate) const NAMESPACE: &str = "envoy.filters.http.jwt_authn";
+pub(crate) const PAYLOAD_KEY: &str = "duo_jwt_payload";
+pub(crate) const FAILURE_KEY: &str = "duo_jwt_failure";
 
 /// The property path of the whole jwt_authn namespace (every provider's verdict in one read).
-pub const NAMESPACE_PATH: [&str; 3] = ["metadata", "filter_metadata", NAMESPACE];
+pub(crate) const NAMESPACE_PATH: [&str; 3] = ["metadata", "filter_metadata", NAMESPACE];
 
 /// The failure messages of every provider in the namespace map (as one property read returns
 /// it): the `message` of each key named `duo_jwt_failure` or `duo_jwt_failure_<provider>`.
@@ -125,7 +120,7 @@ pub fn combine_failures<'a>(header: Result<(), TokenError>, messages: impl IntoI
 /// The property path of a whole metadata key: the payload map is read in one host call, not one
 /// call per claim (each metadata lookup costs Envoy a CEL walk: ~2 µs per claim in V8 on the bench
 /// machine, against ~7 µs for the whole map).
-pub fn key_path(key: &str) -> [&str; 4] {
+pub(crate) fn key_path(key: &str) -> [&str; 4] {
     ["metadata", "filter_metadata", NAMESPACE, key]
 }
 
@@ -172,7 +167,8 @@ pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
 }
 
 /// The inverse of [`decode_pairs`]: the bytes Envoy returns for a map or list property (for
-/// tests and benchmarks that stand in for Envoy).
+/// tests, benchmarks and fuzz targets that stand in for Envoy).
+#[cfg(any(test, feature = "testing"))]
 pub fn encode_pairs(items: &[(&[u8], &[u8])]) -> Vec<u8> {
     let mut out = (items.len() as u32).to_le_bytes().to_vec();
     for (k, v) in items {

@@ -28,14 +28,14 @@ pub enum RsaBackend {
 }
 
 /// A compact JWS split once: what a signature check needs.
-pub struct Compact<'a> {
-    pub token: &'a str,
-    pub signing_input: &'a str,
-    pub signature: &'a [u8],
+pub(crate) struct Compact<'a> {
+    pub(crate) token: &'a str,
+    pub(crate) signing_input: &'a str,
+    pub(crate) signature: &'a [u8],
 }
 
 /// The one interface an RSA implementation has to offer.
-pub trait SignatureCheck {
+pub(crate) trait SignatureCheck {
     /// RSASSA-PKCS1-v1_5 with SHA-256 over `signing_input`.
     fn verify(&self, compact: &Compact<'_>) -> bool;
 }
@@ -72,9 +72,9 @@ impl SignatureCheck for RsaCheck {
 
 /// A key ready to verify, with where it came from.
 pub struct PreparedKey {
-    pub kid: Option<String>,
+    pub(crate) kid: Option<String>,
     /// The `jwks_sources` name, or `user_tokens` for duo_auth's own key.
-    pub source: String,
+    pub(crate) source: String,
     check: Box<dyn SignatureCheck>,
 }
 
@@ -95,13 +95,13 @@ impl PreparedKey {
         Ok(Self { kid, source: source.to_owned(), check })
     }
 
-    pub fn from_stored(key: &StoredKey, source: &str, backend: RsaBackend) -> Result<Self, String> {
+    pub(crate) fn from_stored(key: &StoredKey, source: &str, backend: RsaBackend) -> Result<Self, String> {
         let n = URL_SAFE_NO_PAD.decode(key.n.trim_end_matches('=')).map_err(|_| "bad base64url in n".to_owned())?;
         let e = URL_SAFE_NO_PAD.decode(key.e.trim_end_matches('=')).map_err(|_| "bad base64url in e".to_owned())?;
         Self::from_components(&n, &e, key.kid.clone(), source, backend)
     }
 
-    pub fn verify(&self, compact: &Compact<'_>) -> bool {
+    pub(crate) fn verify(&self, compact: &Compact<'_>) -> bool {
         self.check.verify(compact)
     }
 }
@@ -110,9 +110,9 @@ impl PreparedKey {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kid: Option<String>,
-    pub n: String,
-    pub e: String,
+    pub(crate) kid: Option<String>,
+    pub(crate) n: String,
+    pub(crate) e: String,
 }
 
 #[derive(Deserialize)]
@@ -185,14 +185,14 @@ fn uri_path(uri: &str) -> Option<String> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedKeys {
     #[serde(default)]
-    pub sources: BTreeMap<String, SourceKeys>,
+    pub(crate) sources: BTreeMap<String, SourceKeys>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceKeys {
-    pub keys: Vec<StoredKey>,
+pub(crate) struct SourceKeys {
+    pub(crate) keys: Vec<StoredKey>,
     /// Unix seconds of the last successful fetch.
-    pub fetched_at: u64,
+    pub(crate) fetched_at: u64,
 }
 
 impl SharedKeys {
@@ -210,7 +210,7 @@ impl SharedKeys {
         self
     }
 
-    pub fn fetched_at(&self, source: &str) -> Option<u64> {
+    pub(crate) fn fetched_at(&self, source: &str) -> Option<u64> {
         self.sources.get(source).map(|s| s.fetched_at)
     }
 
@@ -236,15 +236,16 @@ impl SharedKeys {
 /// Prepared keys of every source.
 #[derive(Default)]
 pub struct KeyRing {
-    pub keys: Vec<PreparedKey>,
+    pub(crate) keys: Vec<PreparedKey>,
     /// At least one source has answered once.
-    pub loaded: bool,
+    pub(crate) loaded: bool,
     /// Configured sources that never answered (the gateway is not ready while any is listed).
-    pub missing: Vec<String>,
+    pub(crate) missing: Vec<String>,
 }
 
 impl KeyRing {
-    pub fn single(key: PreparedKey) -> KeyRing {
+    #[cfg(test)]
+    pub(crate) fn single(key: PreparedKey) -> KeyRing {
         KeyRing { keys: vec![key], loaded: true, missing: Vec::new() }
     }
 }

@@ -4,27 +4,29 @@
 
 use duo_core::metrics::metric_name;
 
-/// `duo_auth.requests.result.<result>`: every request duo_auth decided, result in [`RESULTS`].
-pub const REQUESTS: &str = "duo_auth.requests";
-/// `duo_auth.denied.reason.<reason>`: denials, reason in [`REASONS`].
-pub const DENIED: &str = "duo_auth.denied";
+/// `duo_auth.requests.result.<result>`: every request duo_auth decided: `ok`, `public`, `bypass`, `denied`.
+pub(crate) const REQUESTS: &str = "duo_auth.requests";
+/// `duo_auth.denied.reason.<reason>`: denials by reason (the list is in docs/auth.md).
+pub(crate) const DENIED: &str = "duo_auth.denied";
 /// `duo_auth.jwks.fetch.result.<ok|failed>`: key-set fetches (discovery then JWKS) that stored
 /// keys, or failed (the last good keys stay).
-pub const JWKS_FETCH: &str = "duo_auth.jwks.fetch";
+pub(crate) const JWKS_FETCH: &str = "duo_auth.jwks.fetch";
 /// `duo_auth.jwks.kid_refetch`: refetches an unknown `kid` started.
-pub const KID_REFETCH: &str = "duo_auth.jwks.kid_refetch";
+pub(crate) const KID_REFETCH: &str = "duo_auth.jwks.kid_refetch";
 /// `duo_auth.user_token_cache.result.<hit|miss>`: lookups of verified user tokens.
-pub const USER_TOKEN_CACHE: &str = "duo_auth.user_token_cache";
+pub(crate) const USER_TOKEN_CACHE: &str = "duo_auth.user_token_cache";
 /// Updates dropped because [`MAX_NAMES`] names are defined (never expected: every name is in a
 /// fixed list).
-pub const DROPPED: &str = "duo_auth.metrics_dropped";
+pub(crate) const DROPPED: &str = "duo_auth.metrics_dropped";
 /// Distinct names one VM defines, with room to spare over the ~31 names listed here.
-pub const MAX_NAMES: usize = 256;
-/// The `result` values of [`REQUESTS`].
-pub const RESULTS: [&str; 4] = ["ok", "public", "bypass", "denied"];
+pub(crate) const MAX_NAMES: usize = 256;
+/// The `result` values of [`REQUESTS`] (the tests hold the code to these lists).
+#[cfg(test)]
+pub(crate) const RESULTS: [&str; 4] = ["ok", "public", "bypass", "denied"];
 
 /// The `reason` values of [`DENIED`]: every reason duo_auth gives.
-pub const REASONS: [&str; 22] = [
+#[cfg(test)]
+pub(crate) const REASONS: [&str; 22] = [
     "missing_authorization",
     "invalid_authorization_header",
     "invalid_authentication_type",
@@ -49,19 +51,19 @@ pub const REASONS: [&str; 22] = [
     "internal_error",
 ];
 
-pub fn request(result: &str) -> String {
+pub(crate) fn request(result: &str) -> String {
     metric_name(REQUESTS, &[("result", result)])
 }
 
-pub fn denial(reason: &str) -> String {
+pub(crate) fn denial(reason: &str) -> String {
     metric_name(DENIED, &[("reason", reason)])
 }
 
-pub fn jwks_fetch(ok: bool) -> String {
+pub(crate) fn jwks_fetch(ok: bool) -> String {
     metric_name(JWKS_FETCH, &[("result", if ok { "ok" } else { "failed" })])
 }
 
-pub fn user_token_cache(hit: bool) -> String {
+pub(crate) fn user_token_cache(hit: bool) -> String {
     metric_name(USER_TOKEN_CACHE, &[("result", if hit { "hit" } else { "miss" })])
 }
 

@@ -26,8 +26,8 @@ pub struct RequestView<'a> {
 /// A refusal: the local reply and the specific reason (logs, metrics, `x-duo-auth-reason`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Denial {
-    pub reply: GitlabError,
-    pub reason: &'static str,
+    pub(crate) reply: GitlabError,
+    pub(crate) reason: &'static str,
 }
 
 impl Denial {
@@ -37,11 +37,11 @@ impl Denial {
     fn forbidden(message: &str, reason: &'static str) -> Self {
         Self { reply: GitlabError::detail(403, message), reason }
     }
-    pub fn token(e: TokenError) -> Self {
+    pub(crate) fn token(e: TokenError) -> Self {
         Self::unauthenticated(FORBIDDEN_BY_AUTH_PROVIDER, e.reason())
     }
     /// Keys could not be loaded yet: 503, never a false 401.
-    pub fn keys_unavailable() -> Self {
+    pub(crate) fn keys_unavailable() -> Self {
         Self {
             reply: GitlabError {
                 status: 503,
@@ -53,8 +53,8 @@ impl Denial {
     }
 }
 
-pub const FORBIDDEN_BY_AUTH_PROVIDER: &str = "Forbidden by auth provider";
-pub const USER_TOKEN_FORBIDDEN: &str = "Unauthorized to create user access token";
+pub(crate) const FORBIDDEN_BY_AUTH_PROVIDER: &str = "Forbidden by auth provider";
+pub(crate) const USER_TOKEN_FORBIDDEN: &str = "Unauthorized to create user access token";
 
 /// What to do before any token is verified.
 #[derive(Debug, PartialEq)]
@@ -67,7 +67,7 @@ pub enum Pre<'a> {
 }
 
 /// The feature and unit primitive of a request, for the hand-off (known or not).
-pub fn describe(method: &str, path: &str) -> (Option<Endpoint>, AuthInfo) {
+pub(crate) fn describe(method: &str, path: &str) -> (Option<Endpoint>, AuthInfo) {
     let endpoint = classify(method, path).ok();
     let info = AuthInfo {
         feature: endpoint.as_ref().and_then(|e| e.feature).map(|f| f.name().to_owned()),
@@ -289,7 +289,7 @@ pub fn check_chat_body(body: &[u8], scopes: &[String]) -> Result<(), Denial> {
 }
 
 /// Records a chat-body refusal in the hand-off.
-pub fn denied(mut info: AuthInfo, d: &Denial) -> AuthInfo {
+pub(crate) fn denied(mut info: AuthInfo, d: &Denial) -> AuthInfo {
     info.result = "denied".to_owned();
     info.error = Some(d.reason.to_owned());
     info

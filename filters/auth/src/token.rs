@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 /// What GitLab puts in `aud` for the AI gateway (and what user tokens carry as `iss`/`aud`).
-pub const GITLAB_AI_GATEWAY: &str = "gitlab-ai-gateway";
+pub(crate) const GITLAB_AI_GATEWAY: &str = "gitlab-ai-gateway";
 
 /// Longest token looked at; anything longer is junk (GitLab's are about 1-2 KB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -30,7 +30,7 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             TokenError::Malformed => "malformed_token",
             TokenError::AlgorithmNotAllowed => "algorithm_not_allowed",
@@ -98,7 +98,7 @@ pub struct Rules<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verified {
     pub claims: Claims,
-    pub source: String,
+    pub(crate) source: String,
 }
 
 #[derive(Deserialize)]
@@ -164,7 +164,7 @@ pub fn verify_with(token: &str, keys: &[PreparedKey], rules: &Rules<'_>) -> Resu
     verify_parsed(&parsed, keys, rules)
 }
 
-pub fn verify_parsed(parsed: &Parsed<'_>, keys: &[PreparedKey], rules: &Rules<'_>) -> Result<Verified, TokenError> {
+pub(crate) fn verify_parsed(parsed: &Parsed<'_>, keys: &[PreparedKey], rules: &Rules<'_>) -> Result<Verified, TokenError> {
     let compact = Compact { token: parsed.token, signing_input: parsed.signing_input, signature: &parsed.signature };
     let mut candidates = keys.iter().filter(|k| parsed.kid.is_none() || k.kid == parsed.kid).peekable();
     if candidates.peek().is_none() {

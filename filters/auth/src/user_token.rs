@@ -12,11 +12,11 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet, VecDeque};
 
 /// The `kid` of duo_auth's own signing key (the name GitLab's Python gateway uses for it).
-pub const USER_TOKEN_KID: &str = "gitlab_ai_gateway_signing_key";
+pub(crate) const USER_TOKEN_KID: &str = "gitlab_ai_gateway_signing_key";
 /// Key-source name of user tokens in the hand-off and logs.
-pub const USER_TOKEN_SOURCE: &str = "user_tokens";
+pub(crate) const USER_TOKEN_SOURCE: &str = "user_tokens";
 /// The scopes a user token may carry (the caller's scopes are intersected with these).
-pub const USER_TOKEN_SCOPES: [&str; 2] = ["complete_code", "ai_gateway_model_provider_proxy"];
+pub(crate) const USER_TOKEN_SCOPES: [&str; 2] = ["complete_code", "ai_gateway_model_provider_proxy"];
 
 pub struct UserTokenIssuer {
     key: RS256KeyPair,
@@ -77,7 +77,7 @@ impl UserTokenIssuer {
 }
 
 /// Formats 16 random bytes as a version-4 UUID.
-pub fn uuid4(mut bytes: [u8; 16]) -> String {
+pub(crate) fn uuid4(mut bytes: [u8; 16]) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -100,11 +100,13 @@ impl TokenCache {
         Sha256::digest(token.as_bytes()).into()
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 

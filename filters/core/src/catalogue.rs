@@ -75,30 +75,6 @@ impl Feature {
         Feature::ALL.into_iter().find(|f| f.name() == name)
     }
 
-    /// The unit primitive a token needs in `scopes` for this feature's main call.
-    pub fn unit_primitive(self) -> &'static str {
-        match self {
-            Feature::CodeCompletions => "complete_code",
-            Feature::CodeGenerations => "generate_code",
-            Feature::DuoChat => "duo_chat",
-            Feature::DuoChatExplainCode => "explain_code",
-            Feature::DuoChatWriteTests => "write_tests",
-            Feature::DuoChatRefactorCode => "refactor_code",
-            Feature::DuoChatFixCode => "fix_code",
-            Feature::DuoChatTroubleshootJob => "troubleshoot_job",
-            Feature::DuoChatExplainVulnerability => "explain_vulnerability",
-            Feature::DuoChatSummarizeComments => "summarize_comments",
-            Feature::GenerateCommitMessage => "generate_commit_message",
-            Feature::SummarizeNewMergeRequest => "summarize_new_merge_request",
-            Feature::ReviewMergeRequest => "review_merge_request",
-            Feature::SummarizeReview => "summarize_review",
-            Feature::ResolveVulnerability => "resolve_vulnerability",
-            Feature::GlabAskGitCommand => "glab_ask_git_command",
-            Feature::DuoAgentPlatform => "duo_agent_platform",
-            Feature::GenerateIssueDescription => "generate_issue_description",
-        }
-    }
-
     /// Chat sub-features without their own setting follow `duo_chat`, as GitLab does.
     pub fn chat_parent(self) -> Option<Feature> {
         match self {
@@ -111,11 +87,6 @@ impl Feature {
             | Feature::DuoChatSummarizeComments => Some(Feature::DuoChat),
             _ => None,
         }
-    }
-
-    /// GitLab does not offer these on self-hosted models.
-    pub fn self_hostable_by_gitlab(self) -> bool {
-        !matches!(self, Feature::GenerateIssueDescription)
     }
 }
 
@@ -415,6 +386,5 @@ mod tests {
         let subs: Vec<_> = Feature::ALL.into_iter().filter(|f| f.chat_parent().is_some()).collect();
         assert_eq!(subs.len(), 7);
         assert!(subs.iter().all(|f| f.name().starts_with("duo_chat_")));
-        assert!(!Feature::GenerateIssueDescription.self_hostable_by_gitlab());
     }
 }

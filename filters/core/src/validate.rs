@@ -14,7 +14,7 @@ pub fn check_name(path: &str, value: &str) -> Result<(), ConfigError> {
 }
 
 /// Longest [`check_key`] name.
-pub const MAX_KEY_LEN: usize = 64;
+const MAX_KEY_LEN: usize = 64;
 
 /// A name that becomes part of a shared-data key or a log line: 1-64 characters of
 /// `[A-Za-z0-9_.-]`.

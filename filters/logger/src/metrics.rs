@@ -6,18 +6,18 @@
 use duo_core::metrics::metric_name;
 use serde_json::{Map, Value};
 
-pub const REQUESTS: &str = "duo_requests_total";
-pub const AUTH_DENIALS: &str = "duo_auth_denials_total";
-pub const INPUT_TOKENS: &str = "duo_input_tokens_total";
-pub const OUTPUT_TOKENS: &str = "duo_output_tokens_total";
-pub const DURATION: &str = "duo_request_duration_ms";
-pub const FIRST_CHUNK: &str = "duo_first_chunk_duration_ms";
+pub(crate) const REQUESTS: &str = "duo_requests_total";
+pub(crate) const AUTH_DENIALS: &str = "duo_auth_denials_total";
+pub(crate) const INPUT_TOKENS: &str = "duo_input_tokens_total";
+pub(crate) const OUTPUT_TOKENS: &str = "duo_output_tokens_total";
+pub(crate) const DURATION: &str = "duo_request_duration_ms";
+pub(crate) const FIRST_CHUNK: &str = "duo_first_chunk_duration_ms";
 
 /// Updates dropped because [`MAX_NAMES`] distinct names are defined in this VM.
-pub const DROPPED: &str = "duo_logger_metrics_dropped_total";
+pub(crate) const DROPPED: &str = "duo_logger_metrics_dropped_total";
 /// Distinct names one VM defines: a flood of odd tag values cannot grow Envoy's stat table
 /// without bound.
-pub const MAX_NAMES: usize = 2000;
+pub(crate) const MAX_NAMES: usize = 2000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -39,7 +39,7 @@ pub struct Update {
 /// answer broke afterwards), `no_response` (no status was sent). A gRPC answer (HTTP 200) with a
 /// non-zero `grpc_status` counts as `rate_limited` (8), `client_error` (1, 3, 5, 6, 7, 9, 11, 16)
 /// or `server_error` (the others).
-pub fn outcome(record: &Map<String, Value>) -> &'static str {
+pub(crate) fn outcome(record: &Map<String, Value>) -> &'static str {
     let status = record.get("status_code").and_then(Value::as_i64);
     let denied = record.get("auth_result").and_then(Value::as_str) == Some("denied");
     let grpc = record.get("grpc_status").and_then(Value::as_i64).filter(|c| *c != 0);

@@ -8,7 +8,7 @@ pub fn i64_le(bytes: &[u8]) -> Option<i64> {
 }
 
 /// A UTF-8 string property; empty counts as absent.
-pub fn text(bytes: &[u8]) -> Option<String> {
+pub(crate) fn text(bytes: &[u8]) -> Option<String> {
     std::str::from_utf8(bytes).ok().filter(|s| !s.is_empty()).map(str::to_owned)
 }
 

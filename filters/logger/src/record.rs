@@ -11,14 +11,14 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// Longest value kept from a request header (user agent, GitLab host name...).
-pub const MAX_HEADER_VALUE_BYTES: usize = 512;
+pub(crate) const MAX_HEADER_VALUE_BYTES: usize = 512;
 /// Longest path (with its redacted query) kept.
 pub const MAX_PATH_BYTES: usize = 2048;
 /// Longest error text kept.
-pub const MAX_ERROR_BYTES: usize = 1024;
+pub(crate) const MAX_ERROR_BYTES: usize = 1024;
 
 /// The header GitLab's "Enable AI logs" switch sets.
-pub const VERBOSE_AI_LOGS_HEADER: &str = "x-gitlab-enabled-instance-verbose-ai-logs";
+pub(crate) const VERBOSE_AI_LOGS_HEADER: &str = "x-gitlab-enabled-instance-verbose-ai-logs";
 
 /// The request headers the logger keeps, read when the request headers arrive (before any other
 /// filter rewrites them). Values are raw; [`build_record`] cleans them.
@@ -51,7 +51,9 @@ pub struct RequestFacts {
     pub grpc: bool,
 }
 
-/// The request headers [`RequestFacts::from_headers`] reads (lower case).
+/// The request headers [`RequestFacts::from_headers`] reads (lower case; a test holds the code
+/// to this list).
+#[cfg(any(test, feature = "testing"))]
 pub const CAPTURED_HEADERS: &[&str] = &[
     "x-request-id",
     ":method",
@@ -150,7 +152,7 @@ pub struct RecordInputs<'a> {
 }
 
 /// Whether this request's content may be logged.
-pub fn content_allowed(policy: LogContent, verbose_ai_logs: bool) -> bool {
+pub(crate) fn content_allowed(policy: LogContent, verbose_ai_logs: bool) -> bool {
     match policy {
         LogContent::Never => false,
         LogContent::WhenEnabled => verbose_ai_logs,
@@ -159,12 +161,12 @@ pub fn content_allowed(policy: LogContent, verbose_ai_logs: bool) -> bool {
 }
 
 /// The byte limit the logger publishes as `duo_content_wanted`, or `None` (publish nothing).
-pub fn content_wanted(config: &LoggerConfig, request: &RequestFacts) -> Option<usize> {
+pub(crate) fn content_wanted(config: &LoggerConfig, request: &RequestFacts) -> Option<usize> {
     (content_allowed(config.log_content, request.verbose_ai_logs) && config.max_content_bytes > 0).then_some(config.max_content_bytes)
 }
 
 /// The longest prefix of `text` that fits in `max` bytes and ends on a char boundary.
-pub fn truncate_utf8(text: &str, max: usize) -> &str {
+pub(crate) fn truncate_utf8(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
@@ -176,7 +178,7 @@ pub fn truncate_utf8(text: &str, max: usize) -> &str {
 }
 
 /// Redacts, then bounds a free-text value.
-pub fn clean(text: &str, max: usize) -> String {
+pub(crate) fn clean(text: &str, max: usize) -> String {
     truncate_utf8(&redact(text), max).to_owned()
 }
 
@@ -212,12 +214,12 @@ fn is_secret_param(name: &str) -> bool {
 }
 
 /// Lower-case hex SHA-256, used for `hash_user_ids`.
-pub fn sha256_hex(text: &str) -> String {
+pub(crate) fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// RFC 3339 UTC with milliseconds (`2026-11-26T23:19:25.123Z`) from unix nanoseconds.
-pub fn rfc3339_from_unix_ns(ns: i64) -> String {
+pub(crate) fn rfc3339_from_unix_ns(ns: i64) -> String {
     let ms = ns.div_euclid(1_000_000);
     let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000);
@@ -229,7 +231,7 @@ pub fn rfc3339_from_unix_ns(ns: i64) -> String {
 
 /// Python's `datetime.isoformat()` of an aware UTC time, as GitLab's `request_arrived_at`
 /// (`2026-12-02T10:20:32.123456+00:00`).
-pub fn isoformat_from_unix_ns(ns: i64) -> String {
+pub(crate) fn isoformat_from_unix_ns(ns: i64) -> String {
     let us = ns.div_euclid(1000);
     let secs = us.div_euclid(1_000_000);
     let micros = us.rem_euclid(1_000_000);
@@ -239,20 +241,20 @@ pub fn isoformat_from_unix_ns(ns: i64) -> String {
 }
 
 /// `ip:port` or `[v6]:port` → (ip, port).
-pub fn split_peer(address: &str) -> Option<(&str, u16)> {
+pub(crate) fn split_peer(address: &str) -> Option<(&str, u16)> {
     let (host, port) = address.rsplit_once(':')?;
     let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     Some((host, port.parse().ok()?))
 }
 
 /// Envoy's `HTTP/1.1` → uvicorn's `1.1` (GitLab's `http_version`).
-pub fn http_version(protocol: &str) -> &str {
+pub(crate) fn http_version(protocol: &str) -> &str {
     protocol.strip_prefix("HTTP/").unwrap_or(protocol)
 }
 
 /// `x-gitlab-enabled-feature-flags` as GitLab's gateway logs it: the distinct names, joined by
 /// commas.
-pub fn feature_flags(raw: &str) -> String {
+pub(crate) fn feature_flags(raw: &str) -> String {
     let mut names: Vec<&str> = Vec::new();
     for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         if !names.contains(&name) {
@@ -488,7 +490,9 @@ pub fn build_record(inputs: &RecordInputs<'_>) -> Map<String, Value> {
     r.0
 }
 
-/// The record as one JSON line (no newline; Envoy's log format adds it).
+/// The record as one JSON line (no newline; Envoy's log format adds it), as the tests and fuzz
+/// targets see it.
+#[cfg(any(test, feature = "testing"))]
 pub fn render_record(inputs: &RecordInputs<'_>) -> String {
     Value::Object(build_record(inputs)).to_string()
 }
