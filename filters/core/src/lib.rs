@@ -5,6 +5,7 @@ pub mod catalogue;
 pub mod chat_scopes;
 pub mod config;
 pub mod errors;
+pub mod grpc;
 pub mod handoff;
 pub mod limits;
 pub mod metrics;

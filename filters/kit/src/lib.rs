@@ -117,6 +117,18 @@ pub fn send_error(error: &GitlabError, extra_headers: &[(&str, &str)]) -> Result
     hostcalls::send_http_response(error.status, headers, Some(error.body.as_bytes()))
 }
 
+/// Answers a gRPC call locally, trailers-only: HTTP 200, `content-type: application/grpc`,
+/// `grpc-status` and the percent-encoded `grpc-message`, no body. Envoy keeps a `grpc-status` a
+/// filter set (it derives one only when none is there) and, with no body, leaves the message
+/// alone, so the client sees exactly this status and text.
+pub fn send_grpc_error(reply: &duo_core::grpc::GrpcReply, extra_headers: &[(&str, &str)]) -> Result<(), Status> {
+    let own = reply.headers();
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(own.len() + extra_headers.len());
+    headers.extend(own.iter().map(|(k, v)| (*k, v.as_str())));
+    headers.extend_from_slice(extra_headers);
+    hostcalls::send_http_response(200, headers, None)
+}
+
 /// Answers locally with any status, headers and body. Before the response headers went
 /// downstream this is a complete answer (Envoy sends it straight to the client); after, Envoy
 /// resets the stream.
