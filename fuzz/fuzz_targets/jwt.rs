@@ -66,8 +66,8 @@ fuzz_target!(|data: &[u8]| CONFIG.with(|config| {
                 assert!(claims.aud.as_ref().is_some_and(|a| a.contains("gitlab-ai-gateway")));
             }
         }
-        for user_token in [false, true] {
-            let _ = policy::authorize(config, &req, &claims, user_token, Default::default());
+        for kind in [policy::TokenKind::Gitlab, policy::TokenKind::User, policy::TokenKind::Workflow] {
+            let _ = policy::authorize(config, &req, &claims, kind, Default::default());
         }
     }
 }));

@@ -140,7 +140,7 @@ fn bench_jwt_authn_decision(c: &mut Criterion) {
     let run = || -> Option<Vec<u8>> {
         let Pre::Verify { info, .. } = policy::pre_check(&config, black_box(&view)) else { return None };
         let claims = jwt_authn::claims_from_payload_map(black_box(&payload))?;
-        match policy::authorize(&config, &view, &claims, false, info) {
+        match policy::authorize(&config, &view, &claims, policy::TokenKind::Gitlab, info) {
             Decision::Allow(info) => serde_json::to_vec(&info).ok(),
             _ => None,
         }

@@ -8,6 +8,13 @@ use duo_core::config::{ConfigError, parse_json};
 use duo_core::validate;
 use serde::Deserialize;
 
+/// What GitLab and the Duo Workflow Service put in `aud` for the Agent Platform (gRPC), and the
+/// `iss` of the service's own self-signed tokens.
+pub(crate) const DUO_WORKFLOW_SERVICE: &str = "gitlab-duo-workflow-service";
+
+/// Where a `workflow_token_keys` entry's key comes from (logs and the hand-off).
+pub(crate) const WORKFLOW_KEY_SOURCE: &str = "workflow_token_keys";
+
 /// The paths GitLab's own gateway serves without a token.
 pub(crate) const DEFAULT_UNAUTHENTICATED_PATHS: [&str; 3] = ["/monitoring/healthz", "/monitoring/ready", "/v1/models/definitions"];
 
@@ -62,6 +69,13 @@ fn default_user_token_ttl() -> u64 {
 pub(crate) struct RawConfig {
     #[serde(default = "default_audience")]
     pub(crate) audience: String,
+    /// Replaces `audience` on the Agent Platform's gRPC paths (`/DuoWorkflow/*`).
+    #[serde(default = "default_agent_platform_audience")]
+    pub(crate) agent_platform_audience: String,
+    /// Public keys (PEM) of the Duo Workflow Service's self-signed tokens; old and new during a
+    /// rotation.
+    #[serde(default)]
+    pub(crate) workflow_token_keys: Vec<String>,
     #[serde(default)]
     pub(crate) jwks_sources: Vec<RawJwksSource>,
     #[serde(default = "default_refresh")]
@@ -93,6 +107,9 @@ pub(crate) struct RawConfig {
 
 fn default_audience() -> String {
     GITLAB_AI_GATEWAY.to_owned()
+}
+fn default_agent_platform_audience() -> String {
+    DUO_WORKFLOW_SERVICE.to_owned()
 }
 fn default_refresh() -> u64 {
     3600
@@ -133,6 +150,9 @@ pub(crate) struct JwksSource {
 /// The compiled configuration; requests only read it.
 pub struct Config {
     pub(crate) audience: String,
+    pub(crate) agent_platform_audience: String,
+    /// `workflow_token_keys`, prepared (no `kid`: each is tried).
+    pub(crate) workflow_keys: Vec<PreparedKey>,
     pub(crate) jwks_sources: Vec<JwksSource>,
     pub(crate) refresh_interval_s: u64,
     pub(crate) clock_skew_s: u64,
@@ -176,6 +196,18 @@ impl Config {
     pub(crate) fn compile(raw: RawConfig) -> Result<Self, ConfigError> {
         if raw.audience.trim().is_empty() {
             return Err(ConfigError::new("audience", "must not be empty"));
+        }
+        if raw.agent_platform_audience.trim().is_empty() {
+            return Err(ConfigError::new("agent_platform_audience", "must not be empty"));
+        }
+        if raw.workflow_token_keys.len() > 8 {
+            return Err(ConfigError::new("workflow_token_keys", "at most 8 keys (the current one and those of rotations in progress)"));
+        }
+        let mut workflow_keys = Vec::with_capacity(raw.workflow_token_keys.len());
+        for (i, pem) in raw.workflow_token_keys.iter().enumerate() {
+            let key = PreparedKey::from_pem(pem, WORKFLOW_KEY_SOURCE, raw.rsa_backend)
+                .map_err(|m| ConfigError::new(format!("workflow_token_keys[{i}]"), m))?;
+            workflow_keys.push(key);
         }
         if !(10..=7 * 86_400).contains(&raw.refresh_interval_s) {
             return Err(ConfigError::new("refresh_interval_s", "must be between 10 and 604800 seconds"));
@@ -254,6 +286,8 @@ impl Config {
 
         Ok(Config {
             audience: raw.audience,
+            agent_platform_audience: raw.agent_platform_audience,
+            workflow_keys,
             jwks_sources: sources,
             refresh_interval_s: raw.refresh_interval_s,
             clock_skew_s: raw.clock_skew_s,
@@ -405,6 +439,25 @@ mod tests {
             schema["properties"]["jwks_sources"]["items"]["properties"].as_object().unwrap().keys().map(String::as_str).collect();
         source_keys.sort_unstable();
         assert_eq!(source_keys, ["authority", "cluster", "discovery_path", "jwks_path", "name"]);
+    }
+
+    #[test]
+    fn workflow_token_keys_are_public_pems() {
+        let pem = testkeys::public_pem(testkeys::OTHER_PEM);
+        let mut v = base();
+        v["workflow_token_keys"] = serde_json::json!([pem, testkeys::public_pem(testkeys::GITLAB_B_PEM)]);
+        let c = parse(&v).unwrap();
+        assert_eq!(c.workflow_keys.len(), 2);
+        assert!(c.workflow_keys.iter().all(|k| k.kid.is_none() && k.source == WORKFLOW_KEY_SOURCE));
+        assert_eq!(c.agent_platform_audience, DUO_WORKFLOW_SERVICE);
+        for bad in [serde_json::json!(["not a pem"]), serde_json::json!([testkeys::OTHER_PEM])] {
+            let mut v = base();
+            v["workflow_token_keys"] = bad;
+            assert_eq!(parse(&v).err().unwrap().path, "workflow_token_keys[0]");
+        }
+        let mut v = base();
+        v["agent_platform_audience"] = serde_json::json!(" ");
+        assert_eq!(parse(&v).err().unwrap().path, "agent_platform_audience");
     }
 
     #[test]

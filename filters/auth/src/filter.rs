@@ -12,10 +12,11 @@ use crate::fetch::{Attempt, Fetch, FetchRequest, FetchStep, kid_refetch_allowed,
 use crate::jwt_authn::{self, Failed};
 use crate::keys::{KeyRing, SharedKeys, StoredKey};
 use crate::metrics;
-use crate::policy::{self, Decision, Denial, Pre, RequestView};
+use crate::policy::{self, Decision, Denial, Pre, RequestView, TokenKind};
 use crate::token::{self, Claims, GITLAB_AI_GATEWAY, Rules, TokenError};
 use crate::user_token::{IssueRequest, TokenCache, uuid4};
 use duo_core::errors::GitlabError;
+use duo_core::grpc::GrpcReply;
 use duo_core::handoff::{self, AuthInfo};
 use duo_kit::Counters;
 use proxy_wasm::hostcalls;
@@ -312,6 +313,8 @@ impl RootContext for Root {
             state: State::Start,
             fetches: HashMap::new(),
             body_done: false,
+            agent_platform: false,
+            grpc: false,
         })))
     }
 }
@@ -337,6 +340,7 @@ struct OwnedView {
     instance_id: Option<String>,
     global_user_id: Option<String>,
     bypass_auth: Option<String>,
+    content_type: Option<String>,
 }
 
 impl OwnedView {
@@ -352,6 +356,7 @@ impl OwnedView {
             instance_id: h("x-gitlab-instance-id"),
             global_user_id: h("x-gitlab-global-user-id"),
             bypass_auth: h("bypass-auth"),
+            content_type: h("content-type"),
         }
     }
 
@@ -371,7 +376,7 @@ impl OwnedView {
 
 /// What the verification step ended with.
 enum Verdict {
-    Claims { claims: Claims, user_token: bool },
+    Claims { claims: Claims, kind: TokenKind },
     Deny(Denial),
     /// Unknown kid and a refetch was started: wait.
     Wait,
@@ -384,9 +389,18 @@ struct Stream {
     state: State,
     fetches: HashMap<u32, Fetch>,
     body_done: bool,
+    /// `/DuoWorkflow/*`: the Agent Platform audience and tokens.
+    agent_platform: bool,
+    /// A gRPC call (Agent Platform, gRPC health, or `application/grpc`): refusals gRPC-shaped.
+    grpc: bool,
 }
 
 impl Stream {
+    /// The audience tokens must carry on this request.
+    fn audience(&self) -> &str {
+        if self.agent_platform { &self.config.agent_platform_audience } else { &self.config.audience }
+    }
+
     fn publish(&self, info: &AuthInfo) {
         if let Err(e) = duo_kit::set_filter_state(handoff::AUTH, info) {
             log::warn!("duo_auth #{}: cannot publish filter state: {e:?}", self.id);
@@ -402,7 +416,12 @@ impl Stream {
         self.state = State::Done;
         self.publish(info);
         log::debug!("duo_auth #{}: denied {} ({})", self.id, d.reply.status, d.reason);
-        if let Err(e) = duo_kit::send_error(&d.reply, &[("x-duo-auth-reason", d.reason)]) {
+        let sent = if self.grpc {
+            duo_kit::send_grpc_error(&GrpcReply::from_gitlab(&d.reply), &[("x-duo-auth-reason", d.reason)])
+        } else {
+            duo_kit::send_error(&d.reply, &[("x-duo-auth-reason", d.reason)])
+        };
+        if let Err(e) = sent {
             log::error!("duo_auth #{}: cannot send the {} reply: {e:?}", self.id, d.reply.status);
         }
     }
@@ -413,7 +432,7 @@ impl Stream {
         let mut vm = self.vm.borrow_mut();
         if let Some(claims) = vm.user_cache.as_mut().and_then(|c| c.get(token, now)).cloned() {
             vm.counters.count(&metrics::user_token_cache(true));
-            return Verdict::Claims { claims, user_token: true };
+            return Verdict::Claims { claims, kind: TokenKind::User };
         }
         vm.counters.count(&metrics::user_token_cache(false));
         let rules = Rules { audience: GITLAB_AI_GATEWAY, clock_skew_s: self.config.clock_skew_s, now };
@@ -423,8 +442,19 @@ impl Stream {
                 if let (Some(cache), Some(exp)) = (vm.user_cache.as_mut(), v.claims.exp) {
                     cache.insert(token, v.claims.clone(), exp as u64, now);
                 }
-                Verdict::Claims { claims: v.claims, user_token: true }
+                Verdict::Claims { claims: v.claims, kind: TokenKind::User }
             }
+            Err(e) => Verdict::Deny(Denial::token(e)),
+        }
+    }
+
+    /// The Duo Workflow Service's self-signed tokens: its public keys (no kid: each is tried),
+    /// the Agent Platform audience. Verified here whatever the verifier (jwt_authn has no such
+    /// provider), like user tokens.
+    fn verify_workflow_token(&self, token: &str) -> Verdict {
+        let rules = Rules { audience: &self.config.agent_platform_audience, clock_skew_s: self.config.clock_skew_s, now: now() };
+        match token::verify_with(token, &self.config.workflow_keys, &rules) {
+            Ok(v) => Verdict::Claims { claims: v.claims, kind: TokenKind::Workflow },
             Err(e) => Verdict::Deny(Denial::token(e)),
         }
     }
@@ -435,9 +465,9 @@ impl Stream {
             return Verdict::Deny(Denial::keys_unavailable());
         }
         let now = now();
-        let rules = Rules { audience: &self.config.audience, clock_skew_s: self.config.clock_skew_s, now };
+        let rules = Rules { audience: self.audience(), clock_skew_s: self.config.clock_skew_s, now };
         match token::verify(token, &ring, &rules) {
-            Ok(v) => Verdict::Claims { claims: v.claims, user_token: false },
+            Ok(v) => Verdict::Claims { claims: v.claims, kind: TokenKind::Gitlab },
             // The key may be one of a source that never answered yet: its scheduled fetch is on
             // the way (not ready), and the kid-miss window stays free for a real rotation.
             Err(TokenError::UnknownKid) if !ring.missing.is_empty() => Verdict::Deny(Denial::keys_unavailable()),
@@ -469,10 +499,10 @@ impl Stream {
         if let Some(payload) = duo_kit::property(&jwt_authn::key_path(jwt_authn::PAYLOAD_KEY)) {
             return match jwt_authn::claims_from_payload_map(&payload) {
                 None => self.no_jwt_authn_verdict(),
-                Some(claims) if claims.aud.as_ref().is_some_and(|a| !a.contains(&self.config.audience)) => {
+                Some(claims) if claims.aud.as_ref().is_some_and(|a| !a.contains(self.audience())) => {
                     Verdict::Deny(Denial::token(TokenError::WrongAudience))
                 }
-                Some(claims) => Verdict::Claims { claims, user_token: false },
+                Some(claims) => Verdict::Claims { claims, kind: TokenKind::Gitlab },
             };
         }
         let namespace = duo_kit::property(&jwt_authn::NAMESPACE_PATH).unwrap_or_default();
@@ -495,14 +525,12 @@ impl Stream {
     }
 
     /// Verifies and decides; `Action` for the headers callback.
-    fn decide(&mut self, view: OwnedView, token: String, user_token: bool, info: AuthInfo, allow_refetch: bool) -> Action {
-        let verdict = if user_token {
-            self.verify_user_token(&token)
-        } else {
-            match self.config.verifier {
-                Verifier::Builtin => self.verify_builtin(&token, allow_refetch),
-                Verifier::EnvoyJwtAuthn => self.verify_jwt_authn(&token, allow_refetch),
-            }
+    fn decide(&mut self, view: OwnedView, token: String, kind: TokenKind, info: AuthInfo, allow_refetch: bool) -> Action {
+        let verdict = match (kind, self.config.verifier) {
+            (TokenKind::User, _) => self.verify_user_token(&token),
+            (TokenKind::Workflow, _) => self.verify_workflow_token(&token),
+            (TokenKind::Gitlab, Verifier::Builtin) => self.verify_builtin(&token, allow_refetch),
+            (TokenKind::Gitlab, Verifier::EnvoyJwtAuthn) => self.verify_jwt_authn(&token, allow_refetch),
         };
         match verdict {
             Verdict::Wait => {
@@ -514,8 +542,8 @@ impl Stream {
                 self.refuse(&d, &info);
                 Action::Pause
             }
-            Verdict::Claims { claims, user_token } => {
-                let decision = policy::authorize(&self.config, &view.view(), &claims, user_token, info);
+            Verdict::Claims { claims, kind } => {
+                let decision = policy::authorize(&self.config, &view.view(), &claims, kind, info);
                 self.apply(decision, &claims)
             }
         }
@@ -628,7 +656,7 @@ impl Context for Stream {
             return;
         }
         let State::Refetching { token, info, view } = std::mem::replace(&mut self.state, State::Done) else { return };
-        let action = self.decide(view, token, false, info, false);
+        let action = self.decide(view, token, TokenKind::Gitlab, info, false);
         if action == Action::Continue {
             let _ = hostcalls::resume_http_request();
         } else if let State::ChatBody { .. } = self.state
@@ -656,7 +684,11 @@ impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.body_done = end_of_stream;
         let owned = OwnedView::read();
-        let (token, user_token, info) = match policy::pre_check(&self.config, &owned.view()) {
+        self.agent_platform = policy::is_agent_platform(&owned.method, &owned.path);
+        self.grpc = self.agent_platform
+            || policy::is_grpc_health(&owned.path)
+            || owned.content_type.as_deref().is_some_and(duo_core::grpc::is_grpc_content_type);
+        let (token, kind, info) = match policy::pre_check(&self.config, &owned.view()) {
             Pre::Allow(info) => {
                 if info.result == "bypass" {
                     log::warn!("duo_auth #{}: bypass ({:?}): {} {} passed WITHOUT authentication", self.id, self.config.bypass, owned.method, owned.path);
@@ -672,9 +704,9 @@ impl HttpContext for Stream {
                 self.refuse(&d, &info);
                 return Action::Pause;
             }
-            Pre::Verify { token, user_token, info } => (token.to_owned(), user_token, info),
+            Pre::Verify { token, kind, info } => (token.to_owned(), kind, info),
         };
-        let action = self.decide(owned, token, user_token, info, true);
+        let action = self.decide(owned, token, kind, info, true);
         if end_of_stream
             && let State::ChatBody { .. } = self.state {
                 return self.check_chat(b"");

@@ -95,6 +95,13 @@ impl PreparedKey {
         Ok(Self { kid, source: source.to_owned(), check })
     }
 
+    /// Imports an RSA public key written as PEM (SubjectPublicKeyInfo or PKCS#1), with no `kid`.
+    pub(crate) fn from_pem(pem: &str, source: &str, backend: RsaBackend) -> Result<Self, String> {
+        let key = RS256PublicKey::from_pem(pem.trim()).map_err(|e| format!("not an RSA public key in PEM: {e}"))?;
+        let c = key.to_components();
+        Self::from_components(&c.n, &c.e, None, source, backend)
+    }
+
     pub(crate) fn from_stored(key: &StoredKey, source: &str, backend: RsaBackend) -> Result<Self, String> {
         let n = URL_SAFE_NO_PAD.decode(key.n.trim_end_matches('=')).map_err(|_| "bad base64url in n".to_owned())?;
         let e = URL_SAFE_NO_PAD.decode(key.e.trim_end_matches('=')).map_err(|_| "bad base64url in e".to_owned())?;

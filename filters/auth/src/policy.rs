@@ -2,7 +2,7 @@
 //! pure functions over a small view of the request. The adapter (`filter.rs`) feeds them headers,
 //! keys and the clock, and applies what they decide.
 
-use crate::config::{Bypass, Config};
+use crate::config::{Bypass, Config, DUO_WORKFLOW_SERVICE};
 use crate::token::{Claims, GITLAB_AI_GATEWAY, TokenError};
 use crate::user_token::{USER_TOKEN_KID, USER_TOKEN_SCOPES};
 use duo_core::catalogue::{Endpoint, EndpointKind, classify};
@@ -56,14 +56,40 @@ impl Denial {
 pub(crate) const FORBIDDEN_BY_AUTH_PROVIDER: &str = "Forbidden by auth provider";
 pub(crate) const USER_TOKEN_FORBIDDEN: &str = "Unauthorized to create user access token";
 
+/// Who signed a token, as far as the rules care: it decides the keys that verify it and what it
+/// may call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// GitLab (the instance or CustomersDot), keys from `jwks_sources` or jwt_authn.
+    Gitlab,
+    /// duo_auth's own user token (`user_tokens`): code completions only.
+    User,
+    /// The Duo Workflow Service's self-signed token (`workflow_token_keys`): the Agent Platform's
+    /// calls only, never `GenerateToken`.
+    Workflow,
+}
+
 /// What to do before any token is verified.
 #[derive(Debug, PartialEq)]
 pub enum Pre<'a> {
     /// Pass without a token (`public` or `bypass`).
     Allow(AuthInfo),
     Deny(Denial, AuthInfo),
-    /// Verify this bearer token; `user_token` when its header names duo_auth's own key.
-    Verify { token: &'a str, user_token: bool, info: AuthInfo },
+    /// Verify this bearer token with the keys of `kind` (read from its unverified header/payload;
+    /// only those keys can make it pass).
+    Verify { token: &'a str, kind: TokenKind, info: AuthInfo },
+}
+
+/// The gRPC health service (`/grpc.health.v1.Health/Check`, `/Watch`): no token, as the Duo
+/// Workflow Service itself serves it.
+pub(crate) fn is_grpc_health(path: &str) -> bool {
+    path.strip_prefix("/grpc.health.v1.Health/").is_some_and(|m| !m.is_empty() && !m.contains(['/', '?']))
+}
+
+/// The Agent Platform's gRPC methods (`/DuoWorkflow/<Method>`): their own audience and tokens,
+/// gRPC-shaped refusals.
+pub(crate) fn is_agent_platform(method: &str, path: &str) -> bool {
+    classify(method, path).is_ok_and(|e| e.kind == EndpointKind::AgentPlatformGrpc)
 }
 
 /// The feature and unit primitive of a request, for the hand-off (known or not).
@@ -80,8 +106,8 @@ pub(crate) fn describe(method: &str, path: &str) -> (Option<Endpoint>, AuthInfo)
 /// Steps 1-3 of GitLab's algorithm: public paths, bypass, the Authorization header, the
 /// authentication type.
 pub fn pre_check<'a>(cfg: &Config, req: &RequestView<'a>) -> Pre<'a> {
-    let (_, mut info) = describe(req.method, req.path);
-    if cfg.is_public(req.path) {
+    let (endpoint, mut info) = describe(req.method, req.path);
+    if cfg.is_public(req.path) || is_grpc_health(req.path) {
         info.result = "public".to_owned();
         return Pre::Allow(info);
     }
@@ -112,8 +138,45 @@ pub fn pre_check<'a>(cfg: &Config, req: &RequestView<'a>) -> Pre<'a> {
             info,
         );
     }
-    let user_token = cfg.user_tokens.is_some() && names_user_key(token);
-    Pre::Verify { token, user_token, info }
+    let agent_platform = endpoint.is_some_and(|e| e.kind == EndpointKind::AgentPlatformGrpc);
+    let kind = if cfg.user_tokens.is_some() && names_user_key(token) {
+        TokenKind::User
+    } else if agent_platform && !cfg.workflow_keys.is_empty() && self_signed_by_workflow_service(token) {
+        TokenKind::Workflow
+    } else {
+        TokenKind::Gitlab
+    };
+    Pre::Verify { token, kind, info }
+}
+
+/// Whether a token's (unverified) payload says the Duo Workflow Service issued it and its header
+/// names no key (the service signs without a `kid`).
+fn self_signed_by_workflow_service(token: &str) -> bool {
+    use base64::Engine;
+    #[derive(Deserialize)]
+    struct Iss {
+        #[serde(default)]
+        iss: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Kid {
+        #[serde(default)]
+        kid: Option<String>,
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p)) = (parts.next(), parts.next()) else { return false };
+    if h.len() > 2048 || p.len() > crate::token::MAX_TOKEN_BYTES {
+        return false;
+    }
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let no_kid = b64.decode(h).ok().and_then(|b| serde_json::from_slice::<Kid>(&b).ok()).is_some_and(|k| k.kid.is_none());
+    no_kid
+        && b64
+            .decode(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Iss>(&b).ok())
+            .and_then(|c| c.iss)
+            .is_some_and(|iss| iss == DUO_WORKFLOW_SERVICE)
 }
 
 /// Whether a token's (unverified) header names duo_auth's own signing key.
@@ -153,10 +216,18 @@ fn deny(d: Denial, mut info: AuthInfo) -> Decision {
     Decision::Deny(d, info)
 }
 
-/// Legacy scope names that still grant a unit primitive (older Rails tokens).
+/// Legacy scope names that still grant a unit primitive (older Rails tokens, and the Agent
+/// Platform's first name, `duo_workflow_execute_workflow`).
 fn has_scope(scopes: &[String], up: &str) -> bool {
-    scopes.iter().any(|s| s == up || (s == "code_suggestions" && (up == "complete_code" || up == "generate_code")))
+    scopes.iter().any(|s| {
+        s == up
+            || (s == "code_suggestions" && (up == "complete_code" || up == "generate_code"))
+            || (s == "duo_workflow_execute_workflow" && up == "duo_agent_platform")
+    })
 }
+
+/// GitLab's refusal of a self-signed token on `GenerateToken` (the service's own wording).
+pub(crate) const GENERATE_TOKEN_FORBIDDEN: &str = "Unauthorized to generate token";
 
 /// GitLab's 403 text for a missing unit primitive on this call.
 fn forbidden_message(endpoint: &Endpoint) -> String {
@@ -173,17 +244,27 @@ fn forbidden_message(endpoint: &Endpoint) -> String {
 }
 
 /// Steps 5-6 and authorization: issuer kind, header cross-checks, the unit primitive.
-/// `user_token` is true when duo_auth's own key verified the token.
-pub fn authorize(cfg: &Config, req: &RequestView<'_>, claims: &Claims, user_token: bool, mut info: AuthInfo) -> Decision {
+/// `kind` says whose keys verified the token.
+pub fn authorize(cfg: &Config, req: &RequestView<'_>, claims: &Claims, kind: TokenKind, mut info: AuthInfo) -> Decision {
     let iss = claims.iss.as_deref().unwrap_or_default();
+    let user_token = kind == TokenKind::User;
+    let workflow_token = kind == TokenKind::Workflow;
     info.issuer = claims.iss.clone();
-    info.token_kind = Some(if user_token { "user" } else { "instance" }.to_owned());
+    info.token_kind = Some(
+        match kind {
+            TokenKind::User => "user",
+            TokenKind::Workflow => "workflow",
+            TokenKind::Gitlab => "instance",
+        }
+        .to_owned(),
+    );
     info.scopes = claims.scopes.clone();
     info.gitlab_realm = req.realm.map(str::to_owned);
     info.gitlab_instance_id = req.instance_id.map(str::to_owned);
     info.gitlab_global_user_id = req.global_user_id.map(str::to_owned);
     // A user token is one duo_auth signed and says so; a GitLab key cannot mint one.
-    if user_token != (iss == GITLAB_AI_GATEWAY) {
+    // Likewise the Duo Workflow Service's own tokens.
+    if user_token != (iss == GITLAB_AI_GATEWAY) || workflow_token != (iss == DUO_WORKFLOW_SERVICE) {
         return deny(Denial::unauthenticated(FORBIDDEN_BY_AUTH_PROVIDER, "wrong_issuer"), info);
     }
     let header = |v: Option<&str>| v.unwrap_or_default().to_owned();
@@ -196,7 +277,8 @@ pub fn authorize(cfg: &Config, req: &RequestView<'_>, claims: &Claims, user_toke
             return deny(Denial::unauthenticated("Header mismatch 'X-Gitlab-Instance-Id'", "header_mismatch_instance_id"), info);
         }
     let sub = claims.sub.clone().unwrap_or_default();
-    if user_token {
+    // User and workflow tokens name the user (`sub` = the global user id); GitLab's, the instance.
+    if user_token || workflow_token {
         if sub != header(req.global_user_id) {
             return deny(Denial::unauthenticated("Header mismatch 'X-Gitlab-Global-User-Id'", "header_mismatch_global_user_id"), info);
         }
@@ -210,6 +292,9 @@ pub fn authorize(cfg: &Config, req: &RequestView<'_>, claims: &Claims, user_toke
         return Decision::Allow(info);
     };
 
+    if workflow_token && endpoint.kind != EndpointKind::AgentPlatformGrpc {
+        return deny(Denial::forbidden(&forbidden_message(&endpoint), "workflow_token_not_allowed"), info);
+    }
     if endpoint.kind == EndpointKind::UserAccessToken {
         if user_token {
             return deny(Denial::forbidden(USER_TOKEN_FORBIDDEN, "user_token_not_allowed"), info);
@@ -239,6 +324,10 @@ pub fn authorize(cfg: &Config, req: &RequestView<'_>, claims: &Claims, user_toke
         };
     }
 
+    // A self-signed token cannot mint another (GitLab's `disallowed_issuers` on GenerateToken).
+    if workflow_token && grpc_method(req.path) == Some("GenerateToken") {
+        return deny(Denial::forbidden(GENERATE_TOKEN_FORBIDDEN, "workflow_token_not_allowed"), info);
+    }
     // User tokens serve code completions only (the IDE's direct connection).
     if user_token && !matches!(endpoint.kind, EndpointKind::CodeCompletions { .. }) {
         return deny(Denial::forbidden(&forbidden_message(&endpoint), "user_token_not_allowed"), info);
@@ -252,6 +341,13 @@ pub fn authorize(cfg: &Config, req: &RequestView<'_>, claims: &Claims, user_toke
         return Decision::CheckChatBody(info);
     }
     Decision::Allow(info)
+}
+
+/// The method of a gRPC path (`/DuoWorkflow/GenerateToken` → `GenerateToken`), query ignored.
+pub(crate) fn grpc_method(path: &str) -> Option<&str> {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let (_, method) = path.strip_prefix('/')?.split_once('/')?;
+    (!method.is_empty() && !method.contains('/')).then_some(method)
 }
 
 #[derive(Deserialize)]
@@ -365,9 +461,9 @@ mod tests {
         v.authentication_type = None;
         assert_eq!(reply(pre_check(&c, &v)).2, "invalid_authentication_type");
         match pre_check(&c, &view("/v2/code/completions", Some("bearer abc.def.ghi"))) {
-            Pre::Verify { token, user_token, info } => {
+            Pre::Verify { token, kind, info } => {
                 assert_eq!(token, "abc.def.ghi");
-                assert!(!user_token);
+                assert_eq!(kind, TokenKind::Gitlab);
                 assert_eq!(info.feature.as_deref(), Some("code_completions"));
                 assert_eq!(info.unit_primitive.as_deref(), Some("complete_code"));
             }
@@ -394,12 +490,12 @@ mod tests {
         let off = cfg(serde_json::json!({}));
         let t = testkeys::sign(testkeys::USER_PEM, Some(USER_TOKEN_KID), &testkeys::instance_claims());
         let auth = format!("Bearer {t}");
-        assert!(matches!(pre_check(&on, &view("/v2/completions", Some(&auth))), Pre::Verify { user_token: true, .. }));
-        assert!(matches!(pre_check(&off, &view("/v2/completions", Some(&auth))), Pre::Verify { user_token: false, .. }));
+        assert!(matches!(pre_check(&on, &view("/v2/completions", Some(&auth))), Pre::Verify { kind: TokenKind::User, .. }));
+        assert!(matches!(pre_check(&off, &view("/v2/completions", Some(&auth))), Pre::Verify { kind: TokenKind::Gitlab, .. }));
     }
 
     fn decide(c: &Config, v: &RequestView<'_>, claims: &Claims, user: bool) -> Decision {
-        authorize(c, v, claims, user, describe(v.method, v.path).1)
+        authorize(c, v, claims, if user { TokenKind::User } else { TokenKind::Gitlab }, describe(v.method, v.path).1)
     }
 
     fn denied_with(d: Decision) -> (u32, String, &'static str) {
@@ -513,6 +609,111 @@ mod tests {
         assert_eq!(denied_with(decide(&c, &view(path, Some("Bearer x")), &user, true)).2, "user_token_not_allowed");
         let disabled = cfg(serde_json::json!({}));
         assert_eq!(denied_with(decide(&disabled, &view(path, Some("Bearer x")), &claims(), false)).2, "user_tokens_disabled");
+    }
+
+    const USER_ID: &str = "Df0Jhs9x=";
+
+    fn workflow_cfg() -> Config {
+        cfg(serde_json::json!({"workflow_token_keys": [testkeys::public_pem(testkeys::OTHER_PEM)]}))
+    }
+
+    fn workflow_token() -> String {
+        testkeys::sign(testkeys::OTHER_PEM, None, &testkeys::workflow_claims(USER_ID))
+    }
+
+    #[test]
+    fn grpc_health_is_public_and_agent_platform_paths_are_known() {
+        let c = cfg(serde_json::json!({}));
+        for path in ["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"] {
+            assert!(matches!(pre_check(&c, &view(path, None)), Pre::Allow(ref i) if i.result == "public"), "{path}");
+        }
+        for path in ["/grpc.health.v1.Health/", "/grpc.health.v1.Health/Check/x", "/grpc.health.v1.HealthX/Check"] {
+            assert!(!is_grpc_health(path), "{path}");
+        }
+        assert_eq!(reply(pre_check(&c, &view("/DuoWorkflow/ExecuteWorkflow", None))).2, "missing_authorization");
+        assert!(is_agent_platform("POST", "/DuoWorkflow/GenerateToken"));
+        assert!(!is_agent_platform("POST", "/v2/code/completions"));
+        assert_eq!(grpc_method("/DuoWorkflow/GenerateToken"), Some("GenerateToken"));
+        assert_eq!(grpc_method("/DuoWorkflow/"), None);
+        assert_eq!(grpc_method("/a/b/c"), None);
+    }
+
+    #[test]
+    fn workflow_tokens_are_recognised_only_on_agent_platform_paths_and_when_keys_are_listed() {
+        let auth = format!("Bearer {}", workflow_token());
+        let on = workflow_cfg();
+        let off = cfg(serde_json::json!({}));
+        assert!(matches!(pre_check(&on, &view("/DuoWorkflow/ExecuteWorkflow", Some(&auth))), Pre::Verify { kind: TokenKind::Workflow, .. }));
+        assert!(matches!(pre_check(&off, &view("/DuoWorkflow/ExecuteWorkflow", Some(&auth))), Pre::Verify { kind: TokenKind::Gitlab, .. }));
+        assert!(matches!(pre_check(&on, &view("/v2/code/completions", Some(&auth))), Pre::Verify { kind: TokenKind::Gitlab, .. }));
+        // A kid means a GitLab key, whatever the payload claims.
+        let with_kid = testkeys::sign(testkeys::OTHER_PEM, Some("k1"), &testkeys::workflow_claims(USER_ID));
+        let auth = format!("Bearer {with_kid}");
+        assert!(matches!(pre_check(&on, &view("/DuoWorkflow/ExecuteWorkflow", Some(&auth))), Pre::Verify { kind: TokenKind::Gitlab, .. }));
+        // A GitLab token (kid, GitLab issuer) stays a GitLab token.
+        let gitlab = testkeys::sign(testkeys::GITLAB_A_PEM, Some("a"), &testkeys::instance_claims());
+        let auth = format!("Bearer {gitlab}");
+        assert!(matches!(pre_check(&on, &view("/DuoWorkflow/ExecuteWorkflow", Some(&auth))), Pre::Verify { kind: TokenKind::Gitlab, .. }));
+    }
+
+    fn workflow_claims() -> Claims {
+        serde_json::from_value(testkeys::workflow_claims(USER_ID)).unwrap()
+    }
+
+    fn ap(c: &Config, path: &str, claims: &Claims, kind: TokenKind) -> Decision {
+        let v = view(path, Some("Bearer x"));
+        authorize(c, &v, claims, kind, describe(v.method, v.path).1)
+    }
+
+    #[test]
+    fn workflow_tokens_call_the_agent_platform_but_never_generate_token() {
+        let c = workflow_cfg();
+        for method in ["ExecuteWorkflow", "ListTools", "ListFlows"] {
+            match ap(&c, &format!("/DuoWorkflow/{method}"), &workflow_claims(), TokenKind::Workflow) {
+                Decision::Allow(info) => {
+                    assert_eq!(info.token_kind.as_deref(), Some("workflow"));
+                    assert_eq!(info.feature.as_deref(), Some("duo_agent_platform"));
+                }
+                other => panic!("{method}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            denied_with(ap(&c, "/DuoWorkflow/GenerateToken", &workflow_claims(), TokenKind::Workflow)),
+            (403, r#"{"detail":"Unauthorized to generate token"}"#.into(), "workflow_token_not_allowed")
+        );
+        // sub is the user: checked against X-Gitlab-Global-User-Id.
+        let mut v = view("/DuoWorkflow/ExecuteWorkflow", Some("Bearer x"));
+        v.global_user_id = Some("someone-else");
+        assert_eq!(
+            denied_with(authorize(&c, &v, &workflow_claims(), TokenKind::Workflow, describe(v.method, v.path).1)).2,
+            "header_mismatch_global_user_id"
+        );
+        // Issuer and kind must agree both ways.
+        assert_eq!(denied_with(ap(&c, "/DuoWorkflow/ExecuteWorkflow", &workflow_claims(), TokenKind::Gitlab)).2, "wrong_issuer");
+        assert_eq!(denied_with(ap(&c, "/DuoWorkflow/ExecuteWorkflow", &claims(), TokenKind::Workflow)).2, "wrong_issuer");
+        // Outside the Agent Platform a workflow token is worth nothing.
+        assert_eq!(denied_with(ap(&c, "/v2/code/completions", &workflow_claims(), TokenKind::Workflow)).2, "workflow_token_not_allowed");
+    }
+
+    #[test]
+    fn agent_platform_scopes_accept_the_legacy_name() {
+        let c = workflow_cfg();
+        let mut gitlab = claims();
+        gitlab.scopes = vec!["duo_chat".into()];
+        assert_eq!(
+            denied_with(ap(&c, "/DuoWorkflow/ExecuteWorkflow", &gitlab, TokenKind::Gitlab)),
+            (403, r#"{"detail":"Unauthorized to access duo_agent_platform"}"#.into(), "missing_scope")
+        );
+        for scope in ["duo_agent_platform", "duo_workflow_execute_workflow"] {
+            gitlab.scopes = vec![scope.into()];
+            assert!(matches!(ap(&c, "/DuoWorkflow/GenerateToken", &gitlab, TokenKind::Gitlab), Decision::Allow(_)), "{scope}");
+            let mut w = workflow_claims();
+            w.scopes = vec![scope.into()];
+            assert!(matches!(ap(&c, "/DuoWorkflow/ExecuteWorkflow", &w, TokenKind::Workflow), Decision::Allow(_)), "{scope}");
+        }
+        // The legacy name grants nothing else.
+        gitlab.scopes = vec!["duo_workflow_execute_workflow".into()];
+        assert_eq!(denied_with(ap(&c, "/v2/chat/agent", &gitlab, TokenKind::Gitlab)).2, "missing_scope");
     }
 
     #[test]

@@ -105,3 +105,22 @@ pub fn header_of(token: &str) -> serde_json::Value {
     let h = token.split('.').next().unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
 }
+
+/// The public half of a PEM private key, as PEM (what `workflow_token_keys` lists).
+pub fn public_pem(pem: &str) -> String {
+    RS256KeyPair::from_pem(pem).unwrap().public_key().to_pem().unwrap()
+}
+
+/// Claims of a Duo Workflow Service self-signed token (no kid when signed), issued at [`NOW`].
+pub fn workflow_claims(global_user_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "jti": "5b3f4c0e-0d1e-4c55-9b8e-0d6c1f7f3a10",
+        "aud": "gitlab-duo-workflow-service",
+        "iss": "gitlab-duo-workflow-service",
+        "sub": global_user_id,
+        "iat": NOW,
+        "nbf": NOW - 5,
+        "exp": NOW + 3600,
+        "scopes": ["duo_agent_platform"]
+    })
+}
