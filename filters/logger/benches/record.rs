@@ -63,6 +63,8 @@ fn stream() -> StreamFacts {
         source_address: Some("10.0.3.17:49152".into()),
         protocol: Some("HTTP/1.1".into()),
         response_content_type: Some("application/json".into()),
+        messages_in: None,
+        messages_out: None,
     }
 }
 

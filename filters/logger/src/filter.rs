@@ -2,6 +2,7 @@
 //! pure record builder, publishes the record as filter state and moves the metrics.
 
 use crate::config::LoggerConfig;
+use crate::grpc::FrameCounter;
 use crate::metrics::{self, Kind};
 use crate::props;
 use crate::record::{self, RecordInputs, RequestFacts, StreamFacts};
@@ -9,7 +10,7 @@ use duo_core::handoff::{self, AuthInfo, ContentInfo, RouteInfo, UsageInfo};
 use duo_kit::Counters;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -66,6 +67,8 @@ impl RootContext for LoggerRoot {
             response_start: None,
             first_chunk: None,
             response_content_type: None,
+            frames_in: FrameCounter::default(),
+            frames_out: FrameCounter::default(),
         })))
     }
 }
@@ -77,6 +80,14 @@ struct LoggerStream {
     response_start: Option<i64>,
     first_chunk: Option<i64>,
     response_content_type: Option<String>,
+    /// gRPC messages each way (gRPC calls only).
+    frames_in: FrameCounter,
+    frames_out: FrameCounter,
+}
+
+/// Feeds one body chunk to a counter, reading only the message prefixes from the host.
+fn count_frames(counter: &mut FrameCounter, buffer: BufferType, body_size: usize) {
+    counter.feed(body_size, |offset, n| hostcalls::get_buffer(buffer, offset, n).ok().flatten());
 }
 
 fn unix_ns(t: SystemTime) -> Option<i64> {
@@ -107,6 +118,8 @@ impl LoggerStream {
             source_address: duo_kit::property(&["source", "address"]).and_then(|b| props::text(&b)),
             protocol: duo_kit::property(&["request", "protocol"]).and_then(|b| props::text(&b)),
             response_content_type: self.response_content_type.clone(),
+            messages_in: (self.request.grpc && !self.frames_in.lost).then_some(self.frames_in.messages),
+            messages_out: (self.request.grpc && !self.frames_out.lost).then_some(self.frames_out.messages),
         }
     }
 }
@@ -135,9 +148,19 @@ impl HttpContext for LoggerStream {
         Action::Continue
     }
 
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        if self.request.grpc {
+            count_frames(&mut self.frames_in, BufferType::HttpRequestBody, body_size);
+        }
+        Action::Continue
+    }
+
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.first_chunk.is_none() && (body_size > 0 || end_of_stream) {
             self.first_chunk = self.now();
+        }
+        if self.request.grpc {
+            count_frames(&mut self.frames_out, BufferType::HttpResponseBody, body_size);
         }
         Action::Continue
     }

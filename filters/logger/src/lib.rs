@@ -9,6 +9,7 @@
 #![cfg_attr(not(target_os = "wasi"), allow(dead_code))]
 
 pub mod config;
+pub mod grpc;
 pub mod metrics;
 pub mod props;
 pub mod record;

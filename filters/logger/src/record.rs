@@ -47,8 +47,14 @@ pub struct RequestFacts {
     pub rails_send_start: Option<String>,
     /// `x-gitlab-enabled-instance-verbose-ai-logs: true`.
     pub verbose_ai_logs: bool,
-    /// `content-type: application/grpc...` (Agent Platform): Envoy's gRPC status is meaningful.
+    /// A gRPC call (`content-type: application/grpc...`, or an Agent Platform / gRPC health
+    /// path): Envoy's gRPC status is meaningful.
     pub grpc: bool,
+    /// `x-gitlab-correlation-id` (GitLab's own id of the workflow's request chain).
+    pub gitlab_correlation_id: Option<String>,
+    /// The model GitLab named in `x-gitlab-agent-platform-model-metadata` (gRPC calls only; never
+    /// its `api_key`).
+    pub model_metadata: Option<crate::grpc::ModelMetadata>,
 }
 
 /// The request headers [`RequestFacts::from_headers`] reads (lower case; a test holds the code
@@ -75,16 +81,21 @@ pub const CAPTURED_HEADERS: &[&str] = &[
     ":authority",
     "content-type",
     VERBOSE_AI_LOGS_HEADER,
+    "x-gitlab-correlation-id",
+    crate::grpc::MODEL_METADATA_HEADER,
 ];
 
 impl RequestFacts {
     /// Builds the facts from a header lookup (`name` is lower case).
     pub fn from_headers(header: impl Fn(&str) -> Option<String>) -> Self {
         let verbose = header(VERBOSE_AI_LOGS_HEADER).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let path = header(":path");
+        let grpc = header("content-type").is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/grpc"))
+            || path.as_deref().is_some_and(crate::grpc::is_grpc_path);
         Self {
             correlation_id: header("x-request-id"),
             method: header(":method"),
-            path: header(":path"),
+            path,
             user_agent: header("user-agent"),
             gitlab_instance_id: header("x-gitlab-instance-id"),
             gitlab_global_user_id: header("x-gitlab-global-user-id"),
@@ -101,7 +112,9 @@ impl RequestFacts {
             authority: header(":authority"),
             rails_send_start: header("x-gitlab-rails-send-start"),
             verbose_ai_logs: verbose,
-            grpc: header("content-type").is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/grpc")),
+            grpc,
+            gitlab_correlation_id: header("x-gitlab-correlation-id"),
+            model_metadata: header(crate::grpc::MODEL_METADATA_HEADER).filter(|_| grpc).and_then(|v| crate::grpc::ModelMetadata::parse(&v)),
         }
     }
 }
@@ -137,6 +150,9 @@ pub struct StreamFacts {
     pub protocol: Option<String>,
     /// The response `content-type` the client got.
     pub response_content_type: Option<String>,
+    /// gRPC messages the client sent and received (counted by the logger from their prefixes).
+    pub messages_in: Option<u64>,
+    pub messages_out: Option<u64>,
 }
 
 /// Everything one record is built from.
@@ -465,6 +481,20 @@ pub fn build_record(inputs: &RecordInputs<'_>) -> Map<String, Value> {
     }
     if request.grpc {
         r.int("grpc_status", stream.grpc_status);
+        r.text("grpc_method", request.path.as_deref().and_then(crate::grpc::method_of), 256);
+        r.text("gitlab_correlation_id", request.gitlab_correlation_id.as_deref(), 128);
+        if let Some(m) = &request.model_metadata {
+            if !r.0.contains_key("model_identifier") {
+                r.text("model_identifier", m.identifier.as_deref(), 256);
+            }
+            r.text("model_provider", m.provider.as_deref(), 64);
+        }
+        // A call refused before any upstream was chosen forwarded nothing, whatever the client
+        // had already sent.
+        let forwarded = route.is_some_and(|r| r.upstream_cluster.is_some());
+        let count = |n: Option<u64>| n.map(|v| if forwarded { i64::try_from(v).unwrap_or(i64::MAX) } else { 0 });
+        r.int("messages_in", count(stream.messages_in));
+        r.int("messages_out", count(stream.messages_out));
     }
     r.int("request_bytes", stream.request_bytes);
     r.int("response_bytes", stream.response_bytes);
@@ -530,6 +560,8 @@ mod tests {
             rails_send_start: None,
             verbose_ai_logs: false,
             grpc: false,
+            gitlab_correlation_id: None,
+            model_metadata: None,
         }
     }
 
@@ -548,6 +580,8 @@ mod tests {
             source_address: Some("10.0.0.7:51234".into()),
             protocol: Some("HTTP/1.1".into()),
             response_content_type: Some("application/json".into()),
+            messages_in: None,
+            messages_out: None,
         }
     }
 
@@ -848,6 +882,36 @@ mod tests {
         let grpc = RequestFacts::from_headers(|name| (name == "content-type").then(|| "application/grpc+proto".to_owned()));
         assert!(grpc.grpc);
         assert_eq!(build(&LoggerConfig::default(), &grpc, &st, None, None, None, None)["grpc_status"], 14);
+    }
+
+    #[test]
+    fn a_grpc_call_gets_its_method_messages_and_model_but_never_the_key() {
+        let metadata = r#"{"provider":"custom_openai","name":"mistral","endpoint":"vllm:8000","api_key":"sk-live-secret","identifier":"custom_openai/Mistral-7B","feature_setting":"duo_agent_platform"}"#;
+        let req = RequestFacts::from_headers(|name| match name {
+            ":method" => Some("POST".to_owned()),
+            ":path" => Some("/DuoWorkflow/ExecuteWorkflow".to_owned()),
+            "content-type" => Some("application/grpc".to_owned()),
+            "x-gitlab-correlation-id" => Some("corr-1".to_owned()),
+            "x-gitlab-agent-platform-model-metadata" => Some(metadata.to_owned()),
+            _ => None,
+        });
+        assert!(req.grpc);
+        let st = StreamFacts { status_code: Some(200), grpc_status: Some(0), messages_in: Some(4), messages_out: Some(3), ..Default::default() };
+        let forwarded = RouteInfo { feature: Some("duo_agent_platform".into()), upstream_cluster: Some("duo_workflow".into()), ..Default::default() };
+        let r = build(&LoggerConfig::default(), &req, &st, None, Some(&forwarded), None, None);
+        assert_eq!(r["grpc_method"], "DuoWorkflow/ExecuteWorkflow");
+        assert_eq!((r["grpc_status"].as_i64(), r["messages_in"].as_i64(), r["messages_out"].as_i64()), (Some(0), Some(4), Some(3)));
+        assert_eq!((r["model_identifier"].as_str(), r["model_provider"].as_str()), (Some("custom_openai/Mistral-7B"), Some("custom_openai")));
+        assert_eq!(r["gitlab_correlation_id"], "corr-1");
+        assert_eq!(r["feature"], "duo_agent_platform");
+        let line = r.to_string();
+        assert!(!line.contains("sk-live-secret") && !line.contains("api_key"), "{line}");
+        // Refused before an upstream was chosen: nothing was forwarded.
+        let refused = build(&LoggerConfig::default(), &req, &StreamFacts { grpc_status: Some(16), ..st }, None, None, None, None);
+        assert_eq!((refused["messages_in"].as_i64(), refused["messages_out"].as_i64()), (Some(0), Some(0)));
+        // The health check is a gRPC call too (path alone).
+        let health = RequestFacts::from_headers(|name| (name == ":path").then(|| "/grpc.health.v1.Health/Check".to_owned()));
+        assert!(health.grpc && health.model_metadata.is_none());
     }
 
     #[test]
