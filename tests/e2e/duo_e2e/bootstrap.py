@@ -94,6 +94,12 @@ def upstream_signing(cluster: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def upstream_http2(cluster: dict[str, Any]) -> bool:
+    """Whether a cluster speaks HTTP/2 to its upstream (gRPC: the Duo Workflow Service)."""
+    opts = cluster.get("typed_extension_protocol_options", {}).get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions", {})
+    return "http2_protocol_options" in (opts.get("explicit_http_config") or {})
+
+
 def upstream_tls(cluster: dict[str, Any]) -> dict[str, Any] | None:
     """The UpstreamTlsContext of a cluster, if it speaks TLS."""
     ts = cluster.get("transport_socket") or {}

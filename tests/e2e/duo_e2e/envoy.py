@@ -120,13 +120,19 @@ class Envoy:
             self.stop()
             raise
 
-    def _listener_port(self) -> int:
+    def _listener_port(self, name: str | None = None) -> int:
         data = json.loads(self.admin("/listeners?format=json"))
         for st in data.get("listener_statuses", []):
+            if name is not None and st.get("name") != name:
+                continue
             sa = st.get("local_address", {}).get("socket_address", {})
             if sa.get("port_value"):
                 return int(sa["port_value"])
-        raise EnvoyError(f"no bound listener in {data}")
+        raise EnvoyError(f"no bound listener{' ' + name if name else ''} in {data}")
+
+    def listener_port(self, name: str) -> int:
+        """The port Envoy bound for listener `name` (e.g. `duo_agent_platform`, the gRPC one)."""
+        return self._listener_port(name)
 
     def stop(self) -> int | None:
         if self.proc is None:

@@ -29,6 +29,7 @@ from . import bootstrap
 from .client import Response, request
 from .envoy import ROOT, Envoy
 from .fakes import FakeAigw, FakeAzure, FakeBedrock, FakeGitLab, FakeServer, FakeVllm
+from .fakes.duo_workflow import FakeDuoWorkflow
 from .fakes.bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
 from .tls import ServerCert, TestPKI
 
@@ -62,7 +63,10 @@ class Stack:
         self._make_fakes()
         for name, fake in self.fakes.items():
             if fake._server is None:
-                fake.start(tls=self._server_tls(name))
+                if isinstance(fake, FakeDuoWorkflow):
+                    fake.start(cert=self._server_cert(name))
+                else:
+                    fake.start(tls=self._server_tls(name))
         ports = {name: fake.port for name, fake in self.fakes.items()}
         self.access_log_path.touch()
         self.native_log_path.touch()
@@ -80,14 +84,17 @@ class Stack:
 
     def _server_tls(self, cluster: str) -> Any:
         """The fake's server TLS context when this is a TLS stack and the cluster speaks TLS."""
+        cert = self._server_cert(cluster)
+        return cert.server_context() if cert is not None else None
+
+    def _server_cert(self, cluster: str) -> ServerCert | None:
         if self.tls is None:
             return None
         c = next((c for c in bootstrap.clusters(self.boot) if c["name"] == cluster), None)
         tls = bootstrap.upstream_tls(c) if c else None
         if tls is None:
             return None
-        cert = self.certs.get(cluster) or self.tls.issue(tls.get("sni") or cluster)
-        return cert.server_context()
+        return self.certs.get(cluster) or self.tls.issue(tls.get("sni") or cluster)
 
     def stop(self) -> None:
         if self.envoy is not None:
@@ -135,6 +142,17 @@ class Stack:
             target = router.get(key) or {}
             if target.get("cluster") and target["cluster"] not in self.fakes:
                 self.fakes[target["cluster"]] = FakeAigw(target["cluster"], path_prefix=target.get("path_prefix", ""))
+        # The Duo Workflow Service: the router's Agent Platform targets, and any other cluster that
+        # speaks HTTP/2 to its upstream (the shipped configs' duo_workflow* clusters).
+        gitlabs = [f for f in self.fakes.values() if isinstance(f, FakeGitLab)]
+        dws = [(router.get(k) or {}).get("cluster") for k in ("agent_platform", "agent_platform_vendor")]
+        dws += [c["name"] for c in bootstrap.clusters(boot) if bootstrap.upstream_http2(c)]
+        for cluster in dws:
+            if cluster and cluster not in self.fakes:
+                self.fakes[cluster] = FakeDuoWorkflow(cluster, gitlabs=gitlabs)
+        for fake in self.fakes.values():
+            if isinstance(fake, FakeDuoWorkflow) and not fake.gitlabs:
+                fake.gitlabs = gitlabs  # a scenario's own fake verifies GitLab's tokens too
         missing = [c["name"] for c in bootstrap.clusters(self.boot) if c["name"] not in self.fakes]
         if missing:
             raise KeyError(f"{self.source.name}: no fake for cluster(s) {missing}; pass fakes={{...}}")
@@ -144,6 +162,12 @@ class Stack:
     def port(self) -> int:
         assert self.envoy is not None
         return self.envoy.port
+
+    @property
+    def grpc_port(self) -> int:
+        """The Agent Platform (gRPC) listener's port."""
+        assert self.envoy is not None
+        return self.envoy.listener_port("duo_agent_platform")
 
     @property
     def gitlab(self) -> FakeGitLab:

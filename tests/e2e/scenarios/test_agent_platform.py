@@ -1,0 +1,309 @@
+"""The Duo Agent Platform (gRPC) through the gateway's HTTP/2 listener (docs/agent-platform.md),
+with a real grpcio client and the fake Duo Workflow Service (duo_e2e/fakes/duo_workflow.py), on
+both verifiers: `envoy_jwt_authn` (the shipped self_hosted.yaml) and `builtin`.
+
+Bidirectional ExecuteWorkflow with several messages each way, unchanged and in order; a stream
+held open with heartbeats; GenerateToken and the self-signed token it returns (accepted on the
+Agent Platform, refused on GenerateToken; a rotation's old key still accepted); ListTools; gRPC
+health without a token; every auth refusal gRPC-shaped (16 UNAUTHENTICATED, 7 PERMISSION_DENIED,
+plain-text grpc-message) with nothing reaching the service; the service down (14 UNAVAILABLE);
+one access-log record per call with its method, status and message counts, never a key."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from typing import Any, Iterator
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from duo_e2e import bootstrap, dws_proto
+from duo_e2e.fakes.duo_workflow import AUDIENCE, FakeDuoWorkflow
+from duo_e2e.fakes.gitlab import SigningKey
+
+DWS = "duo_workflow"
+USER_ID = "Df0Jhs9xkUVnUjEMx0vUi1p3CkVbZIMj1Dn06ZQjI0E="
+API_KEY = "sk-agent-platform-e2e-secret"
+METADATA = {"provider": "custom_openai", "name": "codestral", "endpoint": "vllm.internal:8000",
+            "api_key": API_KEY, "identifier": "custom_openai/Codestral-22B-v0.1",
+            "feature_setting": "duo_agent_platform"}
+# The service's self-signing keys: the current one and the one a rotation is retiring.
+_KEY, _OLD_KEY = SigningKey(), SigningKey()
+TIMEOUT_S = 10.0
+
+
+def _patch(verifier: str):
+    def patch(boot: dict[str, Any]) -> None:
+        def auth(conf: dict[str, Any]) -> None:
+            conf["verifier"] = verifier
+            conf["workflow_token_keys"] = [_OLD_KEY.public_pem().decode(), _KEY.public_pem().decode()]
+
+        bootstrap.patch_plugin(boot, "duo_auth", auth)
+        router = bootstrap.plugin_json(boot, "duo_router") or {}
+        if "agent_platform" not in router:
+            # Until duo_router has its own Agent Platform target: the DWS as the `aigw` target.
+            def route(conf: dict[str, Any]) -> None:
+                conf.setdefault("features", {})["duo_agent_platform"] = {"provider": "aigw"}
+                conf["aigw"] = {"cluster": DWS, "authority": "dws.internal:50052"}
+
+            bootstrap.patch_plugin(boot, "duo_router", route)
+        if verifier == "builtin":
+            for hcm in bootstrap.hcms(boot):
+                hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.jwt_authn"]
+    return patch
+
+
+def _stack(e2e, verifier: str):
+    return e2e.stack("self_hosted", name=f"agent_platform_{verifier}", patch=_patch(verifier),
+                     fakes={DWS: FakeDuoWorkflow(DWS, key=_KEY, rotated_from=_OLD_KEY)})
+
+
+def _stacks(e2e):
+    return [(v, _stack(e2e, v)) for v in ("envoy_jwt_authn", "builtin")]
+
+
+def _metadata(st, token: str | None = None, **extra: str) -> list[tuple[str, str]]:
+    """What GitLab (Workhorse) sends with every call; `extra` replaces or adds ('_' for '-'),
+    an empty value removes."""
+    gl = st.gitlab
+    md = {
+        "authorization": f"Bearer {token if token is not None else gl.mint(aud=[AUDIENCE])}",
+        "x-gitlab-authentication-type": "oidc",
+        "x-gitlab-realm": gl.realm,
+        "x-gitlab-instance-id": gl.instance_id,
+        "x-gitlab-global-user-id": USER_ID,
+        "x-gitlab-host-name": gl.authority,
+        "x-gitlab-version": "18.8.0",
+        "x-request-id": str(uuid.uuid4()),
+        "x-gitlab-correlation-id": str(uuid.uuid4()),
+        "x-gitlab-agent-platform-model-metadata": json.dumps(METADATA),
+    }
+    for k, v in extra.items():
+        name = k.replace("_", "-").lower()
+        if v == "":
+            md.pop(name, None)
+        else:
+            md[name] = v
+    return list(md.items())
+
+
+class _Client:
+    def __init__(self, st):
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{st.grpc_port}")
+        self.pb2, pb2_grpc = dws_proto.load()
+        self.stub = pb2_grpc.DuoWorkflowStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "_Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _wait_ready(st, verifier: str) -> None:
+    """Bounded wait until the builtin verifier holds GitLab's keys (503 → UNAVAILABLE before)."""
+    deadline = time.time() + 15
+    with _Client(st) as c:
+        while True:
+            try:
+                c.stub.ListTools(c.pb2.ListToolsRequest(), metadata=_metadata(st), timeout=TIMEOUT_S)
+                return
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE or time.time() > deadline:
+                    raise AssertionError(f"{verifier}: Agent Platform not ready: {e.code()} {e.details()}") from e
+            time.sleep(0.2)
+
+
+def _records(st, request_id: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    deadline = time.time() + timeout_s
+    while True:
+        recs = [r for r in st.access_log() if isinstance(r, dict) and r.get("correlation_id") == request_id]
+        if recs or time.time() > deadline:
+            return recs
+        time.sleep(0.1)
+
+
+def _rpc_error(call) -> grpc.RpcError:
+    try:
+        call()
+    except grpc.RpcError as e:
+        return e
+    raise AssertionError("the call succeeded")
+
+
+def test_agent_platform_bidirectional_workflow_in_order(e2e):
+    for verifier, st in _stacks(e2e):
+        _wait_ready(st, verifier)
+        fake: FakeDuoWorkflow = st.fake(DWS)
+        fake.reset()
+        pb = dws_proto.load()[0]
+        outbox: queue.Queue = queue.Queue()
+        sent: list[Any] = []
+
+        def requests() -> Iterator[Any]:
+            while True:
+                event = outbox.get(timeout=TIMEOUT_S)
+                if event is None:
+                    return
+                sent.append(event)
+                yield event
+
+        md = _metadata(st)
+        request_id = dict(md)["x-request-id"]
+        with _Client(st) as c:
+            responses = c.stub.ExecuteWorkflow(requests(), metadata=md, timeout=30)
+            outbox.put(pb.ClientEvent(startRequest=pb.StartWorkflowRequest(
+                clientVersion="1.0", workflowID="wf-1", goal="fix the bug ✓", workflowMetadata='{"a": 1}')))
+            got = []
+            for n in range(1, 4):
+                action = next(responses)
+                got.append(action)
+                assert action.requestID == str(n) and action.runReadFile.filepath == f"step-{n}.txt", (verifier, n, action)
+                if n == 2:
+                    outbox.put(pb.ClientEvent(heartbeat=pb.HeartbeatRequest(timestamp=int(time.time() * 1000))))
+                outbox.put(pb.ClientEvent(actionResponse=pb.ActionResponse(
+                    requestID=str(n), plainTextResponse=pb.PlainTextResponse(response=f"contents {n} " + "x" * 5000 * n))))
+            action = next(responses)
+            assert action.requestID == "4", (verifier, action)
+            outbox.put(pb.ClientEvent(stopWorkflow=pb.StopWorkflowRequest(reason="done")))
+            outbox.put(None)
+            last = next(responses)
+            assert last.newCheckpoint.status == "FINISHED" and last.newCheckpoint.goal == "done", (verifier, last)
+            assert list(responses) == [], verifier
+            assert responses.code() == grpc.StatusCode.OK, verifier
+
+        calls = fake.received("/DuoWorkflow/ExecuteWorkflow")
+        assert len(calls) == 1, (verifier, calls)
+        call = calls[0]
+        # Every client message arrived, byte for byte and in order.
+        assert [e.SerializeToString() for e in call.events] == [e.SerializeToString() for e in sent], verifier
+        assert call.headers.get("x-gitlab-agent-platform-model-metadata") == json.dumps(METADATA), verifier
+        recs = _records(st, request_id)
+        assert len(recs) == 1, (verifier, recs)
+        rec = recs[0]
+        assert rec.get("grpc_method") == "DuoWorkflow/ExecuteWorkflow" and rec.get("grpc_status") == 0, (verifier, rec)
+        assert (rec.get("messages_in"), rec.get("messages_out")) == (len(sent), 5), (verifier, rec)
+        assert rec.get("feature") == "duo_agent_platform", (verifier, rec)
+        assert rec.get("model_identifier") == METADATA["identifier"], (verifier, rec)
+        assert rec.get("gitlab_correlation_id") == dict(md)["x-gitlab-correlation-id"], (verifier, rec)
+        assert rec.get("request_bytes", 0) > 15000 and rec.get("duration_s") is not None, (verifier, rec)
+        line = json.dumps(rec)
+        assert API_KEY not in line and dict(md)["authorization"].split()[1] not in line, f"{verifier}: secret in the record"
+
+
+def test_agent_platform_stream_held_open_with_heartbeats(e2e):
+    verifier, st = "envoy_jwt_authn", _stack(e2e, "envoy_jwt_authn")
+    _wait_ready(st, verifier)
+    pb = dws_proto.load()[0]
+    stop = threading.Event()
+    beats = []
+
+    def requests() -> Iterator[Any]:
+        yield pb.ClientEvent(startRequest=pb.StartWorkflowRequest(workflowID="wf-long", goal="wait"))
+        while not stop.wait(0.5):
+            beats.append(time.time())
+            yield pb.ClientEvent(heartbeat=pb.HeartbeatRequest(timestamp=int(time.time() * 1000)))
+        yield pb.ClientEvent(stopWorkflow=pb.StopWorkflowRequest(reason="user left"))
+
+    with _Client(st) as c:
+        started = time.time()
+        responses = c.stub.ExecuteWorkflow(requests(), metadata=_metadata(st), timeout=60)
+        assert next(responses).requestID == "1"
+        time.sleep(4.0)
+        stop.set()
+        last = list(responses)
+        assert last and last[-1].newCheckpoint.status == "FINISHED", last
+        assert responses.code() == grpc.StatusCode.OK
+    assert len(beats) >= 6 and time.time() - started >= 4.0, beats
+    call = st.fake(DWS).received("/DuoWorkflow/ExecuteWorkflow")[-1]
+    kinds = [e.WhichOneof("response") for e in call.events]
+    assert kinds[0] == "startRequest" and kinds[-1] == "stopWorkflow" and kinds.count("heartbeat") == len(beats), kinds
+
+
+def test_agent_platform_generate_token_list_tools_and_self_signed_tokens(e2e):
+    for verifier, st in _stacks(e2e):
+        _wait_ready(st, verifier)
+        fake: FakeDuoWorkflow = st.fake(DWS)
+        with _Client(st) as c:
+            tools = c.stub.ListTools(c.pb2.ListToolsRequest(), metadata=_metadata(st), timeout=TIMEOUT_S)
+            assert [t["name"] for t in tools.tools] == ["read_file", "run_command"], verifier
+            r = c.stub.GenerateToken(c.pb2.GenerateTokenRequest(workflowDefinition="chat"), metadata=_metadata(st), timeout=TIMEOUT_S)
+            assert r.token.count(".") == 2 and r.expiresAt > time.time(), verifier
+            # The service's own token works on the Agent Platform...
+            listed = c.stub.ListTools(c.pb2.ListToolsRequest(), metadata=_metadata(st, token=r.token), timeout=TIMEOUT_S)
+            assert len(listed.tools) == 2, verifier
+            # ... also when signed with the key a rotation is retiring ...
+            old = fake.mint(USER_ID, key=_OLD_KEY)
+            c.stub.ListTools(c.pb2.ListToolsRequest(), metadata=_metadata(st, token=old), timeout=TIMEOUT_S)
+            before = len(fake.received())
+            # ... but never mints another, and names its user.
+            e = _rpc_error(lambda: c.stub.GenerateToken(c.pb2.GenerateTokenRequest(), metadata=_metadata(st, token=r.token), timeout=TIMEOUT_S))
+            assert (e.code(), e.details()) == (grpc.StatusCode.PERMISSION_DENIED, "Unauthorized to generate token"), (verifier, e)
+            e = _rpc_error(lambda: c.stub.ListTools(c.pb2.ListToolsRequest(), metadata=_metadata(st, token=r.token, x_gitlab_global_user_id="other"), timeout=TIMEOUT_S))
+            assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, "Header mismatch 'X-Gitlab-Global-User-Id'"), (verifier, e)
+            # A key the admin did not list.
+            stranger = fake.mint(USER_ID, key=SigningKey())
+            e = _rpc_error(lambda: c.stub.ListTools(c.pb2.ListToolsRequest(), metadata=_metadata(st, token=stranger), timeout=TIMEOUT_S))
+            assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, "Forbidden by auth provider"), (verifier, e)
+            assert len(fake.received()) == before, f"{verifier}: a refused call reached the service"
+
+
+def test_agent_platform_refusals_are_grpc_shaped(e2e):
+    for verifier, st in _stacks(e2e):
+        _wait_ready(st, verifier)
+        gl = st.gitlab
+        fake: FakeDuoWorkflow = st.fake(DWS)
+        few = [s for s in gl.claims()["scopes"] if s not in ("duo_agent_platform", "duo_workflow_execute_workflow")]
+        U, P = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED
+        cases = [
+            ("no token", _metadata(st, authorization=""), U, "No authorization header presented"),
+            ("expired", _metadata(st, token=gl.mint_expired(aud=[AUDIENCE])), U, "Forbidden by auth provider"),
+            ("AI gateway audience", _metadata(st, token=gl.mint()), U, "Forbidden by auth provider"),
+            ("bad signature", _metadata(st, token=gl.mint_bad_signature(aud=[AUDIENCE])), U, "Forbidden by auth provider"),
+            ("not oidc", _metadata(st, x_gitlab_authentication_type="jwt"), U, "Invalid authentication token type - only OIDC is supported"),
+            ("realm", _metadata(st, x_gitlab_realm="saas"), U, "Header mismatch 'X-Gitlab-Realm'"),
+            ("instance", _metadata(st, x_gitlab_instance_id="00000000-0000-0000-0000-000000000000"), U, "Header mismatch 'X-Gitlab-Instance-Id'"),
+            ("scope", _metadata(st, token=gl.mint(aud=[AUDIENCE], scopes=few)), P, "Unauthorized to access duo_agent_platform"),
+        ]
+        before = len(fake.received())
+        with _Client(st) as c:
+            for what, md, code, message in cases:
+                e = _rpc_error(lambda: c.stub.ListTools(c.pb2.ListToolsRequest(), metadata=md, timeout=TIMEOUT_S))
+                assert (e.code(), e.details()) == (code, message), (verifier, what, e.code(), e.details())
+                trailers = dict(e.trailing_metadata() or ())
+                assert trailers.get("x-duo-auth-reason"), (verifier, what, trailers)
+            # The legacy scope name still grants the Agent Platform.
+            legacy = gl.mint(aud=[AUDIENCE], scopes=few + ["duo_workflow_execute_workflow"])
+            c.stub.ListTools(c.pb2.ListToolsRequest(), metadata=_metadata(st, token=legacy), timeout=TIMEOUT_S)
+        assert len(fake.received()) == before + 1, f"{verifier}: a refused call reached the service"
+        deadline = time.time() + 10  # Envoy flushes access logs about once a second
+        while True:
+            denied = [r for r in st.access_log() if isinstance(r, dict) and r.get("grpc_method") == "DuoWorkflow/ListTools"
+                      and r.get("auth_result") == "denied"]
+            if len(denied) >= len(cases) or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        assert len(denied) >= len(cases) and all(r.get("messages_in") == 0 and r.get("grpc_status") in (7, 16) for r in denied), (verifier, denied)
+
+
+def test_agent_platform_service_down_is_unavailable(e2e):
+    verifier, st = "envoy_jwt_authn", _stack(e2e, "envoy_jwt_authn")
+    _wait_ready(st, verifier)
+    fake: FakeDuoWorkflow = st.fake(DWS)
+    port = fake.port
+    fake.stop()
+    try:
+        with _Client(st) as c:
+            e = _rpc_error(lambda: c.stub.ListTools(c.pb2.ListToolsRequest(), metadata=_metadata(st), timeout=TIMEOUT_S))
+            assert e.code() == grpc.StatusCode.UNAVAILABLE, (e.code(), e.details())
+    finally:
+        fake.start(port=port)
+    _wait_ready(st, verifier)
