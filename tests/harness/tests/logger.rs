@@ -309,6 +309,37 @@ fn metrics_are_defined_once_and_moved() {
 }
 
 #[test]
+fn distinct_metric_names_are_capped_and_the_rest_counted() {
+    let host = Host::new();
+    let p = logger(&host, "{}");
+    // Each denial with a new reason defines one new name; the outcome counter is shared.
+    let requests = 2010;
+    for i in 0..requests {
+        let s = p.new_stream();
+        s.request_headers(&headers(&[]), false);
+        let auth = json!({"result": "denied", "error": format!("reason {i}"), "feature": "code_completions"});
+        s.set_filter_state("duo_auth", auth.to_string().as_bytes());
+        s.response_headers(&[(":status", "401")], true);
+        s.finish();
+    }
+    let dropped = "duo_logger_metrics_dropped_total";
+    let names: Vec<String> = host.metrics().into_iter().map(|m| m.name).filter(|n| n != dropped).collect();
+    assert_eq!(names.len(), 2000, "the cap (duo_logger's MAX_NAMES)");
+    // 1 shared name + 1999 reasons fill the cap; the 11 later reasons are counted, not defined.
+    assert_eq!(host.metric_value(dropped), Some(requests - 1999));
+    assert_eq!(host.metric_value("duo_auth_denials_total.reason.reason_1998"), Some(1));
+    assert!(host.metric("duo_auth_denials_total.reason.reason_1999").is_none());
+    // Names defined before the cap keep counting.
+    assert_eq!(
+        host.metric_value("duo_requests_total.feature.code_completions.outcome.auth_denied"),
+        Some(requests)
+    );
+    let warnings: Vec<_> = p.logs().into_iter().filter(|l| l.message.contains("distinct metric names")).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].level, LogLevel::Warn);
+}
+
+#[test]
 fn two_workers_share_metrics() {
     let host = Host::new();
     let (a, b) = (logger(&host, "{}"), logger(&host, "{}"));
