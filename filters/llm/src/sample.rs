@@ -2,8 +2,9 @@
 //! chunk, added time to first chunk), fake upstreams and tests. Each piece is one upstream
 //! event, as the platform would send it; the usage numbers are the caller's.
 
-use super::eventstream::encode_event;
-use super::{Dialect, StreamError, Usage};
+use crate::Usage;
+use crate::stream::eventstream::encode_event;
+use crate::stream::{Dialect, StreamError};
 use base64::Engine as _;
 use serde_json::json;
 
@@ -82,16 +83,16 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::model::{Api, Platform};
-    use crate::stream::{Ended, Framing, StreamTranslator};
+    use crate::stream::{Ended, PlainText, StreamTranslator};
+    use crate::{Api, Platform};
 
     #[test]
     fn sample_streams_translate_back_to_their_pieces() {
         let pieces = ["fn main() {\n", "    println!(\"hi\");\n", "}", " é\u{1F600}"];
         let u = Usage { input_tokens: Some(10), output_tokens: Some(4), total_tokens: Some(14) };
         for (platform, api) in [(Platform::Vllm, Api::Chat), (Platform::Bedrock, Api::Converse), (Platform::Bedrock, Api::Invoke)] {
-            let body = stream(StreamTranslator::dialect(platform, api), &pieces, u).unwrap();
-            let mut t = StreamTranslator::new(platform, api, Framing::RawText);
+            let body = stream(Dialect::of(platform, api), &pieces, u).unwrap();
+            let mut t = StreamTranslator::new(platform, api, Box::new(PlainText));
             let mut out = Vec::new();
             t.push(&body, &mut out).unwrap();
             assert_eq!(t.finish(&mut out), Ended::Complete, "{platform:?}/{api:?}");

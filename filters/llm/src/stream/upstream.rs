@@ -16,12 +16,15 @@
 //!   chunk of none of these shapes is refused, never silently dropped.
 //! - Bedrock `exception` and `error` messages break the stream.
 //!
-//! Tool calls, reasoning text and other side channels are not GitLab's and are dropped.
+//! Tool calls reach the reframer piece by piece ([`Reframer::tool_call`]: OpenAI
+//! `delta.tool_calls`, Converse `toolUse` blocks, Anthropic `tool_use` blocks with
+//! `input_json_delta`), and so does the stop reason in OpenAI's vocabulary
+//! ([`Reframer::finish_reason`]). Reasoning text and other side channels are dropped.
 
 use super::eventstream::Message;
-use super::framing::Reframer;
 use super::sse::SseEvent;
-use super::{StreamError, Usage};
+use super::{Reframer, StreamError};
+use crate::{Api, Platform, Usage};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -35,6 +38,17 @@ pub enum Dialect {
     Converse,
     /// Bedrock InvokeModelWithResponseStream over event-stream.
     Invoke,
+}
+
+impl Dialect {
+    /// The stream dialect of `api` on `platform`.
+    pub fn of(platform: Platform, api: Api) -> Dialect {
+        match (platform, api) {
+            (Platform::Bedrock, Api::Invoke) => Dialect::Invoke,
+            (Platform::Bedrock, _) => Dialect::Converse,
+            _ => Dialect::OpenAi,
+        }
+    }
 }
 
 /// Longest upstream error message kept (bytes, cut at a char boundary).
@@ -53,18 +67,23 @@ pub(crate) fn bounded(s: &str) -> String {
 
 /// Translation state shared by every dialect; the decoder lives beside it.
 pub struct Core {
-    pub dialect: Dialect,
-    pub reframer: Box<dyn Reframer>,
-    pub usage: Usage,
-    pub first_text: bool,
+    pub(crate) dialect: Dialect,
+    pub(crate) reframer: Box<dyn Reframer>,
+    pub(crate) usage: Usage,
+    pub(crate) first_text: bool,
     /// The end marker arrived: later bytes are ignored.
-    pub complete: bool,
+    pub(crate) complete: bool,
     /// Converse: `messageStop` seen (the end needs `metadata` too).
     stop_seen: bool,
     metadata_seen: bool,
     /// Reused base64 output of InvokeModel `chunk` payloads.
     scratch: Vec<u8>,
-    pub text_bytes: u64,
+    pub(crate) text_bytes: u64,
+    /// Content-block indexes (Converse, Anthropic) that are tool calls, in order: a tool call's
+    /// index for the reframer is its position here.
+    tool_blocks: Vec<u64>,
+    /// The stop reason was passed on (some platforms repeat it).
+    finish_sent: bool,
 }
 
 impl Core {
@@ -79,6 +98,28 @@ impl Core {
             metadata_seen: false,
             scratch: Vec::new(),
             text_bytes: 0,
+            tool_blocks: Vec::new(),
+            finish_sent: false,
+        }
+    }
+
+    fn finish(&mut self, reason: &str, out: &mut Vec<u8>) {
+        if !self.finish_sent {
+            self.finish_sent = true;
+            self.reframer.finish_reason(reason, out);
+        }
+    }
+
+    fn tool_index(&mut self, block: u64) -> Option<u32> {
+        self.tool_blocks.iter().position(|b| *b == block).and_then(|i| u32::try_from(i).ok())
+    }
+
+    fn tool_start(&mut self, block: u64, id: &str, name: &str, out: &mut Vec<u8>) {
+        if self.tool_index(block).is_none() {
+            self.tool_blocks.push(block);
+        }
+        if let Some(index) = self.tool_index(block) {
+            self.reframer.tool_call(index, Some(id), Some(name), "", out);
         }
     }
 
@@ -123,8 +164,17 @@ impl Core {
             if let Some(text) = choice.text.as_deref() {
                 self.text(text, out);
             }
+            for call in choice.delta.iter().flat_map(|d| d.tool_calls.iter()) {
+                let f = call.function.as_ref();
+                let arguments = f.and_then(|f| f.arguments.as_deref()).unwrap_or("");
+                let name = f.and_then(|f| f.name.as_deref());
+                self.reframer.tool_call(call.index, call.id.as_deref(), name, arguments, out);
+            }
             if choice.finish_reason.as_deref() == Some("content_filter") {
                 return Err(StreamError::ContentFiltered);
+            }
+            if let Some(reason) = choice.finish_reason.as_deref() {
+                self.finish(reason, out);
             }
         }
         if let Some(u) = chunk.usage {
@@ -167,16 +217,33 @@ impl Core {
 
     fn on_converse_event(&mut self, event_type: &str, payload: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
         match event_type {
+            "contentBlockStart" => {
+                let ev: ConverseStart<'_> = parse(payload)?;
+                if let Some(tool) = ev.start.and_then(|s| s.tool_use) {
+                    self.tool_start(ev.content_block_index, &tool.tool_use_id, &tool.name, out);
+                }
+            }
             "contentBlockDelta" => {
                 let ev: ConverseDelta<'_> = parse(payload)?;
-                if let Some(text) = ev.delta.and_then(|d| d.text) {
-                    self.text(&text, out);
+                if let Some(delta) = ev.delta {
+                    if let Some(text) = delta.text {
+                        self.text(&text, out);
+                    }
+                    if let Some(input) = delta.tool_use.and_then(|t| t.input) {
+                        // Input for a block that never started as a tool call has no call to join.
+                        if let Some(index) = self.tool_index(ev.content_block_index) {
+                            self.reframer.tool_call(index, None, None, &input, out);
+                        }
+                    }
                 }
             }
             "messageStop" => {
                 let ev: ConverseStop<'_> = parse(payload)?;
                 if matches!(ev.stop_reason.as_deref(), Some("content_filtered" | "guardrail_intervened")) {
                     return Err(StreamError::ContentFiltered);
+                }
+                if let Some(reason) = ev.stop_reason.as_deref() {
+                    self.finish(crate::bedrock::finish_reason(reason), out);
                 }
                 self.stop_seen = true;
             }
@@ -218,12 +285,30 @@ impl Core {
         match c.kind.as_deref() {
             // Anthropic messages events.
             Some(kind) => match kind {
-                "content_block_delta" => {
-                    if let Some(d) = &c.delta
-                        && d.kind.as_deref() == Some("text_delta")
-                        && let Some(text) = &d.text
+                "content_block_start" => {
+                    if let Some(b) = &c.content_block
+                        && b.kind.as_deref() == Some("tool_use")
                     {
-                        self.text(text, out);
+                        let (id, name) = (b.id.as_deref().unwrap_or(""), b.name.as_deref().unwrap_or(""));
+                        self.tool_start(c.index.unwrap_or(0), id, name, out);
+                    }
+                }
+                "content_block_delta" => {
+                    if let Some(d) = &c.delta {
+                        match d.kind.as_deref() {
+                            Some("text_delta") => {
+                                if let Some(text) = &d.text {
+                                    self.text(text, out);
+                                }
+                            }
+                            Some("input_json_delta") => {
+                                let part = d.partial_json.as_deref().unwrap_or("");
+                                if let Some(index) = self.tool_index(c.index.unwrap_or(0)) {
+                                    self.reframer.tool_call(index, None, None, part, out);
+                                }
+                            }
+                            _ => {}
+                        }
                     }
                 }
                 "message_start" => {
@@ -233,6 +318,9 @@ impl Core {
                     }
                 }
                 "message_delta" => {
+                    if let Some(reason) = c.delta.as_ref().and_then(|d| d.stop_reason.as_deref()) {
+                        self.finish(crate::bedrock::finish_reason(reason), out);
+                    }
                     if let Some(u) = &c.usage {
                         self.usage.output_tokens = u.output_tokens.or(self.usage.output_tokens);
                         self.usage.input_tokens = u.input_tokens.or(self.usage.input_tokens);
@@ -359,6 +447,26 @@ struct OaiChoice<'a> {
 struct OaiDelta<'a> {
     #[serde(default, borrow)]
     content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Vec<OaiToolCallDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct OaiToolCallDelta<'a> {
+    #[serde(default)]
+    index: u32,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    function: Option<OaiFunctionDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct OaiFunctionDelta<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    arguments: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -380,15 +488,52 @@ struct MessageBody<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConverseStart<'a> {
+    #[serde(default)]
+    content_block_index: u64,
+    #[serde(default, borrow)]
+    start: Option<ConverseStartBlock<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConverseStartBlock<'a> {
+    #[serde(default, borrow)]
+    tool_use: Option<ConverseToolStart<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConverseToolStart<'a> {
+    #[serde(borrow)]
+    tool_use_id: Cow<'a, str>,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ConverseDelta<'a> {
+    #[serde(default)]
+    content_block_index: u64,
     #[serde(default, borrow)]
     delta: Option<ConverseText<'a>>,
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ConverseText<'a> {
     #[serde(default, borrow)]
     text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_use: Option<ConverseToolInput<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ConverseToolInput<'a> {
+    #[serde(default, borrow)]
+    input: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -424,6 +569,10 @@ struct InvokePart<'a> {
 struct InvokeChunk<'a> {
     #[serde(default, borrow, rename = "type")]
     kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default, borrow)]
+    content_block: Option<AnthropicBlock<'a>>,
     #[serde(default, borrow)]
     delta: Option<AnthropicDelta<'a>>,
     #[serde(default)]
@@ -464,6 +613,20 @@ struct AnthropicDelta<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicBlock<'a> {
+    #[serde(default, borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]

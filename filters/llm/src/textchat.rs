@@ -2,8 +2,7 @@
 //! raw text (vLLM `/v1/completions`, Bedrock InvokeModel for Mistral and Llama). Each format
 //! ends with the assistant's turn opened, followed by the prefill when there is one.
 
-use crate::model::Family;
-use crate::prompts::{Message, Role};
+use crate::{Message, Role};
 
 /// Which chat format a raw prompt is written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,17 +22,6 @@ pub enum TextFormat {
 }
 
 impl TextFormat {
-    pub fn for_family(f: Family) -> TextFormat {
-        match f {
-            Family::Mistral | Family::Mixtral | Family::Codestral => TextFormat::MistralInst,
-            Family::Llama3 => TextFormat::Llama3,
-            Family::Codellama => TextFormat::Llama2,
-            Family::Codegemma => TextFormat::Gemma,
-            Family::Deepseekcoder => TextFormat::DeepseekCoder,
-            Family::Claude3 | Family::Gpt | Family::General => TextFormat::ChatMl,
-        }
-    }
-
     /// Stop sequences that end the assistant's turn in this format.
     pub fn stops(self) -> &'static [&'static str] {
         match self {
@@ -44,12 +32,6 @@ impl TextFormat {
             TextFormat::ChatMl => &["<|im_end|>"],
         }
     }
-}
-
-/// Families whose chat templates reject a system role: the system text goes into the first
-/// user turn instead.
-pub fn family_has_system_role(f: Family) -> bool {
-    !matches!(f, Family::Mistral | Family::Mixtral | Family::Codestral | Family::Codegemma)
 }
 
 /// Renders `messages` (system first if any, an assistant last = prefill). `bos` writes the
@@ -193,8 +175,8 @@ mod tests {
 
     fn msgs() -> Vec<Message> {
         vec![
-            Message { role: Role::System, content: "SYS".into() },
-            Message { role: Role::User, content: "Hi".into() },
+            Message::system("SYS"),
+            Message::user("Hi"),
         ]
     }
 
@@ -219,10 +201,10 @@ mod tests {
     #[test]
     fn multi_turn_and_prefill() {
         let m = vec![
-            Message { role: Role::User, content: "a".into() },
-            Message { role: Role::Assistant, content: "b".into() },
-            Message { role: Role::User, content: "c".into() },
-            Message { role: Role::Assistant, content: "<x>".into() },
+            Message::user("a"),
+            Message::assistant("b"),
+            Message::user("c"),
+            Message::assistant("<x>"),
         ];
         assert_eq!(render(TextFormat::MistralInst, &m, false), "[INST] a [/INST] b</s>[INST] c [/INST] <x>");
         assert!(render(TextFormat::ChatMl, &m, false).ends_with("<|im_start|>assistant\n<x>"));

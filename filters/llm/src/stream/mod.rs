@@ -1,47 +1,75 @@
-//! Streaming answers: platform streams in (SSE, Bedrock event-stream), GitLab's framings out,
-//! chunk by chunk, with truthful termination. Pure code: no proxy-wasm here.
+//! Streaming answers: platform streams in (SSE, Bedrock event-stream), the caller's framing out,
+//! chunk by chunk, with truthful termination.
 //!
 //! ```text
-//! upstream bytes ──► decoder (sse / eventstream) ──► events ──► upstream::Core (per platform:
-//!   text, usage, end marker, error) ──► framing::Reframer (raw text / PromptResponse NDJSON /
-//!   v4 SSE / later the chat-agent NDJSON) ──► `out`, the replacement for the chunk
+//! upstream bytes ──► decoder (sse / eventstream) ──► events ──► upstream::Core (per dialect:
+//!   text, tool calls, usage, end marker, error) ──► the caller's Reframer ──► `out`
 //! ```
 //!
-//! The adapter calls [`StreamTranslator::push`] from `on_http_response_body` for every chunk of
-//! a 2xx streaming answer (replacing the chunk with `out`), and [`StreamTranslator::finish`] at
-//! `end_of_stream`. A stream ends [`Ended::Complete`] only after the platform's end marker:
+//! A proxy calls [`StreamTranslator::push`] for every chunk of a 2xx streaming answer
+//! (replacing the chunk with `out`), and [`StreamTranslator::finish`] at the end of the body. A stream ends [`Ended::Complete`] only after the platform's end marker:
 //! `data: [DONE]` (vLLM, OpenAI-compatible, Azure), `messageStop` + `metadata` (Converse),
 //! `message_stop` / a `stop_reason` / invocation metrics (InvokeModel). Anything else (an
 //! upstream that stops early, an exception or error frame, a bad CRC, an in-band error, a
 //! content-filter cut, bytes that are not the platform's format) is [`Ended::Broken`].
 
 pub mod eventstream;
-pub mod framing;
-pub mod sample;
 pub mod sse;
 mod upstream;
 
-pub use framing::{Framing, Reframer};
 pub use upstream::Dialect;
 
-use crate::model::{Api, Platform};
+use crate::{Api, Platform, Usage};
 use std::fmt;
 
-/// Token counts the platform reported in the stream (`None`: not reported, never guessed).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-    pub total_tokens: Option<u64>,
+/// Writes the caller's framing around the model's text. `out` is the replacement for the
+/// current upstream chunk; implementations only append to it.
+pub trait Reframer {
+    /// `content-type` of the re-framed answer.
+    fn content_type(&self) -> &'static str {
+        "text/event-stream; charset=utf-8"
+    }
+
+    /// Other response headers the framing needs.
+    fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// Called once, with the first upstream bytes of a successful (2xx) answer.
+    fn start(&mut self, _out: &mut Vec<u8>) {}
+
+    /// A piece of the model's text (never empty).
+    fn text(&mut self, text: &str, out: &mut Vec<u8>);
+
+    /// A piece of a tool call: `index` orders the calls of one answer; `id` and `name` come
+    /// with the call's first piece, `arguments` is the next part of its JSON text (possibly
+    /// empty). Framings without tool calls ignore it.
+    fn tool_call(&mut self, _index: u32, _id: Option<&str>, _name: Option<&str>, _arguments: &str, _out: &mut Vec<u8>) {}
+
+    /// The platform's reason for stopping, in OpenAI's vocabulary (`stop`, `length`,
+    /// `tool_calls`, `content_filter`), when it says one.
+    fn finish_reason(&mut self, _reason: &str, _out: &mut Vec<u8>) {}
+
+    /// The upstream stream ended with its end marker.
+    fn complete(&mut self, _usage: &Usage, _out: &mut Vec<u8>) {}
+
+    /// The upstream stream broke. Returns whether the framing wrote an error event its client
+    /// understands; `false` means the proxy must reset the downstream stream.
+    fn broken(&mut self, _reason: &StreamError, _out: &mut Vec<u8>) -> bool {
+        false
+    }
 }
 
-impl Usage {
-    fn known(input: Option<u64>, output: Option<u64>, total: Option<u64>) -> Self {
-        let total = total.or(match (input, output) {
-            (Some(i), Some(o)) => Some(i + o),
-            _ => None,
-        });
-        Usage { input_tokens: input, output_tokens: output, total_tokens: total }
+/// The model's text as it comes, nothing around it (`text/plain`).
+pub struct PlainText;
+
+impl Reframer for PlainText {
+    fn content_type(&self) -> &'static str {
+        "text/plain; charset=utf-8"
+    }
+
+    fn text(&mut self, text: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(text.as_bytes());
     }
 }
 
@@ -156,16 +184,11 @@ pub struct StreamTranslator {
 }
 
 impl StreamTranslator {
-    /// `api` is the model's effective API (`ModelConfig::effective_api`). Bedrock with `invoke`
-    /// reads InvokeModelWithResponseStream, Bedrock otherwise ConverseStream; every other
-    /// platform reads OpenAI-style SSE (chat and completions chunks alike).
-    pub fn new(platform: Platform, api: Api, framing: Framing) -> Self {
-        Self::with_reframer(platform, api, framing.into_reframer())
-    }
-
-    /// Same, with a framing of the caller's (e.g. the `/v2/chat/agent` NDJSON events).
-    pub fn with_reframer(platform: Platform, api: Api, reframer: Box<dyn Reframer>) -> Self {
-        let dialect = Self::dialect(platform, api);
+    /// `api` is the API actually called ([`crate::Wire::api`]): Bedrock `invoke` reads
+    /// InvokeModelWithResponseStream, Bedrock otherwise ConverseStream; every other platform
+    /// reads OpenAI-style SSE (chat and completions chunks alike).
+    pub fn new(platform: Platform, api: Api, reframer: Box<dyn Reframer>) -> Self {
+        let dialect = Dialect::of(platform, api);
         let decoder = match dialect {
             Dialect::OpenAi => Decoder::Sse(sse::SseDecoder::new()),
             Dialect::Converse | Dialect::Invoke => Decoder::EventStream(eventstream::EventStreamDecoder::new()),
@@ -180,16 +203,7 @@ impl StreamTranslator {
         }
     }
 
-    pub fn dialect(platform: Platform, api: Api) -> Dialect {
-        match (platform, api) {
-            (Platform::Bedrock, Api::Invoke) => Dialect::Invoke,
-            (Platform::Bedrock, _) => Dialect::Converse,
-            _ => Dialect::OpenAi,
-        }
-    }
-
-    /// `content-type` for GitLab (set it in `on_http_response_headers`, and remove
-    /// `content-length`).
+    /// `content-type` of the re-framed answer (the proxy removes `content-length`).
     pub fn content_type(&self) -> &'static str {
         self.core.reframer.content_type()
     }

@@ -27,8 +27,24 @@ struct Run {
     first_err: Option<usize>,
 }
 
+/// The framings these tests use: the plain text, and one with an in-band error event.
+#[derive(Clone, Copy, Debug)]
+enum Framing {
+    RawText,
+    Events,
+}
+
+impl Framing {
+    fn reframer(self) -> Box<dyn Reframer> {
+        match self {
+            Framing::RawText => Box::new(PlainText),
+            Framing::Events => Box::new(Events::default()),
+        }
+    }
+}
+
 fn run(platform: Platform, api: Api, framing: Framing, chunks: &[&[u8]]) -> Run {
-    let mut t = StreamTranslator::new(platform, api, framing);
+    let mut t = StreamTranslator::new(platform, api, framing.reframer());
     let mut out = Vec::new();
     let mut first_err = None;
     for (i, c) in chunks.iter().enumerate() {
@@ -54,13 +70,13 @@ fn raw(platform: Platform, api: Api, body: &[u8]) -> Run {
 
 /// Whole, byte by byte, and split in two at every offset all give the same output.
 fn assert_chunking_invariant(platform: Platform, api: Api, framing: &Framing, body: &[u8]) -> Run {
-    let whole = run(platform, api, framing.clone(), &[body]);
+    let whole = run(platform, api, *framing, &[body]);
     let bytes: Vec<&[u8]> = body.chunks(1).collect();
-    let by_byte = run(platform, api, framing.clone(), &bytes);
+    let by_byte = run(platform, api, *framing, &bytes);
     assert_eq!((&by_byte.out, &by_byte.ended, by_byte.usage), (&whole.out, &whole.ended, whole.usage), "byte by byte");
     for i in 0..=body.len() {
         let (a, b) = body.split_at(i);
-        let split = run(platform, api, framing.clone(), &[a, b]);
+        let split = run(platform, api, *framing, &[a, b]);
         assert_eq!((&split.out, &split.ended, split.usage), (&whole.out, &whole.ended, whole.usage), "split at {i}");
     }
     whole
@@ -406,30 +422,8 @@ fn anthropic_thinking_and_tool_deltas_are_not_text() {
     assert_eq!(r.usage, Usage { input_tokens: None, output_tokens: Some(9), total_tokens: None });
 }
 
-#[test]
-fn prompt_responses_framing_over_converse() {
-    let framing = Framing::PromptResponses { usage_model: Some("claude_3".into()) };
-    let r = assert_chunking_invariant(Platform::Bedrock, Api::Converse, &framing, CONVERSE_TEXT);
-    assert_eq!(
-        String::from_utf8(r.out).unwrap(),
-        "{\"content\":\"Hello\"}\n{\"content\":\" world\"}\n{\"content\":\"\",\"usage\":{\"claude_3\":{\"input_tokens\":12,\"output_tokens\":2}}}\n"
-    );
-}
-
-#[test]
-fn suggestions_sse_framing_over_vllm_and_no_end_event_when_broken() {
-    let framing = Framing::SuggestionsSse { engine: "vllm".into(), name: "codestral".into(), timestamp: 5, feature_flags: vec!["f1".into()] };
-    let r = assert_chunking_invariant(Platform::Vllm, Api::Completions, &framing, VLLM_COMPLETIONS);
-    let text = String::from_utf8(r.out).unwrap();
-    assert!(text.starts_with("event: stream_start\ndata: {\"metadata\":{\"model\":{\"engine\":\"vllm\",\"name\":\"codestral\"},\"timestamp\":5,\"enabled_feature_flags\":[\"f1\"]}}\n\n"), "{text}");
-    assert!(text.contains("event: content_chunk\ndata: {\"choices\":[{\"delta\":{\"content\":\"\\n        self.speed += inc\"},\"index\":0}]}\n\n"));
-    assert!(text.ends_with("event: stream_end\ndata: null\n\n"));
-    let r = run(Platform::Vllm, Api::Completions, framing, &[&VLLM_COMPLETIONS[..100]]);
-    assert_eq!(r.ended, Ended::Broken(StreamError::Truncated));
-    assert!(!String::from_utf8(r.out).unwrap().contains("stream_end"));
-}
-
-/// A framing with an in-band error event (the shape `/v2/chat/agent` will have).
+/// A framing with an in-band error event, which also writes tool calls and the stop reason.
+#[derive(Default)]
 struct Events;
 
 impl Reframer for Events {
@@ -437,6 +431,14 @@ impl Reframer for Events {
         out.extend_from_slice(b"T:");
         out.extend_from_slice(text.as_bytes());
         out.push(b'\n');
+    }
+
+    fn tool_call(&mut self, index: u32, id: Option<&str>, name: Option<&str>, arguments: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(format!("C{index}:{}:{}:{arguments}\n", id.unwrap_or("-"), name.unwrap_or("-")).as_bytes());
+    }
+
+    fn finish_reason(&mut self, reason: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(format!("F:{reason}\n").as_bytes());
     }
 
     fn broken(&mut self, reason: &StreamError, out: &mut Vec<u8>) -> bool {
@@ -447,7 +449,7 @@ impl Reframer for Events {
 
 #[test]
 fn a_custom_framing_gets_its_error_event_written_once() {
-    let mut t = StreamTranslator::with_reframer(Platform::Bedrock, Api::Converse, Box::new(Events));
+    let mut t = StreamTranslator::new(Platform::Bedrock, Api::Converse, Box::new(Events));
     let mut out = Vec::new();
     assert!(t.push(CONVERSE_THROTTLED, &mut out).is_err());
     assert!(t.error_event_written());
@@ -455,7 +457,7 @@ fn a_custom_framing_gets_its_error_event_written_once() {
     assert!(!t.finish(&mut out).is_complete());
     assert_eq!(String::from_utf8(out).unwrap(), "E:stream_exception:throttlingException\n");
 
-    let mut t = StreamTranslator::with_reframer(Platform::Vllm, Api::Chat, Box::new(Events));
+    let mut t = StreamTranslator::new(Platform::Vllm, Api::Chat, Box::new(Events));
     let mut out = Vec::new();
     let two_events = VLLM_CHAT.windows(2).enumerate().filter(|(_, w)| *w == b"\n\n").nth(1).unwrap().0 + 2;
     t.push(&VLLM_CHAT[..two_events], &mut out).unwrap();
@@ -466,18 +468,18 @@ fn a_custom_framing_gets_its_error_event_written_once() {
 
 #[test]
 fn headers_for_the_adapter() {
-    let t = StreamTranslator::new(Platform::Vllm, Api::Chat, Framing::RawText);
-    assert_eq!((t.content_type(), t.extra_headers()), ("text/event-stream; charset=utf-8", &[][..]));
-    let t = StreamTranslator::new(Platform::Vllm, Api::Chat, Framing::SuggestionsSse { engine: String::new(), name: String::new(), timestamp: 0, feature_flags: Vec::new() });
-    assert_eq!(t.extra_headers(), &[("x-streaming-format", "sse")]);
-    assert_eq!(StreamTranslator::dialect(Platform::Bedrock, Api::Invoke), Dialect::Invoke);
-    assert_eq!(StreamTranslator::dialect(Platform::Bedrock, Api::Chat), Dialect::Converse);
-    assert_eq!(StreamTranslator::dialect(Platform::AzureOpenai, Api::Completions), Dialect::OpenAi);
+    let t = StreamTranslator::new(Platform::Vllm, Api::Chat, Box::new(PlainText));
+    assert_eq!((t.content_type(), t.extra_headers()), ("text/plain; charset=utf-8", &[][..]));
+    let t = StreamTranslator::new(Platform::Vllm, Api::Chat, Box::new(Events));
+    assert_eq!(t.content_type(), "text/event-stream; charset=utf-8");
+    assert_eq!(Dialect::of(Platform::Bedrock, Api::Invoke), Dialect::Invoke);
+    assert_eq!(Dialect::of(Platform::Bedrock, Api::Chat), Dialect::Converse);
+    assert_eq!(Dialect::of(Platform::AzureOpenai, Api::Completions), Dialect::OpenAi);
 }
 
 #[test]
 fn first_text_is_reported_with_the_chunk_that_carries_it() {
-    let mut t = StreamTranslator::new(Platform::Vllm, Api::Chat, Framing::RawText);
+    let mut t = StreamTranslator::new(Platform::Vllm, Api::Chat, Box::new(PlainText));
     let first_event_end = VLLM_CHAT.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
     let mut out = Vec::new();
     t.push(&VLLM_CHAT[..first_event_end], &mut out).unwrap();
@@ -491,8 +493,8 @@ fn first_text_is_reported_with_the_chunk_that_carries_it() {
     assert_eq!(out, b"def add(a, b):\n");
 }
 
-/// The real captures in /work/shared/fixtures (not committed): run with
-/// `DUO_REAL_CAPTURES=/work/shared/fixtures/bedrock-eventstream cargo test -p duo_router -- --ignored real_captures`.
+/// Captures of real Bedrock streams made by another project (not committed: their licence is
+/// not ours): `DUO_REAL_CAPTURES=<dir> cargo test -p duo-llm -- --ignored real_captures`.
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
 #[ignore]
@@ -557,4 +559,58 @@ fn invoke_titan_deepseek_and_unknown_shapes() {
     let r = raw(Platform::Bedrock, Api::Invoke, &unknown);
     assert!(matches!(r.ended, Ended::Broken(StreamError::Malformed(_))));
     assert!(r.out.is_empty());
+}
+
+#[test]
+fn tool_calls_and_stop_reasons_reach_the_reframer_in_every_dialect() {
+    let sse = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\"}}]}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"Oslo\\\"}\"}}]}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let r = assert_chunking_invariant(Platform::Vllm, Api::Chat, &Framing::Events, sse.as_bytes());
+    assert_eq!(r.ended, Ended::Complete);
+    assert_eq!(String::from_utf8(r.out).unwrap(), "C0:call_1:get_weather:\nC0:-:-:{\"city\":\nC0:-:-:\"Oslo\"}\nF:tool_calls\n");
+
+    let mut converse = Vec::new();
+    for (ty, payload) in [
+        ("messageStart", r#"{"role":"assistant"}"#),
+        ("contentBlockDelta", r#"{"contentBlockIndex":0,"delta":{"text":"Let me check."}}"#),
+        ("contentBlockStop", r#"{"contentBlockIndex":0}"#),
+        ("contentBlockStart", r#"{"contentBlockIndex":1,"start":{"toolUse":{"toolUseId":"tooluse_A","name":"get_weather"}}}"#),
+        ("contentBlockDelta", r#"{"contentBlockIndex":1,"delta":{"toolUse":{"input":"{\"city\":"}}}"#),
+        ("contentBlockDelta", r#"{"contentBlockIndex":1,"delta":{"toolUse":{"input":"\"Oslo\"}"}}}"#),
+        ("contentBlockStop", r#"{"contentBlockIndex":1}"#),
+        ("messageStop", r#"{"stopReason":"tool_use"}"#),
+        ("metadata", r#"{"usage":{"inputTokens":20,"outputTokens":9,"totalTokens":29},"metrics":{"latencyMs":5}}"#),
+    ] {
+        encode_event(ty, payload.as_bytes(), &mut converse).unwrap();
+    }
+    let r = assert_chunking_invariant(Platform::Bedrock, Api::Converse, &Framing::Events, &converse);
+    assert_eq!((&r.ended, r.usage), (&Ended::Complete, usage(20, 9, 29)));
+    assert_eq!(
+        String::from_utf8(r.out).unwrap(),
+        "T:Let me check.\nC0:tooluse_A:get_weather:\nC0:-:-:{\"city\":\nC0:-:-:\"Oslo\"}\nF:tool_calls\n"
+    );
+
+    let invoke = invoke_body(&[
+        r#"{"type":"message_start","message":{"usage":{"input_tokens":11,"output_tokens":1}}}"#,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{}}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"city\": \"Oslo\"}"}}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":7}}"#,
+        r#"{"type":"message_stop"}"#,
+    ]);
+    let r = assert_chunking_invariant(Platform::Bedrock, Api::Invoke, &Framing::Events, &invoke);
+    assert_eq!(r.ended, Ended::Complete);
+    assert_eq!(String::from_utf8(r.out).unwrap(), "C0:toolu_1:get_weather:\nC0:-:-:{\"city\": \"Oslo\"}\nF:tool_calls\n");
+
+    // tool input for a block that never started as a tool call has no call to join: dropped
+    let mut stray = Vec::new();
+    encode_event("contentBlockDelta", br#"{"contentBlockIndex":3,"delta":{"toolUse":{"input":"{}"}}}"#, &mut stray).unwrap();
+    let mut out = Vec::new();
+    let mut t = StreamTranslator::new(Platform::Bedrock, Api::Converse, Box::new(Events));
+    t.push(&stray, &mut out).unwrap();
+    assert!(out.is_empty());
 }

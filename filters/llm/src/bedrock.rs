@@ -2,12 +2,9 @@
 //! for Anthropic, Mistral and Meta Llama models. Envoy signs the request (SigV4); the path
 //! built here is what it signs, so it is encoded exactly once.
 
-use duo_core::errors::GitlabError;
 use serde_json::{Map, Value, json};
 
-use super::{Completion, Prepared, Usage, Wire};
-use crate::model::ModelConfig;
-use crate::prompts::{Message, Role};
+use crate::{Completion, LlmError, LlmRequest, Message, ModelTarget, Role, ToolCall, ToolChoice, Usage, Wire};
 
 /// `anthropic_version` for Anthropic bodies on InvokeModel (AWS's documented value).
 pub const ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
@@ -31,7 +28,7 @@ pub fn invoke_wire(model_id: &str) -> Option<Wire> {
 /// percent-encoded (`:` → `%3A`, `/` → `%2F`), as botocore does; an id that already
 /// contains `%` is taken as encoded (never double-encode).
 pub fn encode_model_id(id: &str) -> String {
-    if id.contains('%') { id.to_owned() } else { super::openai::encode_segment(id) }
+    if id.contains('%') { id.to_owned() } else { crate::openai::encode_segment(id) }
 }
 
 pub fn path(model_id: &str, wire: Wire, stream: bool) -> String {
@@ -63,48 +60,142 @@ fn max_tokens(params: &Map<String, Value>) -> u64 {
         .unwrap_or(DEFAULT_MAX_TOKENS)
 }
 
+/// One content block of a Bedrock turn.
+#[derive(Debug, PartialEq)]
+enum Block<'a> {
+    Text(String),
+    /// An assistant's tool call; `input` is the parsed arguments.
+    ToolUse { id: &'a str, name: &'a str, input: Value },
+    /// A tool's result for call `id`.
+    ToolResult { id: &'a str, text: &'a str },
+}
+
 /// Splits off the system text and makes the conversation Bedrock-valid: starts with `user`,
-/// alternates roles (consecutive turns of one role are joined), no empty text.
-fn conversation(messages: &[Message]) -> (Option<&str>, Vec<(Role, String)>) {
+/// alternates roles (consecutive turns of one role are joined: texts with a blank line, tool
+/// blocks side by side), no empty text. Tool results travel in user turns, as Bedrock wants.
+fn conversation(messages: &[Message]) -> Result<(Option<&str>, Vec<(Role, Vec<Block<'_>>)>), LlmError> {
     let (system, rest) = match messages.first() {
         Some(m) if m.role == Role::System => (Some(m.content.as_str()), &messages[1..]),
         _ => (None, messages),
     };
-    let mut turns: Vec<(Role, String)> = Vec::with_capacity(rest.len());
+    let mut turns: Vec<(Role, Vec<Block<'_>>)> = Vec::with_capacity(rest.len());
     for m in rest {
         let role = if m.role == Role::Assistant { Role::Assistant } else { Role::User };
-        match turns.last_mut() {
-            Some((r, text)) if *r == role => {
-                text.push_str("\n\n");
-                text.push_str(&m.content);
+        let mut blocks = Vec::with_capacity(1 + m.tool_calls.len());
+        if m.role == Role::Tool {
+            let id = m.tool_call_id.as_deref().ok_or_else(|| LlmError::Invalid("a tool message needs tool_call_id".into()))?;
+            blocks.push(Block::ToolResult { id, text: &m.content });
+        } else if !(m.content.is_empty() && !m.tool_calls.is_empty()) {
+            blocks.push(Block::Text(m.content.clone()));
+        }
+        for c in &m.tool_calls {
+            let input: Value = serde_json::from_str(if c.arguments.trim().is_empty() { "{}" } else { &c.arguments })
+                .map_err(|_| LlmError::Invalid(format!("the arguments of tool call '{}' are not JSON", c.id)))?;
+            if !input.is_object() {
+                return Err(LlmError::Invalid(format!("the arguments of tool call '{}' are not a JSON object", c.id)));
             }
-            _ => turns.push((role, m.content.clone())),
+            blocks.push(Block::ToolUse { id: &c.id, name: &c.name, input });
+        }
+        match turns.last_mut() {
+            Some((r, existing)) if *r == role => {
+                for b in blocks {
+                    match (existing.last_mut(), b) {
+                        (Some(Block::Text(text)), Block::Text(more)) => {
+                            text.push_str("\n\n");
+                            text.push_str(&more);
+                        }
+                        (_, b) => existing.push(b),
+                    }
+                }
+            }
+            _ => turns.push((role, blocks)),
         }
     }
     if turns.first().is_none_or(|(r, _)| *r != Role::User) {
-        turns.insert(0, (Role::User, String::new()));
+        turns.insert(0, (Role::User, vec![Block::Text(String::new())]));
     }
-    for (_, text) in &mut turns {
-        if text.trim().is_empty() {
-            // Bedrock rejects blank text blocks.
-            *text = "(empty)".to_owned();
+    for (_, blocks) in &mut turns {
+        for b in blocks.iter_mut() {
+            if let Block::Text(text) = b
+                && text.trim().is_empty()
+            {
+                // Bedrock rejects blank text blocks.
+                *text = "(empty)".to_owned();
+            }
         }
     }
-    (system, turns)
+    Ok((system, turns))
+}
+
+fn converse_block(b: &Block<'_>) -> Value {
+    match b {
+        Block::Text(t) => json!({"text": t}),
+        Block::ToolUse { id, name, input } => json!({"toolUse": {"toolUseId": id, "name": name, "input": input}}),
+        Block::ToolResult { id, text } => json!({"toolResult": {"toolUseId": id, "content": [{"text": text}]}}),
+    }
+}
+
+fn anthropic_block(b: &Block<'_>) -> Value {
+    match b {
+        Block::Text(t) => json!({"type": "text", "text": t}),
+        Block::ToolUse { id, name, input } => json!({"type": "tool_use", "id": id, "name": name, "input": input}),
+        Block::ToolResult { id, text } => json!({"type": "tool_result", "tool_use_id": id, "content": text}),
+    }
+}
+
+/// Converse `toolConfig`: the tools' JSON schemas and the choice. Bedrock has no "none":
+/// the tools stay declared (a tool history needs them) and the choice is left out.
+fn converse_tool_config(p: &LlmRequest) -> Option<Value> {
+    if p.tools.is_empty() {
+        return None;
+    }
+    let tools: Vec<Value> = p
+        .tools
+        .iter()
+        .map(|t| {
+            let mut spec = Map::new();
+            spec.insert("name".into(), json!(t.name));
+            if let Some(d) = t.description.as_deref().filter(|d| !d.is_empty()) {
+                spec.insert("description".into(), json!(d));
+            }
+            spec.insert("inputSchema".into(), json!({"json": t.parameters}));
+            json!({"toolSpec": spec})
+        })
+        .collect();
+    let mut config = Map::new();
+    config.insert("tools".into(), Value::Array(tools));
+    match &p.tool_choice {
+        Some(ToolChoice::Auto) => {
+            config.insert("toolChoice".into(), json!({"auto": {}}));
+        }
+        Some(ToolChoice::Required) => {
+            config.insert("toolChoice".into(), json!({"any": {}}));
+        }
+        Some(ToolChoice::Named(name)) => {
+            config.insert("toolChoice".into(), json!({"tool": {"name": name}}));
+        }
+        Some(ToolChoice::None) | None => {}
+    }
+    Some(Value::Object(config))
 }
 
 /// (path, body) for a Bedrock wire.
-pub fn build(model: &ModelConfig, wire: Wire, p: &Prepared) -> Result<(String, Vec<u8>), GitlabError> {
+pub fn build(model: &ModelTarget<'_>, wire: Wire, p: &LlmRequest) -> Result<(String, Vec<u8>), LlmError> {
     let params = &p.params;
+    if wire.takes_raw_text() && !p.tools.is_empty() {
+        return Err(LlmError::Unsupported("tools need Bedrock Converse or an Anthropic model".into()));
+    }
     let body = match wire {
         Wire::BedrockConverse => {
-            let (system, turns) = conversation(&p.messages);
+            let (system, turns) = conversation(&p.messages)?;
             let mut body = Map::new();
             if let Some(s) = system.filter(|s| !s.trim().is_empty()) {
                 body.insert("system".into(), json!([{ "text": s }]));
             }
-            let msgs: Vec<Value> =
-                turns.iter().map(|(r, t)| json!({"role": r.name(), "content": [{"text": t}]})).collect();
+            let msgs: Vec<Value> = turns
+                .iter()
+                .map(|(r, blocks)| json!({"role": r.name(), "content": blocks.iter().map(converse_block).collect::<Vec<_>>()}))
+                .collect();
             body.insert("messages".into(), Value::Array(msgs));
             let mut inference = Map::new();
             inference.insert("maxTokens".into(), json!(max_tokens(params)));
@@ -127,10 +218,13 @@ pub fn build(model: &ModelConfig, wire: Wire, p: &Prepared) -> Result<(String, V
             if !extra.is_empty() {
                 body.insert("additionalModelRequestFields".into(), Value::Object(extra));
             }
+            if let Some(config) = converse_tool_config(p) {
+                body.insert("toolConfig".into(), config);
+            }
             Value::Object(body)
         }
         Wire::BedrockAnthropic => {
-            let (system, turns) = conversation(&p.messages);
+            let (system, turns) = conversation(&p.messages)?;
             let mut body = Map::new();
             body.insert("anthropic_version".into(), json!(ANTHROPIC_VERSION));
             body.insert("max_tokens".into(), json!(max_tokens(params)));
@@ -139,7 +233,7 @@ pub fn build(model: &ModelConfig, wire: Wire, p: &Prepared) -> Result<(String, V
             }
             let msgs: Vec<Value> = turns
                 .iter()
-                .map(|(r, t)| json!({"role": r.name(), "content": [{"type": "text", "text": t}]}))
+                .map(|(r, blocks)| json!({"role": r.name(), "content": blocks.iter().map(anthropic_block).collect::<Vec<_>>()}))
                 .collect();
             body.insert("messages".into(), Value::Array(msgs));
             for (k, name) in [("temperature", "temperature"), ("top_p", "top_p")] {
@@ -152,6 +246,26 @@ pub fn build(model: &ModelConfig, wire: Wire, p: &Prepared) -> Result<(String, V
             }
             if !p.stop.is_empty() {
                 body.insert("stop_sequences".into(), json!(p.stop));
+            }
+            if !p.tools.is_empty() {
+                let tools: Vec<Value> = p
+                    .tools
+                    .iter()
+                    .map(|t| json!({"name": t.name, "description": t.description.as_deref().unwrap_or(""), "input_schema": t.parameters}))
+                    .collect();
+                body.insert("tools".into(), Value::Array(tools));
+                match &p.tool_choice {
+                    Some(ToolChoice::Auto) => {
+                        body.insert("tool_choice".into(), json!({"type": "auto"}));
+                    }
+                    Some(ToolChoice::Required) => {
+                        body.insert("tool_choice".into(), json!({"type": "any"}));
+                    }
+                    Some(ToolChoice::Named(name)) => {
+                        body.insert("tool_choice".into(), json!({"type": "tool", "name": name}));
+                    }
+                    Some(ToolChoice::None) | None => {}
+                }
             }
             Value::Object(body)
         }
@@ -185,23 +299,46 @@ pub fn build(model: &ModelConfig, wire: Wire, p: &Prepared) -> Result<(String, V
             Value::Object(body)
         }
         Wire::OpenaiChat | Wire::OpenaiCompletions => {
-            return Err(GitlabError::detail(500, "not a Bedrock wire"));
+            return Err(LlmError::Unsupported("not a Bedrock wire".into()));
         }
     };
-    let bytes = serde_json::to_vec(&body)
-        .map_err(|e| GitlabError::detail(500, &format!("cannot encode the upstream request: {e}")))?;
-    Ok((path(&model.model, wire, p.stream), bytes))
+    let bytes = serde_json::to_vec(&body).map_err(|e| LlmError::Encode(e.to_string()))?;
+    Ok((path(model.model, wire, p.stream), bytes))
 }
 
 fn header_u64(headers: &[(String, String)], name: &str) -> Option<u64> {
     headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.trim().parse().ok())
 }
 
-fn usage_from_headers(headers: &[(String, String)]) -> Option<Usage> {
-    Some(Usage {
-        input_tokens: header_u64(headers, "x-amzn-bedrock-input-token-count")?,
-        output_tokens: header_u64(headers, "x-amzn-bedrock-output-token-count").unwrap_or(0),
-    })
+fn usage_from_headers(headers: &[(String, String)]) -> Usage {
+    match header_u64(headers, "x-amzn-bedrock-input-token-count") {
+        Some(input) => {
+            Usage::known(Some(input), Some(header_u64(headers, "x-amzn-bedrock-output-token-count").unwrap_or(0)), None)
+        }
+        None => Usage::default(),
+    }
+}
+
+/// Tool calls among content blocks: Converse `{"toolUse": {...}}`, Anthropic `{"type": "tool_use"}`.
+fn tool_calls_in(blocks: Option<&Value>) -> Vec<ToolCall> {
+    let Some(blocks) = blocks.and_then(Value::as_array) else { return Vec::new() };
+    blocks
+        .iter()
+        .filter_map(|b| {
+            let (id, name, input) = if let Some(u) = b.get("toolUse") {
+                (u.get("toolUseId"), u.get("name"), u.get("input"))
+            } else if b.get("type").and_then(Value::as_str) == Some("tool_use") {
+                (b.get("id"), b.get("name"), b.get("input"))
+            } else {
+                return None;
+            };
+            Some(ToolCall {
+                id: id.and_then(Value::as_str).unwrap_or_default().to_owned(),
+                name: name.and_then(Value::as_str)?.to_owned(),
+                arguments: input.map_or_else(|| "{}".to_owned(), Value::to_string),
+            })
+        })
+        .collect()
 }
 
 /// Bedrock stop reasons in OpenAI/GitLab vocabulary.
@@ -234,24 +371,26 @@ pub fn parse(wire: Wire, headers: &[(String, String)], body: &[u8]) -> Result<Co
             let text = texts(content, "text").ok_or_else(|| "no output.message".to_owned())?;
             let u = v.get("usage");
             let n = |k: &str| u.and_then(|u| u.get(k)).and_then(Value::as_u64).unwrap_or(0);
-            let usage = u.map(|_| Usage {
-                input_tokens: n("inputTokens") + n("cacheReadInputTokens") + n("cacheWriteInputTokens"),
-                output_tokens: n("outputTokens"),
+            let usage = u.map_or_else(Usage::default, |_| {
+                let input = n("inputTokens") + n("cacheReadInputTokens") + n("cacheWriteInputTokens");
+                Usage::known(Some(input), Some(n("outputTokens")), None)
             });
             let finish = str_of(&v, "stopReason").map(|r| finish_reason(&r).to_owned());
-            Ok(Completion { text, finish_reason: finish, usage })
+            Ok(Completion { text, tool_calls: tool_calls_in(content), finish_reason: finish, usage })
         }
         Wire::BedrockAnthropic => {
             let text = texts(v.get("content"), "text").ok_or_else(|| "no content".to_owned())?;
             let u = v.get("usage");
             let n = |k: &str| u.and_then(|u| u.get(k)).and_then(Value::as_u64).unwrap_or(0);
-            let usage = u.map(|_| Usage {
-                input_tokens: n("input_tokens") + n("cache_read_input_tokens") + n("cache_creation_input_tokens"),
-                output_tokens: n("output_tokens"),
-            });
-            let usage = usage.or_else(|| usage_from_headers(headers));
+            let usage = match u {
+                Some(_) => {
+                    let input = n("input_tokens") + n("cache_read_input_tokens") + n("cache_creation_input_tokens");
+                    Usage::known(Some(input), Some(n("output_tokens")), None)
+                }
+                None => usage_from_headers(headers),
+            };
             let finish = str_of(&v, "stop_reason").map(|r| finish_reason(&r).to_owned());
-            Ok(Completion { text, finish_reason: finish, usage })
+            Ok(Completion { text, tool_calls: tool_calls_in(v.get("content")), finish_reason: finish, usage })
         }
         Wire::BedrockMistral => {
             // Text models: {outputs:[{text, stop_reason}]}; Mistral Large: {choices:[{message}]}.
@@ -266,6 +405,7 @@ pub fn parse(wire: Wire, headers: &[(String, String)], body: &[u8]) -> Result<Co
             let text = text.ok_or_else(|| "no outputs".to_owned())?;
             Ok(Completion {
                 text,
+                tool_calls: Vec::new(),
                 finish_reason: reason.map(|r| finish_reason(&r).to_owned()),
                 usage: usage_from_headers(headers),
             })
@@ -273,11 +413,11 @@ pub fn parse(wire: Wire, headers: &[(String, String)], body: &[u8]) -> Result<Co
         Wire::BedrockLlama => {
             let text = str_of(&v, "generation").ok_or_else(|| "no generation".to_owned())?;
             let usage = match (v.get("prompt_token_count").and_then(Value::as_u64), v.get("generation_token_count").and_then(Value::as_u64)) {
-                (Some(i), o) => Some(Usage { input_tokens: i, output_tokens: o.unwrap_or(0) }),
+                (Some(i), o) => Usage::known(Some(i), Some(o.unwrap_or(0)), None),
                 _ => usage_from_headers(headers),
             };
             let finish = str_of(&v, "stop_reason").map(|r| finish_reason(&r).to_owned());
-            Ok(Completion { text, finish_reason: finish, usage })
+            Ok(Completion { text, tool_calls: Vec::new(), finish_reason: finish, usage })
         }
         Wire::OpenaiChat | Wire::OpenaiCompletions => Err("not a Bedrock wire".into()),
     }

@@ -1,0 +1,202 @@
+//! OpenAI-compatible wire (vLLM, other OpenAI-compatible servers, Azure OpenAI): chat
+//! completions and legacy completions (raw prompts, needed for fill-in-the-middle since vLLM
+//! rejects `suffix`).
+
+use serde_json::{Map, Value, json};
+
+use crate::{Completion, LlmError, LlmRequest, Message, ModelTarget, Platform, Role, ToolCall, ToolChoice, Usage, Wire};
+
+/// Default dated api-version for Azure deployments when the model entry names none.
+pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
+
+/// Percent-encodes a path segment (everything but RFC 3986 unreserved characters).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn azure_uses_v1(model: &ModelTarget<'_>) -> bool {
+    model.api_version.is_some_and(|v| v == "v1" || v == "preview")
+}
+
+/// Azure accepts `stream_options` from api-version 2024-09-01-preview on (and on the v1 API).
+fn azure_has_stream_options(model: &ModelTarget<'_>) -> bool {
+    match model.api_version {
+        None => true,
+        Some(v) if azure_uses_v1(model) => !v.is_empty(),
+        Some(v) => v >= "2024-09-01",
+    }
+}
+
+/// (path with query, body) for `wire`.
+pub fn build(model: &ModelTarget<'_>, wire: Wire, p: &LlmRequest) -> Result<(String, Vec<u8>), LlmError> {
+    let chat = wire == Wire::OpenaiChat;
+    if !chat && !p.tools.is_empty() {
+        return Err(LlmError::Unsupported("tools need the chat completions API".into()));
+    }
+    let path = match model.platform {
+        Platform::AzureOpenai => {
+            let prefix = model.base_path.unwrap_or("").trim_end_matches('/');
+            if azure_uses_v1(model) {
+                let query = if model.api_version == Some("preview") { "?api-version=preview" } else { "" };
+                format!("{prefix}/openai/v1/chat/completions{query}")
+            } else {
+                let version = model.api_version.unwrap_or(AZURE_DEFAULT_API_VERSION);
+                format!(
+                    "{prefix}/openai/deployments/{}/chat/completions?api-version={}",
+                    encode_segment(model.model),
+                    encode_segment(version)
+                )
+            }
+        }
+        _ => {
+            let base = model.base_path.unwrap_or("/v1").trim_end_matches('/');
+            format!("{base}/{}", if chat { "chat/completions" } else { "completions" })
+        }
+    };
+    let mut body = Map::new();
+    // Classic Azure deployments take the model from the path.
+    if model.platform != Platform::AzureOpenai || azure_uses_v1(model) {
+        body.insert("model".into(), Value::String(model.model.to_owned()));
+    }
+    if chat {
+        let mut prefill = false;
+        let mut msgs = Vec::with_capacity(p.messages.len());
+        for (i, m) in p.messages.iter().enumerate() {
+            let last = i + 1 == p.messages.len();
+            if last && m.role == Role::Assistant && m.tool_calls.is_empty() && i > 0 {
+                // Azure/OpenAI cannot continue a message: drop the prefill there.
+                if model.platform == Platform::AzureOpenai {
+                    continue;
+                }
+                prefill = true;
+            }
+            msgs.push(message_json(m));
+        }
+        body.insert("messages".into(), Value::Array(msgs));
+        if prefill {
+            // vLLM: continue the assistant message instead of opening a new turn.
+            body.insert("continue_final_message".into(), Value::Bool(true));
+            body.insert("add_generation_prompt".into(), Value::Bool(false));
+        }
+    } else {
+        body.insert("prompt".into(), Value::String(p.raw.clone().unwrap_or_default()));
+    }
+    for (k, v) in &p.params {
+        body.insert(k.clone(), v.clone());
+    }
+    if !p.stop.is_empty() {
+        body.insert("stop".into(), json!(p.stop));
+    }
+    if !p.tools.is_empty() {
+        let tools: Vec<Value> = p
+            .tools
+            .iter()
+            .map(|t| {
+                let mut f = Map::new();
+                f.insert("name".into(), Value::String(t.name.clone()));
+                if let Some(d) = &t.description {
+                    f.insert("description".into(), Value::String(d.clone()));
+                }
+                f.insert("parameters".into(), t.parameters.clone());
+                json!({"type": "function", "function": f})
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(choice) = &p.tool_choice {
+        let v = match choice {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Named(name) => json!({"type": "function", "function": {"name": name}}),
+        };
+        body.insert("tool_choice".into(), v);
+    }
+    body.insert("stream".into(), Value::Bool(p.stream));
+    if p.stream && (model.platform != Platform::AzureOpenai || azure_has_stream_options(model)) {
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    let bytes = serde_json::to_vec(&Value::Object(body)).map_err(|e| LlmError::Encode(e.to_string()))?;
+    Ok((path, bytes))
+}
+
+/// One chat message in OpenAI's shape (assistant `tool_calls`, tool `tool_call_id`).
+fn message_json(m: &Message) -> Value {
+    let mut o = Map::new();
+    o.insert("role".into(), Value::String(m.role.name().to_owned()));
+    if m.role == Role::Assistant && !m.tool_calls.is_empty() {
+        // OpenAI allows a null content beside tool calls; an empty text is not sent.
+        o.insert("content".into(), if m.content.is_empty() { Value::Null } else { Value::String(m.content.clone()) });
+        let calls: Vec<Value> = m
+            .tool_calls
+            .iter()
+            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+            .collect();
+        o.insert("tool_calls".into(), Value::Array(calls));
+    } else {
+        o.insert("content".into(), Value::String(m.content.clone()));
+    }
+    if let Some(id) = &m.tool_call_id {
+        o.insert("tool_call_id".into(), Value::String(id.clone()));
+    }
+    Value::Object(o)
+}
+
+/// `usage` of an answer or chunk; input present means usage was reported.
+pub fn usage_of(v: &Value) -> Usage {
+    let Some(u) = v.get("usage") else { return Usage::default() };
+    let Some(input) = u.get("prompt_tokens").and_then(Value::as_u64) else { return Usage::default() };
+    let output = u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
+    Usage::known(Some(input), Some(output), u.get("total_tokens").and_then(Value::as_u64))
+}
+
+fn tool_calls_of(message: Option<&Value>) -> Vec<ToolCall> {
+    let Some(calls) = message.and_then(|m| m.get("tool_calls")).and_then(Value::as_array) else { return Vec::new() };
+    calls
+        .iter()
+        .filter_map(|c| {
+            let f = c.get("function")?;
+            let arguments = match f.get("arguments") {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => "{}".to_owned(),
+            };
+            Some(ToolCall {
+                id: c.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                name: f.get("name").and_then(Value::as_str)?.to_owned(),
+                arguments,
+            })
+        })
+        .collect()
+}
+
+/// Reads a non-streaming answer: first choice's text, finish reason and usage.
+pub fn parse(wire: Wire, body: &[u8]) -> Result<Completion, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let choice = v
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|c| c.first())
+        .ok_or_else(|| "no choices".to_owned())?;
+    let message = choice.get("message");
+    let text = match wire {
+        Wire::OpenaiCompletions => choice.get("text").and_then(Value::as_str),
+        _ => message.and_then(|m| m.get("content")).and_then(Value::as_str),
+    };
+    let tool_calls = tool_calls_of(message);
+    let finish = choice.get("finish_reason").and_then(Value::as_str).map(str::to_owned);
+    // A filtered answer has no content, a tool call may have none; anything else without
+    // text is malformed.
+    if text.is_none() && tool_calls.is_empty() && finish.as_deref() != Some("content_filter") {
+        return Err("choice without text".into());
+    }
+    Ok(Completion { text: text.unwrap_or_default().to_owned(), tool_calls, finish_reason: finish, usage: usage_of(&v) })
+}
