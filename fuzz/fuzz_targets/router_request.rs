@@ -65,7 +65,7 @@ fuzz_target!(|data: &[u8]| ROUTER.with(|(config, prompts)| {
     for model in config.models.values() {
         let built = if kind == EndpointKind::ChatAgentV2 {
             let today = CivilDate { year: 2026, month: 12, day: 2 };
-            chat::prepare_step(&json, model.family, model.platform, today, Some(vec!["include_file_context".into()]))
+            chat::prepare_step(prompts, &json, model.family, model.platform, today, Some(vec!["include_file_context".into()]))
                 .and_then(|step| codec::build_rendered_request(model, AnswerShape::ChatAgent, step.rendered(), true, None))
         } else {
             let call = Call { kind, prompt_id: prompt_id.as_deref(), model, prompts, now_unix: 1_796_000_000 };

@@ -9,9 +9,10 @@
 //! answer anywhere.
 #![no_main]
 
+use duo_llm::stream::{Reframer, StreamTranslator};
+use duo_llm::{Api, Platform};
 use duo_router::chat::ChatAgentReframer;
-use duo_router::model::{Api, Platform};
-use duo_router::stream::{Framing, Reframer, StreamTranslator};
+use duo_router::framing::Framing;
 use libfuzzer_sys::fuzz_target;
 
 const WIRES: [(Platform, Api); 5] = [
@@ -33,7 +34,7 @@ fn reframer(which: u8) -> Box<dyn Reframer> {
 
 fn run(selector: u8, pieces: &[&[u8]]) -> (Vec<u8>, String, String, bool) {
     let (platform, api) = WIRES[selector as usize % WIRES.len()];
-    let mut t = StreamTranslator::with_reframer(platform, api, reframer(selector / 5));
+    let mut t = StreamTranslator::new(platform, api, reframer(selector / 5));
     let mut out = Vec::new();
     let mut error = String::new();
     for piece in pieces {

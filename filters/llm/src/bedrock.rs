@@ -73,19 +73,23 @@ enum Block<'a> {
 /// Splits off the system text and makes the conversation Bedrock-valid: starts with `user`,
 /// alternates roles (consecutive turns of one role are joined: texts with a blank line, tool
 /// blocks side by side), no empty text. Tool results travel in user turns, as Bedrock wants.
-fn conversation(messages: &[Message]) -> Result<(Option<&str>, Vec<(Role, Vec<Block<'_>>)>), LlmError> {
+/// One turn of a Bedrock conversation: its role and content blocks.
+type Turn<'a> = (Role, Vec<Block<'a>>);
+
+fn conversation(messages: &[Message]) -> Result<(Option<&str>, Vec<Turn<'_>>), LlmError> {
     let (system, rest) = match messages.first() {
         Some(m) if m.role == Role::System => (Some(m.content.as_str()), &messages[1..]),
         _ => (None, messages),
     };
-    let mut turns: Vec<(Role, Vec<Block<'_>>)> = Vec::with_capacity(rest.len());
+    let mut turns: Vec<Turn<'_>> = Vec::with_capacity(rest.len());
     for m in rest {
         let role = if m.role == Role::Assistant { Role::Assistant } else { Role::User };
         let mut blocks = Vec::with_capacity(1 + m.tool_calls.len());
         if m.role == Role::Tool {
             let id = m.tool_call_id.as_deref().ok_or_else(|| LlmError::Invalid("a tool message needs tool_call_id".into()))?;
             blocks.push(Block::ToolResult { id, text: &m.content });
-        } else if !(m.content.is_empty() && !m.tool_calls.is_empty()) {
+        } else if !m.content.is_empty() || m.tool_calls.is_empty() {
+            // An assistant turn that only calls tools has no text block.
             blocks.push(Block::Text(m.content.clone()));
         }
         for c in &m.tool_calls {

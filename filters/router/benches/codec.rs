@@ -7,7 +7,9 @@ use duo_core::catalogue::EndpointKind;
 use duo_router::codec::{self, Call, UpstreamResponse};
 use duo_router::model::{Api, ModelConfig, Platform};
 use duo_router::prompts::{PromptSet, RenderOptions};
-use duo_router::stream::{Framing, StreamTranslator, sample};
+use duo_llm::sample;
+use duo_llm::stream::Dialect;
+use duo_router::framing::Framing;
 use serde_json::{Map, Value, json};
 use std::hint::black_box;
 
@@ -121,7 +123,7 @@ fn bench_stream(c: &mut Criterion) {
     let pieces: Vec<String> = (0..CHUNKS).map(|i| format!("word{i} ")).collect();
     let mut g = c.benchmark_group("stream_translate");
     for (name, platform, api) in [("openai_sse", Platform::Vllm, Api::Chat), ("bedrock_converse_stream", Platform::Bedrock, Api::Converse)] {
-        let dialect = StreamTranslator::dialect(platform, api);
+        let dialect = Dialect::of(platform, api);
         let mut events: Vec<Vec<u8>> = Vec::with_capacity(CHUNKS + 1);
         for p in &pieces {
             let mut ev = Vec::new();
@@ -129,11 +131,11 @@ fn bench_stream(c: &mut Criterion) {
             events.push(ev);
         }
         let mut end = Vec::new();
-        let usage = duo_router::stream::Usage { input_tokens: Some(300), output_tokens: Some(200), total_tokens: Some(500) };
+        let usage = duo_llm::Usage::known(Some(300), Some(200), None);
         sample::end_events(dialect, usage, &mut end).unwrap_or_else(|e| fail("end", e));
         events.push(end);
         let run = |events: &[Vec<u8>]| {
-            let mut t = StreamTranslator::new(platform, api, Framing::RawText);
+            let mut t = Framing::RawText.translator(platform, api);
             let mut out = Vec::with_capacity(4096);
             for ev in events {
                 if t.push(ev, &mut out).is_err() {

@@ -11,6 +11,6 @@ echo 'pub const MANIFEST: &str = include_str!("../../prompts/manifest.json");'
 echo
 echo '/// (template name, source): the name is the path under `prompts/` without `.jinja`.'
 echo 'pub const TEMPLATES: &[(&str, &str)] = &['
-(cd prompts && find . -name '*.jinja' -not -path './chat_react/*' | sed 's|^\./||' | LC_ALL=C sort) | while read -r f; do echo "    (\"${f%.jinja}\", include_str!(\"../../prompts/$f\")),"; done
+(cd prompts && find . -name '*.jinja' | sed 's|^\./||' | LC_ALL=C sort) | while read -r f; do echo "    (\"${f%.jinja}\", include_str!(\"../../prompts/$f\")),"; done
 echo '];'
 } > src/prompts/files.rs

@@ -1,28 +1,28 @@
-//! proxy-wasm adapter for duo_router: turns callbacks into `decide` calls and applies the result.
-//! All decisions are pure functions in `decide.rs`; this file only reads and writes the host.
+//! proxy-wasm adapter for duo_router: turns callbacks into calls of the pure modules and applies
+//! their plans with host calls. It decides nothing itself.
 //!
 //! Request: headers → [`decide::plan`]. A decision applies at once (local reply, or cluster header +
 //! `:authority` (+ vendor `:path`) and Continue). A self-hosted feature pauses (Envoy must be told
 //! `allow_on_headers_stop_iteration: true`, docs/envoy-facts.md E1), buffers the body up to
 //! `max_request_bytes`, and at end of stream calls [`decide::decide_body`], sets the headers
-//! (Envoy re-routes after header changes, F6) and hands the body to the codec
-//! ([`Stream::rewrite_request`]). Response: self-hosted answers go through the codec
-//! ([`Stream::translate_response_headers`], [`Stream::translate_response_chunk`]); others pass
-//! unchanged. `duo_route` is published when the route is decided, `duo_usage` when the answer ends.
+//! (Envoy re-routes after header changes) and applies [`Translation::request`]'s edit. Response:
+//! a self-hosted answer follows [`Translation::response_headers`]' plan (answer now, hold whole,
+//! or stream chunk by chunk); others pass unchanged. A host call that would leave GitLab with
+//! untranslated bytes fails closed (a complete 503 before the response started, a reset after).
+//! `duo_route` is published when the route is decided, `duo_usage` when the answer ends.
 //!
 //! A watchdog on the root context's tick answers 500 and logs an error for any request held at
 //! its headers whose body callback never arrives within `body_wait_ms` — what Envoy does when
 //! `allow_on_headers_stop_iteration` is missing (see docs/router.md).
 
-use crate::chat;
-use crate::codec::{self, AnswerCtx, AnswerShape, UpstreamResponse};
 use crate::config::{Config, Provider};
 use crate::decide::{self, Decision, Outcome, Pending, Plan, Reason, Target};
 use crate::prompts::PromptSet;
-use crate::stream::{Ended, Framing, StreamTranslator};
-use duo_core::catalogue::{Endpoint, EndpointKind};
+use crate::translate::{HeadersPlan, RequestCtx, Translation};
+use duo_core::catalogue::Endpoint;
 use duo_core::errors::GitlabError;
-use duo_core::handoff::{self, AuthInfo, ContentInfo, RouteInfo, UsageInfo};
+use duo_core::handoff::{self, AuthInfo, RouteInfo};
+use serde::Serialize;
 use serde_json::Value;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -79,7 +79,17 @@ impl Shared {
                 Err(_) => return,
             },
         };
-        let _ = hostcalls::increment_metric(id, 1);
+        if hostcalls::increment_metric(id, 1).is_err() {
+            log::debug!("duo_router: could not count {name}");
+        }
+    }
+}
+
+/// Writes a hand-off record for duo_logger. Its loss changes the log, never GitLab's answer, so
+/// a failure is logged and the request goes on.
+fn hand_off<T: Serialize>(key: &str, value: &T) {
+    if duo_kit::set_filter_state(key, value).is_err() {
+        log::warn!("duo_router: could not write the `{key}` hand-off for duo_logger");
     }
 }
 
@@ -156,12 +166,14 @@ impl RootContext for Root {
                 continue; // the stream is gone
             }
             waiting.route.error = Some("body_never_arrived".to_owned());
-            let _ = duo_kit::set_filter_state(handoff::ROUTE, &waiting.route);
+            hand_off(handoff::ROUTE, &waiting.route);
             let e = GitlabError::detail(
                 500,
                 "duo_router did not receive the request body: its Envoy filter config needs allow_on_headers_stop_iteration: true",
             );
-            let _ = duo_kit::send_error(&e, &[]);
+            if duo_kit::send_error(&e, &[]).is_err() {
+                log::error!("duo_router: #{id} could not answer the held request");
+            }
         }
     }
 
@@ -170,81 +182,47 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(duo_kit::timing::wrap("duo_router", Box::new(Stream {
+        Some(duo_kit::timing::wrap("duo_router", Box::new(Exchange {
             id: context_id,
             config: self.config.clone(),
             prompts: self.prompts.clone(),
             shared: self.shared.clone(),
-            answer: None,
-            response: Response::PassThrough,
+            translation: None,
             pending: None,
             target: None,
-            endpoint: None,
             replied: false,
-            usage: UsageInfo::default(),
+            upstream_status: None,
             usage_published: false,
             sent_headers: duo_kit::Headers::default(),
-            content: None,
         })))
     }
 }
 
-/// What happens to the upstream answer of a self-hosted call.
-enum Response {
-    /// Not ours to translate (vendored, aigw, local replies) or already done.
-    PassThrough,
-    /// Held whole, then translated (non-streaming answers and every error status).
-    Buffer,
-    /// Translated chunk by chunk.
-    Stream(Box<StreamTranslator>),
-}
-
-struct Stream {
+/// One request/response exchange through the router.
+struct Exchange {
     id: u32,
     config: Option<Rc<Config>>,
     prompts: Option<Rc<PromptSet>>,
     shared: Rc<RefCell<Shared>>,
-    /// The codec's context for translating the answer (self-hosted only).
-    answer: Option<AnswerCtx>,
-    response: Response,
+    /// A self-hosted call's translation (request and answer), once the request was rewritten.
+    translation: Option<Translation>,
     /// A self-hosted request waiting for the end of its body.
     pending: Option<Pending>,
     /// Where it was sent, once decided.
     target: Option<Target>,
-    endpoint: Option<Endpoint>,
     /// We answered locally: the response is ours, not an upstream's.
     replied: bool,
-    usage: UsageInfo,
+    /// Status of an upstream that is not translated (vendored, aigw).
+    upstream_status: Option<u32>,
     usage_published: bool,
     /// The request headers as GitLab sent them: only headers it sent are removed (each removal
     /// is a host call).
     sent_headers: duo_kit::Headers,
-    /// Prompt and answer text, kept only when duo_logger asked for content (its policy allows
-    /// it for this request) and cut at its byte limit; published with the usage.
-    content: Option<CapturedContent>,
 }
 
-struct CapturedContent {
-    limit: usize,
-    prompt: Vec<u8>,
-    response: Vec<u8>,
-}
+impl Context for Exchange {}
 
-impl CapturedContent {
-    fn append_response(&mut self, bytes: &[u8]) {
-        let room = self.limit.saturating_sub(self.response.len());
-        self.response.extend_from_slice(&bytes[..bytes.len().min(room)]);
-    }
-
-    fn info(&self) -> ContentInfo {
-        let text = |b: &[u8]| (!b.is_empty()).then(|| String::from_utf8_lossy(b).into_owned());
-        ContentInfo { prompt: text(&self.prompt), response: text(&self.response) }
-    }
-}
-
-impl Context for Stream {}
-
-impl Stream {
+impl Exchange {
     fn stop_waiting(&mut self) {
         self.shared.borrow_mut().waiting.remove(&self.id);
     }
@@ -257,14 +235,15 @@ impl Stream {
         Action::Pause
     }
 
-    /// Applies a decision: local reply, or the target's headers (then the codec for self-hosted).
+    /// Applies a decision: local reply, or the target's headers (then the translation for
+    /// self-hosted).
     fn apply(&mut self, config: &Config, outcome: Outcome, body: Option<(&Value, &[u8])>) -> Action {
         let Outcome { decision, endpoint, route } = outcome;
         let label = route.feature.clone().unwrap_or_else(|| match &endpoint {
             Some(e) if e.prompt_id.is_some() => "model_check".to_owned(),
             _ => "public".to_owned(),
         });
-        let _ = duo_kit::set_filter_state(handoff::ROUTE, &route);
+        hand_off(handoff::ROUTE, &route);
         match decision {
             Decision::Reply { reply, reason } => {
                 if reason != Reason::Health {
@@ -286,7 +265,6 @@ impl Stream {
                 {
                     return self.reply(&e);
                 }
-                self.endpoint = endpoint;
                 self.target = Some(target);
                 Action::Continue
             }
@@ -324,169 +302,103 @@ impl Stream {
         }
     }
 
-    // ---- codec seam: the provider translation plugs in here ----
-
-    /// Rewrites a self-hosted request for its model platform (`codec::build_upstream_request`):
-    /// method, path, headers (the platform credential; GitLab's JWT and length removed), body.
-    fn rewrite_request(
-        &mut self,
-        config: &Config,
-        target: &Target,
-        endpoint: &Endpoint,
-        (json, body): (&Value, &[u8]),
-    ) -> Result<(), GitlabError> {
-        let model = target.model.as_ref().and_then(|n| config.models.get(n)).ok_or_else(GitlabError::inference_failed)?;
+    /// Applies [`Translation::request`]: headers removed and set, body replaced. Any failed
+    /// host call fails the request (nothing has gone upstream).
+    fn rewrite_request(&mut self, config: &Config, target: &Target, endpoint: &Endpoint, (json, body): (&Value, &[u8])) -> Result<(), GitlabError> {
         let prompts = self.prompts.clone().ok_or_else(GitlabError::inference_failed)?;
-        let now_unix = now_ms() / 1000;
-        let up = if endpoint.kind == EndpointKind::ChatAgentV2 {
-            // Duo Chat (ReAct): the chat module renders the step; tools follow the token's scopes.
-            let scopes = duo_kit::filter_state::<AuthInfo>(handoff::AUTH).filter(|a| a.result == "ok").map(|a| a.scopes);
-            let date = chat::CivilDate::from_unix_seconds(now_unix);
-            let step = chat::prepare_step(json, model.family, model.platform, date, scopes)?;
-            let api_key = json.pointer("/model_metadata/api_key").and_then(Value::as_str).map(str::to_owned);
-            codec::build_rendered_request(model, AnswerShape::ChatAgent, step.rendered(), true, api_key)?
-        } else {
-            let call = codec::Call { kind: endpoint.kind, prompt_id: endpoint.prompt_id.as_deref(), model, prompts: &prompts, now_unix };
-            codec::build_upstream_request_parsed(&call, json, body.len())?
+        let scopes = duo_kit::filter_state::<AuthInfo>(handoff::AUTH).filter(|a| a.result == "ok").map(|a| a.scopes);
+        let flags = self.sent_headers.get("x-gitlab-enabled-feature-flags");
+        let sent: Vec<&str> = self.sent_headers.names().collect();
+        let ctx = RequestCtx {
+            now_unix: now_ms() / 1000,
+            scopes,
+            feature_flags: flags.as_deref(),
+            sent: &sent,
+            cluster_header: &config.cluster_header,
         };
-        let mut up = up;
-        up.answer.feature_flags = self.sent_headers.get("x-gitlab-enabled-feature-flags").map(|v| codec::feature_flags(&v)).unwrap_or_default();
+        let (mut translation, edit) = Translation::request(config, &prompts, target, endpoint, (json, body.len()), &ctx)?;
         let host = |r: Result<(), proxy_wasm::types::Status>| r.map_err(|_| GitlabError::inference_failed());
-        // Only what GitLab sent (each removal is a host call), and not what is set again below.
-        let resent = |name: &&str| *name == "content-length" || up.set_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
-        for name in up.remove_headers.iter().filter(|n| self.sent_headers.contains(n) && !resent(n)) {
+        for name in &edit.remove {
             host(duo_kit::set_request_header(name, None))?;
         }
-        for (name, value) in &up.set_headers {
+        for (name, value) in &edit.set {
             host(duo_kit::set_request_header(name, Some(value)))?;
         }
-        host(duo_kit::set_request_header(":method", Some(up.method)))?;
-        host(duo_kit::set_request_header(":path", Some(&up.path)))?;
-        host(duo_kit::set_request_header("content-length", Some(&up.body.len().to_string())))?;
-        host(duo_kit::replace_body(duo_kit::Body::Request, body.len(), &up.body))?;
-        // The prompt as the model receives it (the rendered request body; keys travel in headers).
-        self.content = duo_kit::filter_state::<usize>(handoff::CONTENT_WANTED).map(|limit| CapturedContent {
-            limit,
-            prompt: up.body[..up.body.len().min(limit)].to_vec(),
-            response: Vec::new(),
-        });
-        self.answer = Some(up.answer);
+        host(duo_kit::replace_body(duo_kit::Body::Request, body.len(), &edit.body))?;
+        if let Some(limit) = duo_kit::filter_state::<usize>(handoff::CONTENT_WANTED) {
+            translation.capture_content(limit, &edit.body);
+        }
+        self.translation = Some(translation);
         Ok(())
     }
 
-    /// Upstream response headers of a self-hosted call: a 2xx stream is translated chunk by
-    /// chunk; anything else is held whole and translated at its end. Nothing has gone to GitLab
-    /// yet, so a failed rewrite still becomes a complete local reply.
+    /// Upstream response headers of a self-hosted call, per the translation's plan.
     fn translate_response_headers(&mut self, status: Option<u32>, end_of_stream: bool) -> Action {
-        let Some(ctx) = self.answer.clone() else {
-            return Action::Continue;
-        };
-        let ok = status.is_some_and(|s| (200..300).contains(&s));
-        if end_of_stream {
-            // No body at all (a 200 with `content-length: 0`, an empty 503 from a load balancer):
-            // Envoy has no body buffer to replace here (set_buffer answers BadArgument and the
-            // SDK panics on it), so the translated answer goes as a local reply, which Envoy
-            // sends straight to the client because these headers have not gone downstream.
-            self.response = Response::PassThrough;
-            let answer = self.translate_whole(&ctx, &[], duo_kit::Headers::response().into_lossy_pairs());
-            let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            self.replied = true;
-            if duo_kit::send_response(answer.status, &headers, &answer.body).is_err() {
-                log::error!("duo_router: #{} could not send the translated answer", self.id);
-            }
-            return Action::Pause;
-        }
-        if !(ctx.stream && ok) {
-            self.response = Response::Buffer;
-            return Action::Pause;
-        }
-        // The wire's API, not the entry's: FIM completions always use /v1/completions.
-        let api = ctx.wire.api();
-        let t = match ctx.shape {
-            AnswerShape::ChatAgent => StreamTranslator::with_reframer(ctx.platform, api, Box::new(chat::ChatAgentReframer::new())),
-            AnswerShape::PromptV2 => {
-                StreamTranslator::new(ctx.platform, api, Framing::PromptResponses { usage_model: Some(ctx.model.clone()) })
-            }
-            AnswerShape::SuggestionsV4 => {
-                let (engine, name) = codec::reported(&ctx);
-                let framing = Framing::SuggestionsSse {
-                    engine: engine.to_owned(),
-                    name: name.to_owned(),
-                    timestamp: now_ms() / 1000,
-                    feature_flags: ctx.feature_flags.clone(),
-                };
-                StreamTranslator::new(ctx.platform, api, framing)
-            }
-            _ => StreamTranslator::new(ctx.platform, api, Framing::RawText),
-        };
+        let Some(t) = self.translation.as_mut() else { return Action::Continue };
         let upstream = duo_kit::Headers::response().into_lossy_pairs();
-        let rewrite = || -> Result<(), proxy_wasm::types::Status> {
-            duo_kit::set_response_header("content-type", Some(t.content_type()))?;
-            for (k, v) in t.extra_headers() {
-                duo_kit::set_response_header(k, Some(v))?;
+        match t.response_headers(status, end_of_stream, &upstream, now_ms() / 1000) {
+            HeadersPlan::AnswerNow => {
+                // No body at all (a 200 with `content-length: 0`, an empty 503 from a load
+                // balancer): Envoy has no body buffer to replace here (set_buffer answers
+                // BadArgument and the SDK panics on it), so the translated answer goes as a local
+                // reply, which Envoy sends straight to the client (these headers have not gone
+                // downstream).
+                let via = t.needs_code_details().then(via_upstream).flatten();
+                let answer = t.whole(&upstream, &[], via, now_ms() / 1000);
+                let headers: Vec<(&str, &str)> =
+                    answer.set.iter().filter(|(k, _)| *k != "content-length").map(|(k, v)| (*k, v.as_str())).collect();
+                self.replied = true;
+                self.publish_usage();
+                if duo_kit::send_response(answer.status, &headers, &answer.body).is_err() {
+                    log::error!("duo_router: #{} could not send the translated answer", self.id);
+                }
+                Action::Pause
             }
-            // The length goes with the old body (the stream is re-framed), and so does every
-            // other header describing it.
-            if upstream.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
-                duo_kit::set_response_header("content-length", None)?;
+            HeadersPlan::Hold => Action::Pause,
+            HeadersPlan::Stream { set, remove } => {
+                let rewrite = || -> Result<(), proxy_wasm::types::Status> {
+                    for (k, v) in &set {
+                        duo_kit::set_response_header(k, Some(v))?;
+                    }
+                    for name in &remove {
+                        duo_kit::set_response_header(name, None)?;
+                    }
+                    Ok(())
+                };
+                if rewrite().is_err() {
+                    return self.fail_response("could not rewrite the response headers");
+                }
+                // Provisional record: if the stream never ends (upstream reset), the logger's
+                // on_log (which runs before ours) still sees that it was cut.
+                hand_off(handoff::USAGE, t.usage());
+                Action::Continue
             }
-            for name in codec::stale_body_headers(&upstream) {
-                duo_kit::set_response_header(name, None)?;
-            }
-            Ok(())
-        };
-        if rewrite().is_err() {
-            return self.fail_response("could not rewrite the response headers");
         }
-        // Provisional record: if the stream never ends (upstream reset), the logger's
-        // on_log (which runs before ours) still sees that it was cut.
-        let provisional = UsageInfo { error: Some("stream_truncated".to_owned()), ..self.usage.clone() };
-        let _ = duo_kit::set_filter_state(handoff::USAGE, &provisional);
-        self.response = Response::Stream(Box::new(t));
-        Action::Continue
     }
 
-    /// GitLab's answer for a complete upstream answer (`codec::translate_response`); records
-    /// usage, error and captured content.
-    fn translate_whole(&mut self, ctx: &AnswerCtx, body: &[u8], headers: Vec<(String, String)>) -> codec::GitlabAnswer {
-        let status = self.usage.upstream_status.unwrap_or(502);
-        let via_upstream =
-            if codec::needs_code_details(status) { duo_kit::property(&["response", "code_details"]).map(|d| d == b"via_upstream") } else { None };
-        let resp = UpstreamResponse { status, headers: &headers, body, via_upstream };
-        let answer = codec::translate_response(ctx, &resp, now_ms() / 1000);
-        if let Some(c) = &mut self.content {
-            c.append_response(&answer.body);
-        }
-        if let Some(u) = answer.usage {
-            self.usage.input_tokens = Some(u.input_tokens);
-            self.usage.output_tokens = Some(u.output_tokens);
-        }
-        self.usage.error.clone_from(&answer.error);
-        answer
-    }
-
-    /// The whole upstream answer is buffered (end of stream in the body callback): translate it
-    /// and replace status, headers and body. Any failed write fails closed: the headers have not
+    /// The whole upstream answer is held (end of stream in the body callback): translate it and
+    /// replace status, headers and body. Any failed write fails closed: the headers have not
     /// gone downstream, so GitLab gets a complete 503 instead of untranslated bytes.
-    fn finish_buffered(&mut self, ctx: &AnswerCtx, size: usize) -> Action {
-        self.response = Response::PassThrough;
+    fn finish_held(&mut self, size: usize) -> Action {
+        let Some(t) = self.translation.as_mut() else { return Action::Continue };
         let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default();
         let upstream = duo_kit::Headers::response().into_lossy_pairs();
-        let answer = self.translate_whole(ctx, &body, upstream.clone());
+        let via = t.needs_code_details().then(via_upstream).flatten();
+        let answer = t.whole(&upstream, &body, via, now_ms() / 1000);
         let write = || -> Result<(), proxy_wasm::types::Status> {
             duo_kit::set_response_header(":status", Some(&answer.status.to_string()))?;
-            for (k, v) in &answer.headers {
-                duo_kit::set_response_header(k, Some(v))?;
-            }
-            for name in codec::stale_body_headers(&upstream) {
+            for name in &answer.remove {
                 duo_kit::set_response_header(name, None)?;
             }
-            duo_kit::set_response_header("content-length", Some(&answer.body.len().to_string()))?;
+            for (k, v) in &answer.set {
+                duo_kit::set_response_header(k, Some(v))?;
+            }
             duo_kit::replace_body(duo_kit::Body::Response, size, &answer.body)
         };
         if write().is_err() {
             return self.fail_response("could not replace the response");
         }
+        self.publish_usage();
         Action::Continue
     }
 
@@ -495,80 +407,57 @@ impl Stream {
     /// resets the stream (a cut answer never looks complete).
     fn fail_response(&mut self, why: &str) -> Action {
         log::error!("duo_router: #{} {why}; failing closed", self.id);
-        self.response = Response::PassThrough;
-        self.usage.error = Some("response_rewrite_failed".to_owned());
+        if let Some(t) = self.translation.as_mut() {
+            t.fail();
+        }
         self.publish_usage();
         self.reply(&GitlabError::inference_failed())
     }
 
-    /// One upstream response chunk of a self-hosted call.
-    fn translate_response_chunk(&mut self, size: usize, end_of_stream: bool) -> Action {
-        match &mut self.response {
-            Response::PassThrough => Action::Continue,
-            Response::Buffer => {
-                if !end_of_stream {
-                    return Action::Pause;
-                }
-                match self.answer.clone() {
-                    Some(ctx) => self.finish_buffered(&ctx, size),
-                    None => {
-                        self.response = Response::PassThrough;
-                        Action::Continue
-                    }
-                }
-            }
-            Response::Stream(t) => {
-                let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default();
-                let mut out = Vec::new();
-                let mut broken = t.push(&chunk, &mut out).err();
-                if end_of_stream
-                    && broken.is_none()
-                    && let Ended::Broken(e) = t.finish(&mut out)
-                {
-                    broken = Some(e);
-                }
-                let usage = t.usage();
-                let reset = broken.is_some() && !t.error_event_written();
-                if duo_kit::replace_body(duo_kit::Body::Response, size, &out).is_err() {
-                    return self.fail_response("could not replace a stream chunk");
-                }
-                if let Some(c) = &mut self.content {
-                    c.append_response(&out);
-                }
-                self.usage.input_tokens = usage.input_tokens.or(self.usage.input_tokens);
-                self.usage.output_tokens = usage.output_tokens.or(self.usage.output_tokens);
-                if let Some(e) = broken {
-                    self.usage.error = Some(e.log_reason());
-                    self.response = Response::PassThrough;
-                    self.publish_usage();
-                    if reset {
-                        // After the response started, a local reply resets the stream (F16):
-                        // a broken raw-text stream must never look complete.
-                        let _ = duo_kit::send_error(&GitlabError::inference_failed(), &[]);
-                        return Action::Pause;
-                    }
-                }
-                Action::Continue
-            }
+    /// One upstream chunk of a streamed self-hosted answer.
+    fn translate_chunk(&mut self, size: usize, end_of_stream: bool) -> Action {
+        let Some(t) = self.translation.as_mut() else { return Action::Continue };
+        let upstream = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default();
+        let chunk = t.chunk(&upstream, end_of_stream);
+        if duo_kit::replace_body(duo_kit::Body::Response, size, &chunk.bytes).is_err() {
+            return self.fail_response("could not replace a stream chunk");
         }
+        if chunk.done {
+            self.publish_usage();
+        }
+        if chunk.reset {
+            // After the response started, a local reply resets the stream: a broken stream
+            // whose framing has no error event must never look complete.
+            log::debug!("duo_router: #{} the upstream stream broke; resetting GitLab's", self.id);
+            return self.reply(&GitlabError::inference_failed());
+        }
+        Action::Continue
     }
 
     fn publish_usage(&mut self) {
-        if !self.usage_published {
-            self.usage_published = true;
-            let _ = duo_kit::set_filter_state(handoff::USAGE, &self.usage);
-            if let Some(c) = &self.content {
-                let _ = duo_kit::set_filter_state(handoff::CONTENT, &c.info());
-            }
+        if self.usage_published {
+            return;
         }
-    }
-
-    fn is_self_hosted(&self) -> bool {
-        self.target.as_ref().is_some_and(|t| t.provider == Provider::SelfHosted)
+        self.usage_published = true;
+        match &self.translation {
+            Some(t) => {
+                hand_off(handoff::USAGE, t.usage());
+                if let Some(content) = t.content() {
+                    hand_off(handoff::CONTENT, &content);
+                }
+            }
+            None => hand_off(handoff::USAGE, &handoff::UsageInfo { upstream_status: self.upstream_status, ..Default::default() }),
+        }
     }
 }
 
-impl HttpContext for Stream {
+/// Envoy's `response.code_details` says the answer came from the upstream (`via_upstream`), not
+/// from Envoy itself (no healthy upstream, connect failure, timeout).
+fn via_upstream() -> Option<bool> {
+    duo_kit::property(&["response", "code_details"]).map(|d| d == b"via_upstream")
+}
+
+impl HttpContext for Exchange {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(config) = self.config.clone() else {
             return self.reply(&GitlabError::detail(500, "duo_router is not configured"));
@@ -641,27 +530,27 @@ impl HttpContext for Stream {
             return Action::Continue;
         }
         let status = duo_kit::response_header(":status").and_then(|s| s.parse::<u32>().ok());
-        self.usage.upstream_status = status;
         if let (Some(t), Some(s)) = (&self.target, status) {
             let name = format!("{}.{}.{}xx", metric::UPSTREAM, t.provider.name(), s / 100);
             self.shared.borrow_mut().count(&name);
         }
-        let action = if self.is_self_hosted() { self.translate_response_headers(status, end_of_stream) } else { Action::Continue };
-        if end_of_stream || !self.is_self_hosted() {
-            self.publish_usage();
+        if self.translation.is_some() {
+            return self.translate_response_headers(status, end_of_stream);
         }
-        action
+        self.upstream_status = status;
+        self.publish_usage();
+        Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.replied || !self.is_self_hosted() {
+        let Some(t) = &self.translation else { return Action::Continue };
+        if self.replied {
             return Action::Continue;
         }
-        let action = self.translate_response_chunk(body_size, end_of_stream);
-        if end_of_stream {
-            self.publish_usage();
+        if t.holds_body() {
+            return if end_of_stream { self.finish_held(body_size) } else { Action::Pause };
         }
-        action
+        self.translate_chunk(body_size, end_of_stream)
     }
 
     fn on_log(&mut self) {

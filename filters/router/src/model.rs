@@ -4,36 +4,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Platform {
-    Vllm,
-    OpenaiCompatible,
-    Bedrock,
-    AzureOpenai,
-}
-
-impl Platform {
-    pub fn name(self) -> &'static str {
-        match self {
-            Platform::Vllm => "vllm",
-            Platform::OpenaiCompatible => "openai_compatible",
-            Platform::Bedrock => "bedrock",
-            Platform::AzureOpenai => "azure_openai",
-        }
-    }
-}
-
-/// Which API of the platform: `chat`/`completions` (vLLM, OpenAI-compatible),
-/// `converse`/`invoke` (Bedrock). Azure always uses chat completions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Api {
-    Chat,
-    Completions,
-    Converse,
-    Invoke,
-}
+pub use duo_llm::{Api, Platform};
 
 /// GitLab's model family names; they pick the prompt set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
@@ -115,6 +86,16 @@ impl ModelConfig {
             (_, Some(api)) => api,
             (Platform::Bedrock, None) => Api::Converse,
             _ => Api::Chat,
+        }
+    }
+
+    /// What the provider wire needs to address this model.
+    pub fn target(&self) -> duo_llm::ModelTarget<'_> {
+        duo_llm::ModelTarget {
+            platform: self.platform,
+            model: &self.model,
+            base_path: self.base_path.as_deref(),
+            api_version: self.api_version.as_deref(),
         }
     }
 

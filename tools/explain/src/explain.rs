@@ -1,13 +1,12 @@
 //! The explanation, pure: arguments in, a [`Report`] out. It calls the router's decision and
 //! request translation the way `filters/router/src/filter.rs` does, minus the host calls.
 
-use duo_core::catalogue::EndpointKind;
+use duo_core::catalogue::Endpoint;
 use duo_core::errors::GitlabError;
-use duo_router::chat;
-use duo_router::codec::{self, AnswerShape, UpstreamRequest};
 use duo_router::config::{Config, Provider};
 use duo_router::decide::{self, Decision, Outcome, Plan, Reason, Target};
 use duo_router::prompts::PromptSet;
+use duo_router::translate::{RequestCtx, RequestEdit, Translation};
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 
@@ -140,10 +139,9 @@ pub fn explain(config: &Config, args: &Args, body: &[u8]) -> Result<Report, Stri
                         config,
                         &prompts,
                         target,
-                        endpoint.kind,
-                        endpoint.prompt_id.as_deref(),
-                        &json,
-                        body.len(),
+                        endpoint,
+                        (&json, body.len()),
+                        &args.headers,
                         args.now_unix,
                     ) {
                         Ok(up) => report.upstream = Some(upstream(target, &args.headers, Some(up))),
@@ -176,61 +174,34 @@ fn placeholder() -> Outcome {
     }
 }
 
-/// The self-hosted rewrite, as `filter.rs` `rewrite_request` does it.
-#[allow(clippy::too_many_arguments)]
+/// The self-hosted rewrite: the router's own [`Translation::request`], as `filter.rs` applies it.
 fn translate(
     config: &Config,
     prompts: &PromptSet,
     target: &Target,
-    kind: EndpointKind,
-    prompt_id: Option<&str>,
-    json: &Value,
-    body_len: usize,
+    endpoint: &Endpoint,
+    (json, body_len): (&Value, usize),
+    sent: &[(String, String)],
     now_unix: u64,
-) -> Result<UpstreamRequest, GitlabError> {
-    let model = target
-        .model
-        .as_ref()
-        .and_then(|n| config.models.get(n))
-        .ok_or_else(GitlabError::inference_failed)?;
-    if kind == EndpointKind::ChatAgentV2 {
-        // Scopes come from duo_auth's verdict in Envoy; unknown here (all tools offered).
-        let step = chat::prepare_step(
-            json,
-            model.family,
-            model.platform,
-            chat::prompt::CivilDate::from_unix_seconds(now_unix),
-            None,
-        )?;
-        let api_key = json
-            .pointer("/model_metadata/api_key")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        codec::build_rendered_request(
-            model,
-            AnswerShape::ChatAgent,
-            step.rendered(),
-            true,
-            api_key,
-        )
-    } else {
-        let call = codec::Call {
-            kind,
-            prompt_id,
-            model,
-            prompts,
-            now_unix,
-        };
-        codec::build_upstream_request_parsed(&call, json, body_len)
-    }
+) -> Result<(RequestEdit, bool), GitlabError> {
+    let names: Vec<String> = sent.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let flags = sent
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-gitlab-enabled-feature-flags"))
+        .map(|(_, v)| v.as_str());
+    // Scopes come from duo_auth's verdict in Envoy; unknown here (all tools offered).
+    let ctx = RequestCtx { now_unix, scopes: None, feature_flags: flags, sent: &names, cluster_header: &config.cluster_header };
+    let (translation, edit) = Translation::request(config, prompts, target, endpoint, (json, body_len), &ctx)?;
+    Ok((edit, translation.answer_ctx().stream))
 }
 
-fn upstream(target: &Target, sent: &[(String, String)], up: Option<UpstreamRequest>) -> Upstream {
+fn upstream(target: &Target, sent: &[(String, String)], up: Option<(RequestEdit, bool)>) -> Upstream {
     let mut headers: Vec<(String, String)> = sent.to_vec();
     let mut removed = Vec::new();
     let mut drop = |name: &str, headers: &mut Vec<(String, String)>| {
-        if headers.iter().any(|(k, _)| k == name) {
-            headers.retain(|(k, _)| k != name);
+        if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
             removed.push(name.to_owned());
         }
     };
@@ -238,16 +209,22 @@ fn upstream(target: &Target, sent: &[(String, String)], up: Option<UpstreamReque
         drop("authorization", &mut headers);
     }
     let (method, path, body, stream) = match up {
-        Some(up) => {
-            for name in up.remove_headers {
+        Some((edit, stream)) => {
+            for name in &edit.remove {
                 drop(name, &mut headers);
             }
-            for (k, v) in &up.set_headers {
-                headers.retain(|(h, _)| !h.eq_ignore_ascii_case(k));
-                headers.push(((*k).to_owned(), v.clone()));
+            let (mut method, mut path) = (String::new(), String::new());
+            for (k, v) in edit.set {
+                match k {
+                    ":method" => method = v,
+                    ":path" => path = v,
+                    _ => {
+                        headers.retain(|(h, _)| !h.eq_ignore_ascii_case(k));
+                        headers.push((k.to_owned(), v));
+                    }
+                }
             }
-            headers.push(("content-length".to_owned(), up.body.len().to_string()));
-            (up.method.to_owned(), up.path, Some(up.body), up.stream)
+            (method, path, Some(edit.body), stream)
         }
         None => (
             String::new(),

@@ -38,7 +38,7 @@ impl Framing {
     fn reframer(self) -> Box<dyn Reframer> {
         match self {
             Framing::RawText => Box::new(PlainText),
-            Framing::Events => Box::new(Events::default()),
+            Framing::Events => Box::new(Events),
         }
     }
 }
@@ -423,7 +423,6 @@ fn anthropic_thinking_and_tool_deltas_are_not_text() {
 }
 
 /// A framing with an in-band error event, which also writes tool calls and the stop reason.
-#[derive(Default)]
 struct Events;
 
 impl Reframer for Events {

@@ -7,7 +7,7 @@
 //! most 100 characters; `params.stop_sequences` 1 to 10 strings of at most 225 characters,
 //! `temperature` 0 to 1, `max_tokens_to_sample` 1 to 8192.
 
-use super::prompt::{PromptMessage, PromptRole};
+use crate::prompts::{Message, Role};
 use super::validation::invalid;
 use duo_core::errors::GitlabError;
 use serde_json::{Map, Value, json};
@@ -61,7 +61,7 @@ pub struct LegacyParams {
 #[derive(Clone, PartialEq)]
 pub struct LegacyChatRequest {
     /// The prompt as chat messages (a string prompt becomes one user message).
-    pub messages: Vec<PromptMessage>,
+    pub messages: Vec<Message>,
     pub stream: bool,
     /// `anthropic` or `litellm` (absent: GitLab's default, Anthropic).
     pub provider: Option<String>,
@@ -142,7 +142,7 @@ impl LegacyChatRequest {
                 if s.chars().count() > MAX_CONTENT_CHARS {
                     return Err(invalid(&cloc, &format!("String should have at most {MAX_CONTENT_CHARS} characters")));
                 }
-                vec![PromptMessage { role: PromptRole::User, content: s.clone() }]
+                vec![Message::user(s.clone())]
             }
             Some(Value::Array(items)) => {
                 if items.is_empty() || items.len() > MAX_MESSAGES {
@@ -153,14 +153,14 @@ impl LegacyChatRequest {
                     let iloc = format!("{cloc}.{i}");
                     let m = item.as_object().ok_or_else(|| invalid(&iloc, "Input should be a valid dictionary"))?;
                     let role = match m.get("role").and_then(Value::as_str) {
-                        Some("system") => PromptRole::System,
-                        Some("user") => PromptRole::User,
-                        Some("assistant") => PromptRole::Assistant,
+                        Some("system") => Role::System,
+                        Some("user") => Role::User,
+                        Some("assistant") => Role::Assistant,
                         None if !m.contains_key("role") => return Err(invalid(&format!("{iloc}.role"), "Field required")),
                         _ => return Err(invalid(&format!("{iloc}.role"), "Input should be 'system', 'user' or 'assistant'")),
                     };
                     let content = bounded_str(m, &iloc, "content", MAX_CONTENT_CHARS, true)?.unwrap_or_default();
-                    out.push(PromptMessage { role, content });
+                    out.push(Message::new(role, content));
                 }
                 out
             }
@@ -295,8 +295,8 @@ mod tests {
         assert_eq!(
             r.messages,
             vec![
-                PromptMessage { role: PromptRole::System, content: "You are helpful.".into() },
-                PromptMessage { role: PromptRole::User, content: "Hello".into() }
+                Message::system("You are helpful."),
+                Message::user("Hello")
             ]
         );
         assert!(r.stream);
@@ -311,7 +311,7 @@ mod tests {
     #[test]
     fn string_content_is_one_user_message() {
         let r = LegacyChatRequest::parse(&body(json!("\n\nHuman: hi\n\nAssistant:"))).unwrap();
-        assert_eq!(r.messages, vec![PromptMessage { role: PromptRole::User, content: "\n\nHuman: hi\n\nAssistant:".into() }]);
+        assert_eq!(r.messages, vec![Message::user("\n\nHuman: hi\n\nAssistant:")]);
     }
 
     #[test]

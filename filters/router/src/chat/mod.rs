@@ -21,13 +21,12 @@ pub use events::{AgentEvent, upstream_failure};
 pub use legacy::LegacyChatRequest;
 pub use parser::ReactStreamParser;
 pub use reframer::ChatAgentReframer;
-pub use prompt::{
-    BuiltinTemplates, ChatParams, ChatTemplates, CivilDate, PromptMessage, PromptRole, RenderOptions, model_params,
-    offered_tools, render, render_with, supports_prefill,
-};
+pub use crate::prompts::CivilDate;
+pub use prompt::{ChatOptions, ChatParams, PROMPT_ID, model_params, offered_tools, render, supports_prefill};
 pub use request::ChatAgentRequest;
 
 use crate::model::{Family, Platform};
+use crate::prompts::{Message, PromptSet, Rendered};
 use duo_core::errors::GitlabError;
 use serde_json::Value;
 
@@ -37,35 +36,22 @@ pub struct ChatStep {
     pub request: ChatAgentRequest,
     /// System, conversation, and (when the platform continues assistant messages) a trailing
     /// assistant prefill ending in `Thought:`.
-    pub messages: Vec<PromptMessage>,
+    pub messages: Vec<Message>,
     /// Defaults under the model entry's `params`; `stop` must reach the platform.
     pub params: ChatParams,
-}
-
-impl From<PromptMessage> for crate::prompts::Message {
-    fn from(m: PromptMessage) -> Self {
-        let role = match m.role {
-            PromptRole::System => crate::prompts::Role::System,
-            PromptRole::User => crate::prompts::Role::User,
-            PromptRole::Assistant => crate::prompts::Role::Assistant,
-        };
-        crate::prompts::Message { role, content: m.content }
-    }
+    /// The admin's `prompts."chat/react".params`, over [`Self::params`].
+    pub overrides: serde_json::Map<String, Value>,
 }
 
 impl ChatStep {
-    /// The step in the provider codecs' vocabulary (`crate::prompts::Rendered`): messages
-    /// (assistant prefill last when present), `temperature`/`max_tokens` defaults, stop sequences.
-    pub fn rendered(&self) -> crate::prompts::Rendered {
+    /// The step as the codecs take it: messages (assistant prefill last when present),
+    /// `temperature`/`max_tokens` defaults (the admin's prompt params over them), stop sequences.
+    pub fn rendered(self) -> Rendered {
         let mut params = serde_json::Map::new();
         params.insert("temperature".into(), Value::from(self.params.temperature));
         params.insert("max_tokens".into(), Value::from(self.params.max_tokens));
-        crate::prompts::Rendered {
-            messages: self.messages.iter().cloned().map(Into::into).collect(),
-            fim: None,
-            params,
-            stop: self.params.stop.clone(),
-        }
+        params.extend(self.overrides);
+        Rendered { messages: self.messages, fim: None, params, stop: self.params.stop }
     }
 }
 
@@ -90,6 +76,7 @@ pub fn error_body(status: Option<u32>, body: &[u8]) -> Vec<u8> {
 /// `today`: from the host clock (`CivilDate::from_unix_seconds`); `scopes`: the token's scopes
 /// from duo_auth's hand-off (`None` when unknown).
 pub fn prepare_step(
+    prompts: &PromptSet,
     body: &Value,
     family: Family,
     platform: Platform,
@@ -97,9 +84,9 @@ pub fn prepare_step(
     scopes: Option<Vec<String>>,
 ) -> Result<ChatStep, GitlabError> {
     let request = ChatAgentRequest::parse(body)?;
-    let opts = RenderOptions { today, scopes, prefill: supports_prefill(platform, family) };
-    let messages = render(&request, family, &opts)?;
-    Ok(ChatStep { request, messages, params: model_params(family) })
+    let opts = ChatOptions { today, scopes, prefill: supports_prefill(platform, family) };
+    let messages = render(prompts, &request, family, &opts)?;
+    Ok(ChatStep { request, messages, params: model_params(family), overrides: prompts.default_params(PROMPT_ID) })
 }
 
 #[cfg(test)]
@@ -108,31 +95,33 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+    use crate::prompts::Role;
     use serde_json::json;
 
     #[test]
     fn prepare_step_picks_prefill_by_platform() {
         let body = json!({"messages": [{"role": "user", "content": "hi"}]});
         let today = CivilDate { year: 2026, month: 1, day: 2 };
-        let bedrock = prepare_step(&body, Family::Claude3, Platform::Bedrock, today, None).unwrap();
-        assert_eq!(bedrock.messages.last().map(|m| (m.role, m.content.as_str())), Some((PromptRole::Assistant, "Thought:")));
+        let set = PromptSet::builtin().unwrap();
+        let bedrock = prepare_step(&set, &body, Family::Claude3, Platform::Bedrock, today, None).unwrap();
+        assert_eq!(bedrock.messages.last().map(|m| (m.role, m.content.as_str())), Some((Role::Assistant, "Thought:")));
         assert_eq!(bedrock.params.max_tokens, 8192);
-        let vllm = prepare_step(&body, Family::Mistral, Platform::Vllm, today, None).unwrap();
-        assert_eq!(vllm.messages.last().map(|m| m.role), Some(PromptRole::User));
+        let vllm = prepare_step(&set, &body, Family::Mistral, Platform::Vllm, today, None).unwrap();
+        assert_eq!(vllm.messages.last().map(|m| m.role), Some(Role::User));
         assert_eq!(vllm.params.stop, vec!["Observation:".to_owned()]);
-        let e = prepare_step(&json!({"messages": []}), Family::Gpt, Platform::AzureOpenai, today, None).unwrap_err();
+        let e = prepare_step(&set, &json!({"messages": []}), Family::Gpt, Platform::AzureOpenai, today, None).unwrap_err();
         assert_eq!(e.status, 422);
     }
 
     #[test]
     fn step_in_the_codecs_vocabulary() {
         let body = json!({"messages": [{"role": "user", "content": "hi"}]});
-        let step = prepare_step(&body, Family::Claude3, Platform::Bedrock, CivilDate { year: 2026, month: 1, day: 2 }, None).unwrap();
+        let step = prepare_step(&PromptSet::builtin().unwrap(), &body, Family::Claude3, Platform::Bedrock, CivilDate { year: 2026, month: 1, day: 2 }, None).unwrap();
         let r = step.rendered();
         assert_eq!(r.messages.len(), 3);
-        assert_eq!(r.messages[0].role, crate::prompts::Role::System);
-        assert_eq!(r.messages[1], crate::prompts::Message { role: crate::prompts::Role::User, content: "hi".into() });
-        assert_eq!(r.messages[2].role, crate::prompts::Role::Assistant);
+        assert_eq!(r.messages[0].role, Role::System);
+        assert_eq!(r.messages[1], Message::user("hi"));
+        assert_eq!(r.messages[2].role, Role::Assistant);
         assert_eq!(r.stop, vec!["Observation:".to_owned()]);
         assert_eq!(r.params.get("max_tokens"), Some(&json!(8192)));
         assert_eq!(r.params.get("temperature"), Some(&json!(0.1)));

@@ -1,7 +1,8 @@
 //! The ReAct agent prompt of Duo Chat, rendered per model family from a validated request.
 //!
-//! Templates are data files under `filters/router/prompts/chat_react/` (Jinja, rendered with
-//! minijinja like the other features' prompts). The result is a list of chat messages:
+//! Templates are data files under `filters/router/prompts/chat_react/`, registered in the prompt
+//! manifest as prompt `chat/react` and compiled into the one [`PromptSet`] with the admin's
+//! overrides (`prompts."chat/react"`). The result is a list of chat messages:
 //! system (identity, date, tools, answer format), the conversation (user turns carry their page
 //! context, open file and attached context), and the scratchpad of this question: as a trailing
 //! assistant prefill ending in `Thought:` where the platform continues an assistant message
@@ -9,29 +10,15 @@
 
 use super::request::{AgentStep, ChatAgentRequest, ChatMessage, PageContext, Role};
 use crate::model::{Family, Platform};
+use crate::prompts::{CivilDate, Message, Part, PromptSet};
 use duo_core::errors::GitlabError;
-use minijinja::Environment;
-use serde::Serialize;
 use serde_json::{Value, json};
-use std::sync::OnceLock;
+
+/// The ReAct prompt's id in the prompt manifest.
+pub const PROMPT_ID: &str = "chat/react";
 
 /// Generation stops before the model invents a tool's answer.
 pub const STOP_SEQUENCES: [&str; 1] = ["Observation:"];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PromptRole {
-    System,
-    User,
-    Assistant,
-}
-
-/// One chat message of the rendered prompt, platform-neutral (`{"role", "content"}`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PromptMessage {
-    pub role: PromptRole,
-    pub content: String,
-}
 
 /// Inference defaults of the chat agent per family (a model entry's `params` override them).
 #[derive(Clone, Debug, PartialEq)]
@@ -55,71 +42,9 @@ pub fn supports_prefill(platform: Platform, family: Family) -> bool {
     platform == Platform::Bedrock && family == Family::Claude3
 }
 
-/// Which prompt set a family uses: the full one for large general models, a compact one for
-/// the smaller open models.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PromptSet {
-    Full,
-    Compact,
-}
-
-pub fn prompt_set(family: Family) -> PromptSet {
-    match family {
-        Family::Claude3 | Family::Gpt | Family::General | Family::Llama3 => PromptSet::Full,
-        Family::Mistral
-        | Family::Mixtral
-        | Family::Codestral
-        | Family::Codellama
-        | Family::Codegemma
-        | Family::Deepseekcoder => PromptSet::Compact,
-    }
-}
-
-/// A calendar date (UTC), handed in by the adapter: pure code does not read the clock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CivilDate {
-    pub year: i32,
-    pub month: u8,
-    pub day: u8,
-}
-
-impl CivilDate {
-    /// The UTC date of a Unix time.
-    pub fn from_unix_seconds(secs: u64) -> CivilDate {
-        let days = (secs / 86_400) as i64;
-        // Howard Hinnant's days-to-civil algorithm.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-        let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
-        CivilDate { year, month, day }
-    }
-
-    /// E.g. `Thursday, November 26, 2026`.
-    pub fn long_format(self) -> String {
-        const MONTHS: [&str; 12] = [
-            "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-            "November", "December",
-        ];
-        const WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
-        // Sakamoto's day-of-week.
-        const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
-        let m = usize::from(self.month.clamp(1, 12));
-        let y = if m < 3 { self.year - 1 } else { self.year };
-        let dow = (y + y.div_euclid(4) - y.div_euclid(100) + y.div_euclid(400) + T[m - 1] + i32::from(self.day))
-            .rem_euclid(7) as usize;
-        format!("{}, {} {}, {}", WEEKDAYS[dow], MONTHS[m - 1], self.day, self.year)
-    }
-}
-
 /// What the renderer needs besides the request.
 #[derive(Clone, Debug)]
-pub struct RenderOptions {
+pub struct ChatOptions {
     pub today: CivilDate,
     /// The token's scopes (from duo_auth's hand-off): tools whose unit primitive is missing are
     /// not offered. `None` or empty: no filtering (e.g. auth bypass).
@@ -214,85 +139,6 @@ pub fn offered_tools(unavailable: &[String], scopes: Option<&[String]>) -> Vec<T
         .collect()
 }
 
-const T_SYSTEM: &str = "chat_react/system";
-const T_SYSTEM_COMPACT: &str = "chat_react/system_compact";
-const T_USER: &str = "chat_react/user";
-const T_ASSISTANT: &str = "chat_react/assistant";
-const T_PREFILL: &str = "chat_react/prefill";
-const T_SCRATCHPAD: &str = "chat_react/scratchpad";
-
-const TEMPLATES: [(&str, &str); 6] = [
-    (T_SYSTEM, include_str!("../../prompts/chat_react/system.jinja")),
-    (T_SYSTEM_COMPACT, include_str!("../../prompts/chat_react/system_compact.jinja")),
-    (T_USER, include_str!("../../prompts/chat_react/user.jinja")),
-    (T_ASSISTANT, include_str!("../../prompts/chat_react/assistant.jinja")),
-    (T_PREFILL, include_str!("../../prompts/chat_react/prefill.jinja")),
-    (T_SCRATCHPAD, include_str!("../../prompts/chat_react/scratchpad.jinja")),
-];
-
-/// Renders one named template (`chat_react/<name>`) with JSON variables. The built-in
-/// [`BuiltinTemplates`] compiles the `prompts/chat_react/*.jinja` files with minijinja, with the
-/// same syntax settings as the other features' prompts (trim/lstrip blocks, no escaping); the
-/// shared prompt set can implement this to render the chat prompt with admin overrides.
-pub trait ChatTemplates {
-    fn render_template(&self, name: &str, vars: &Value) -> Result<String, GitlabError>;
-}
-
-/// The `chat_react` templates compiled into the filter.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct BuiltinTemplates;
-
-fn build_env() -> Result<Environment<'static>, minijinja::Error> {
-    let mut env = Environment::new();
-    let syntax = minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build()?;
-    env.set_syntax(syntax);
-    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    for (name, source) in TEMPLATES {
-        env.add_template(name, source)?;
-    }
-    Ok(env)
-}
-
-fn env() -> Result<&'static Environment<'static>, GitlabError> {
-    static ENV: OnceLock<Option<Environment<'static>>> = OnceLock::new();
-    ENV.get_or_init(|| build_env().ok()).as_ref().ok_or_else(render_error)
-}
-
-fn render_error() -> GitlabError {
-    GitlabError::detail(500, "Failed to render the chat prompt")
-}
-
-impl ChatTemplates for BuiltinTemplates {
-    fn render_template(&self, name: &str, vars: &Value) -> Result<String, GitlabError> {
-        let env = env()?;
-        let template = env.get_template(name).map_err(|_| render_error())?;
-        template.render(to_template_value(vars)).map_err(|_| render_error())
-    }
-}
-
-fn render_template(t: &dyn ChatTemplates, name: &str, ctx: Value) -> Result<String, GitlabError> {
-    let text = t.render_template(name, &ctx)?;
-    // Block tags leave line breaks at the edges; messages start and end with their text.
-    Ok(text.trim_matches('\n').to_owned())
-}
-
-/// JSON to a template value (without minijinja's serde feature).
-fn to_template_value(v: &Value) -> minijinja::Value {
-    match v {
-        Value::Null => minijinja::Value::from(()),
-        Value::Bool(b) => minijinja::Value::from(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => minijinja::Value::from(i),
-            (None, Some(f)) => minijinja::Value::from(f),
-            (None, None) => minijinja::Value::from(n.to_string()),
-        },
-        Value::String(s) => minijinja::Value::from(s.as_str()),
-        Value::Array(items) => items.iter().map(to_template_value).collect(),
-        Value::Object(map) => minijinja::Value::from_pairs(map.iter().map(|(k, v)| (k.as_str(), to_template_value(v)))),
-    }
-}
-
 fn steps_json(steps: &[AgentStep]) -> Value {
     Value::Array(
         steps
@@ -324,27 +170,13 @@ fn user_json(m: &ChatMessage, scratchpad: &[AgentStep]) -> Value {
     })
 }
 
-/// Render the agent prompt for `family` with the built-in templates.
-pub fn render(req: &ChatAgentRequest, family: Family, opts: &RenderOptions) -> Result<Vec<PromptMessage>, GitlabError> {
-    render_with(&BuiltinTemplates, req, family, opts)
-}
-
-/// Render the agent prompt for `family` with `templates`.
-pub fn render_with(
-    templates: &dyn ChatTemplates,
-    req: &ChatAgentRequest,
-    family: Family,
-    opts: &RenderOptions,
-) -> Result<Vec<PromptMessage>, GitlabError> {
+/// Renders the agent prompt for `family` from the prompt set (built-ins and overrides).
+pub fn render(prompts: &PromptSet, req: &ChatAgentRequest, family: Family, opts: &ChatOptions) -> Result<Vec<Message>, GitlabError> {
     let unavailable = req.effective_unavailable_resources();
     let tools = offered_tools(&unavailable, opts.scopes.as_deref());
-    let system_template = match prompt_set(family) {
-        PromptSet::Full => T_SYSTEM,
-        PromptSet::Compact => T_SYSTEM_COMPACT,
-    };
-    let system = render_template(
-        templates,
-        system_template,
+    let part = |part: Part, vars: Value| prompts.render_part(PROMPT_ID, family, part, &vars);
+    let system = part(
+        Part::System,
         json!({
             "current_date": opts.today.long_format(),
             "tools": tools.iter().map(|t| json!({"name": t.name, "description": t.description, "example": t.example})).collect::<Vec<_>>(),
@@ -354,19 +186,20 @@ pub fn render_with(
         }),
     )?;
 
-    let mut messages = vec![PromptMessage { role: PromptRole::System, content: system }];
+    let mut messages = vec![Message::system(system)];
     let last_user = req.messages.iter().rposition(|m| m.role == Role::User);
     let scratch_in_user = !opts.prefill && !req.scratchpad.is_empty();
     for (i, m) in req.messages.iter().enumerate() {
         let (role, content) = match m.role {
-            Role::User => {
-                let pad: &[AgentStep] = if scratch_in_user && Some(i) == last_user { &req.scratchpad } else { &[] };
-                (PromptRole::User, render_template(templates, T_USER, user_json(m, pad))?)
-            }
             Role::Assistant => match &m.content {
                 None => continue,
-                Some(c) => (PromptRole::Assistant, render_template(templates, T_ASSISTANT, json!({"content": c}))?),
+                Some(c) => (Role::Assistant, part(Part::Assistant, json!({"content": c}))?),
             },
+            // The request parser only yields user and assistant messages.
+            _ => {
+                let pad: &[AgentStep] = if scratch_in_user && Some(i) == last_user { &req.scratchpad } else { &[] };
+                (Role::User, part(Part::User, user_json(m, pad))?)
+            }
         };
         // Strict chat templates (Mistral's) need alternating roles: merge neighbours.
         match messages.last_mut() {
@@ -374,12 +207,12 @@ pub fn render_with(
                 prev.content.push_str("\n\n");
                 prev.content.push_str(&content);
             }
-            _ => messages.push(PromptMessage { role, content }),
+            _ => messages.push(Message::new(role, content)),
         }
     }
     if opts.prefill {
-        let content = render_template(templates, T_PREFILL, json!({"scratchpad": steps_json(&req.scratchpad)}))?;
-        messages.push(PromptMessage { role: PromptRole::Assistant, content });
+        let content = part(Part::Continuation, json!({"scratchpad": steps_json(&req.scratchpad)}))?;
+        messages.push(Message::assistant(content));
     }
     Ok(messages)
 }
@@ -397,8 +230,12 @@ mod tests {
 
     const TODAY: CivilDate = CivilDate { year: 2026, month: 11, day: 26 };
 
-    fn opts(prefill: bool) -> RenderOptions {
-        RenderOptions { today: TODAY, scopes: None, prefill }
+    fn opts(prefill: bool) -> ChatOptions {
+        ChatOptions { today: TODAY, scopes: None, prefill }
+    }
+
+    fn set() -> PromptSet {
+        PromptSet::builtin().unwrap()
     }
 
     fn golden_request() -> ChatAgentRequest {
@@ -419,15 +256,10 @@ mod tests {
         .unwrap()
     }
 
-    fn render_text(messages: &[PromptMessage]) -> String {
+    fn render_text(messages: &[Message]) -> String {
         let mut s = String::new();
         for m in messages {
-            let role = match m.role {
-                PromptRole::System => "system",
-                PromptRole::User => "user",
-                PromptRole::Assistant => "assistant",
-            };
-            s.push_str(&format!("=== {role}\n{}\n", m.content));
+            s.push_str(&format!("=== {}\n{}\n", m.role.name(), m.content));
         }
         s
     }
@@ -454,7 +286,7 @@ mod tests {
         let req = golden_request();
         for family in ALL_FAMILIES {
             let prefill = family == Family::Claude3;
-            let got = render_text(&render(&req, family, &opts(prefill)).unwrap());
+            let got = render_text(&render(&set(), &req, family, &opts(prefill)).unwrap());
             #[cfg(not(target_arch = "wasm32"))]
             if std::env::var_os("UPDATE_GOLDEN").is_some() {
                 let path = format!("{}/src/chat/golden/{}.txt", env!("CARGO_MANIFEST_DIR"), family.name());
@@ -467,11 +299,11 @@ mod tests {
 
     #[test]
     fn structure_without_prefill() {
-        let m = render(&golden_request(), Family::Mistral, &opts(false)).unwrap();
+        let m = render(&set(), &golden_request(), Family::Mistral, &opts(false)).unwrap();
         let roles: Vec<_> = m.iter().map(|m| m.role).collect();
         assert_eq!(
             roles,
-            vec![PromptRole::System, PromptRole::User, PromptRole::Assistant, PromptRole::User],
+            vec![Role::System, Role::User, Role::Assistant, Role::User],
             "alternating, ends with the user"
         );
         let last = &m[3].content;
@@ -493,9 +325,9 @@ mod tests {
 
     #[test]
     fn prefill_ends_with_the_scratchpad_and_thought() {
-        let m = render(&golden_request(), Family::Claude3, &opts(true)).unwrap();
+        let m = render(&set(), &golden_request(), Family::Claude3, &opts(true)).unwrap();
         let last = m.last().unwrap();
-        assert_eq!(last.role, PromptRole::Assistant);
+        assert_eq!(last.role, Role::Assistant);
         assert_eq!(
             last.content,
             "Thought: I need the issue.\nAction: issue_reader\nAction Input: #12\nObservation: Issue #12: login fails on Safari.\nThought:"
@@ -503,10 +335,10 @@ mod tests {
         assert!(!m[m.len() - 2].content.contains("Observation:"), "not also in the user turn");
         // First step of a question: just the cue.
         let first = ChatAgentRequest::parse(&json!({"messages": [{"role": "user", "content": "hi"}]})).unwrap();
-        let m = render(&first, Family::Claude3, &opts(true)).unwrap();
+        let m = render(&set(), &first, Family::Claude3, &opts(true)).unwrap();
         assert_eq!(m.last().unwrap().content, "Thought:");
-        let m = render(&first, Family::Gpt, &opts(false)).unwrap();
-        assert_eq!(m.last().unwrap(), &PromptMessage { role: PromptRole::User, content: "hi".into() });
+        let m = render(&set(), &first, Family::Gpt, &opts(false)).unwrap();
+        assert_eq!(m.last().unwrap(), &Message::user("hi"));
     }
 
     #[test]
@@ -526,8 +358,8 @@ mod tests {
         assert_eq!(names(offered_tools(&[], Some(&[]))).len(), 7);
 
         let req = ChatAgentRequest::parse(&json!({"messages": [{"role": "user", "content": "hi"}], "unavailable_resources": ["Epics"]})).unwrap();
-        let o = RenderOptions { today: TODAY, scopes: Some(scopes), prefill: false };
-        let sys = &render(&req, Family::Gpt, &o).unwrap()[0].content;
+        let o = ChatOptions { today: TODAY, scopes: Some(scopes), prefill: false };
+        let sys = &render(&set(), &req, Family::Gpt, &o).unwrap()[0].content;
         assert!(sys.contains("<name>issue_reader</name>"));
         assert!(!sys.contains("epic_reader"));
         assert!(!sys.contains("commit_reader"));
@@ -541,7 +373,7 @@ mod tests {
     fn page_contexts_render() {
         let render_ctx = |c: Value| {
             let r = ChatAgentRequest::parse(&json!({"messages": [{"role": "user", "content": "q", "context": c}]})).unwrap();
-            render(&r, Family::Llama3, &opts(false)).unwrap()[1].content.clone()
+            render(&set(), &r, Family::Llama3, &opts(false)).unwrap()[1].content.clone()
         };
         assert!(render_ctx(json!({"type": "build"})).starts_with("The user is looking at a CI job (build) page"));
         assert!(render_ctx(json!({"type": "merge_request", "title": "Add X"})).contains("the merge request titled \"Add X\""));
@@ -551,57 +383,40 @@ mod tests {
     #[test]
     fn request_text_is_not_template_code() {
         let r = ChatAgentRequest::parse(&json!({"messages": [{"role": "user", "content": "{{ current_date }} {% if x %}"}]})).unwrap();
-        let m = render(&r, Family::Mistral, &opts(false)).unwrap();
+        let m = render(&set(), &r, Family::Mistral, &opts(false)).unwrap();
         assert_eq!(m[1].content, "{{ current_date }} {% if x %}");
     }
 
-    /// A template engine that records what it is asked for and answers with the name.
-    struct Recorder(std::cell::RefCell<Vec<(String, Value)>>);
-
-    impl ChatTemplates for Recorder {
-        fn render_template(&self, name: &str, vars: &Value) -> Result<String, GitlabError> {
-            self.0.borrow_mut().push((name.to_owned(), vars.clone()));
-            Ok(format!("\n<{name}>\n"))
-        }
-    }
-
     #[test]
-    fn render_with_asks_the_engine_for_each_message() {
-        let rec = Recorder(std::cell::RefCell::new(Vec::new()));
-        let scopes = Some(vec!["ask_issue".to_owned()]);
-        let m = render_with(&rec, &golden_request(), Family::Mixtral, &RenderOptions { today: TODAY, scopes, prefill: false })
-            .unwrap();
-        let calls = rec.0.into_inner();
-        let names: Vec<&str> = calls.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, vec!["chat_react/system_compact", "chat_react/user", "chat_react/assistant", "chat_react/user"]);
-        assert_eq!(m.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), names.iter().map(|n| format!("<{n}>")).collect::<Vec<_>>());
-        let sys = &calls[0].1;
-        assert_eq!(sys["current_date"], "Thursday, November 26, 2026");
-        assert_eq!(sys["tool_names"], "issue_reader");
-        assert_eq!(sys["unavailable_resources"], "Pipelines, Vulnerabilities");
-        assert_eq!(calls[1].1["scratchpad"], json!([]), "history turns carry no scratchpad");
-        assert_eq!(calls[2].1, json!({"content": "A runner executes CI jobs."}));
-        let last = &calls[3].1;
-        assert_eq!(last["content"], "Summarize issue #12 and fix my code");
-        assert_eq!(last["context"], json!({"legacy": false, "kind": "issue", "label": "issue", "title": "Login broken"}));
-        assert_eq!(last["current_file"], json!({"file_path": "app/login.rb", "data": "def login = nil", "selected_code": true}));
-        assert_eq!(last["additional_context"], json!([{"category": "snippet", "id": "s1", "content": "retry 3"}]));
-        assert_eq!(last["scratchpad"][0]["observation"], "Issue #12: login fails on Safari.");
-
-        // An engine failure is the renderer's failure.
-        struct Broken;
-        impl ChatTemplates for Broken {
-            fn render_template(&self, _: &str, _: &Value) -> Result<String, GitlabError> {
-                Err(GitlabError::detail(500, "boom"))
+    fn admin_overrides_reach_duo_chat() {
+        let overrides: crate::prompts::TemplateOverrides = serde_json::from_value(json!({
+            "chat/react": {
+                "system": "ACME assistant. Tools: {{ tool_names }}. Today {{ current_date }}.",
+                "params": {"max_tokens": 333},
+                "families": {"mistral": {"user": "Q: {{ content }}"}}
             }
-        }
-        assert_eq!(render_with(&Broken, &golden_request(), Family::Gpt, &opts(false)).unwrap_err().status, 500);
+        }))
+        .unwrap();
+        let set = PromptSet::new(&overrides).unwrap();
+        let scopes = Some(vec!["ask_issue".to_owned()]);
+        let o = ChatOptions { today: TODAY, scopes, prefill: false };
+        let m = render(&set, &golden_request(), Family::Mistral, &o).unwrap();
+        assert_eq!(m[0].content, "ACME assistant. Tools: issue_reader. Today Thursday, November 26, 2026.");
+        assert_eq!(m[1].content, "Q: What is a runner?");
+        let m = render(&set, &golden_request(), Family::Gpt, &o).unwrap();
+        assert!(m[1].content.starts_with("What is a runner?"), "the built-in user template for other families");
+        assert_eq!(set.default_params(PROMPT_ID).get("max_tokens"), Some(&json!(333)));
+        // an override naming a variable the chat prompt never receives is refused at configure
+        let bad: crate::prompts::TemplateOverrides = serde_json::from_value(json!({"chat/react": {"user": "{{ diff }}"}})).unwrap();
+        let e = PromptSet::new(&bad).unwrap_err();
+        assert!(e.to_string().contains("diff"), "{e}");
     }
 
     #[test]
-    fn families_map_to_prompt_sets_and_params() {
-        assert_eq!(prompt_set(Family::Claude3), PromptSet::Full);
-        assert_eq!(prompt_set(Family::Codestral), PromptSet::Compact);
+    fn families_pick_full_or_compact_prompts_and_params() {
+        let full = render(&set(), &golden_request(), Family::Claude3, &opts(false)).unwrap();
+        let compact = render(&set(), &golden_request(), Family::Codestral, &opts(false)).unwrap();
+        assert!(compact[0].content.len() < full[0].content.len(), "compact system prompt for small open models");
         assert_eq!(model_params(Family::Gpt).max_tokens, 8192);
         assert_eq!(model_params(Family::Mistral), ChatParams { temperature: 0.1, max_tokens: 4096, stop: vec!["Observation:".into()] });
         assert!(supports_prefill(Platform::Bedrock, Family::Claude3));

@@ -3,13 +3,13 @@
 //! becomes one `error` event (so the downstream stream can end cleanly: GitLab reads the error).
 //!
 //! ```ignore
-//! let t = StreamTranslator::with_reframer(platform, api, Box::new(ChatAgentReframer::new()));
+//! let t = StreamTranslator::new(platform, api, Box::new(ChatAgentReframer::new()));
 //! ```
 
 use super::events::{AgentEvent, CONTENT_TYPE, is_context_overflow};
 use super::parser::ReactStreamParser;
-use crate::stream::framing::Reframer;
-use crate::stream::{StreamError, Usage};
+use duo_llm::stream::{Reframer, StreamError};
+use duo_llm::Usage;
 
 #[derive(Debug, Default)]
 pub struct ChatAgentReframer {
@@ -109,7 +109,7 @@ mod tests {
     use super::*;
     use crate::chat::parser::tests::{lines, summarize};
     use crate::model::{Api, Platform};
-    use crate::stream::{Ended, StreamTranslator};
+    use duo_llm::stream::{Ended, StreamTranslator};
     use serde_json::json;
 
     fn sse_chunk(text: &str) -> String {
@@ -129,7 +129,7 @@ mod tests {
     }
 
     fn translate(bytes: &[u8], split: usize) -> (Vec<u8>, Ended) {
-        let mut t = StreamTranslator::with_reframer(Platform::Vllm, Api::Chat, Box::new(ChatAgentReframer::new()));
+        let mut t = StreamTranslator::new(Platform::Vllm, Api::Chat, Box::new(ChatAgentReframer::new()));
         assert_eq!(t.content_type(), "application/x-ndjson; charset=utf-8");
         let mut out = Vec::new();
         for chunk in bytes.chunks(split.max(1)) {

@@ -28,11 +28,8 @@ pub mod limits {
 /// What the AI gateway assumes when `unavailable_resources` is absent.
 pub const DEFAULT_UNAVAILABLE_RESOURCES: &str = "Merge Requests, Pipelines, Vulnerabilities";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    User,
-    Assistant,
-}
+/// GitLab's chat history has user and assistant messages only.
+pub use duo_llm::Role;
 
 /// The page the user was on (`messages[].context`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,7 +52,7 @@ impl PageContext {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CurrentFile {
+pub struct OpenFile {
     pub file_path: String,
     pub data: String,
     pub selected_code: bool,
@@ -84,7 +81,7 @@ pub struct ChatMessage {
     /// `None` on the assistant message that carries the in-progress scratchpad.
     pub content: Option<String>,
     pub context: Option<PageContext>,
-    pub current_file: Option<CurrentFile>,
+    pub current_file: Option<OpenFile>,
     pub additional_context: Vec<AdditionalContext>,
     pub agent_scratchpad: Option<Vec<AgentStep>>,
 }
@@ -278,7 +275,7 @@ fn parse_message(loc: &str, v: &Value, budget: &mut Budget) -> Result<ChatMessag
         Some(f) => {
             let floc = format!("{loc}.current_file");
             let fo = object(&floc, f)?;
-            Some(CurrentFile {
+            Some(OpenFile {
                 file_path: req_str(fo, &floc, "file_path", limits::MAX_SHORT_CHARS, budget)?,
                 data: req_str(fo, &floc, "data", limits::MAX_TEXT_CHARS, budget)?,
                 selected_code: req_bool(fo, &floc, "selected_code")?,
@@ -488,7 +485,7 @@ mod tests {
         assert_eq!(q.context, Some(PageContext::Titled { kind: "issue".into(), title: "Login broken".into() }));
         assert_eq!(
             q.current_file,
-            Some(CurrentFile { file_path: "app/x.rb".into(), data: "puts 1".into(), selected_code: true })
+            Some(OpenFile { file_path: "app/x.rb".into(), data: "puts 1".into(), selected_code: true })
         );
         assert_eq!(q.additional_context[0].category, "snippet");
         assert_eq!(q.additional_context[0].metadata.as_ref().unwrap()["k"], json!(1));

@@ -14,7 +14,7 @@
 
 use serde_json::Value;
 
-use super::{AnswerCtx, AnswerShape, GitlabAnswer, UpstreamResponse};
+use super::{AnswerCtx, AnswerShape, GitlabAnswer, UpstreamResponse, Usage};
 
 const MAX_REASON_CHARS: usize = 400;
 
@@ -23,7 +23,7 @@ fn detail_answer(status: u32, detail: &str, error: String) -> GitlabAnswer {
         status,
         headers: vec![("content-type", "application/json".to_owned())],
         body: serde_json::json!({ "detail": detail }).to_string().into_bytes(),
-        usage: None,
+        usage: Usage::default(),
         error: Some(error),
     }
 }
@@ -203,7 +203,7 @@ pub fn map_error(ctx: &AnswerCtx, resp: &UpstreamResponse<'_>) -> GitlabAnswer {
             status: 200,
             headers: vec![("content-type", crate::chat::events::CONTENT_TYPE.to_owned())],
             body: crate::chat::error_body(status, resp.body),
-            usage: None,
+            usage: Usage::default(),
             error: Some(if local { format!("upstream unreachable ({})", resp.status) } else { format!("upstream {}{code}", resp.status) }),
         };
     }

@@ -61,7 +61,7 @@ fn answer_outcome(a: GitlabAnswer) -> Value {
         "status": a.status,
         "headers": headers,
         "body": body,
-        "usage": a.usage.map(|u| json!({"input_tokens": u.input_tokens, "output_tokens": u.output_tokens})),
+        "usage": a.usage.input_tokens.map(|i| json!({"input_tokens": i, "output_tokens": a.usage.output_tokens.unwrap_or(0)})),
         "error": a.error,
     })
 }

@@ -146,34 +146,6 @@ pub struct ModelMetadata {
     pub api_key: Option<String>,
 }
 
-/// Legacy `/v1/chat/<invokable>` and `/v1/chat/agent`.
-#[derive(Debug, Default, Deserialize)]
-pub struct ChatV1Request {
-    #[serde(default)]
-    pub prompt_components: Vec<PromptComponent>,
-    #[serde(default)]
-    pub stream: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct PromptComponent {
-    #[serde(default)]
-    pub payload: ChatPayload,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct ChatPayload {
-    /// A string or a list of `{role, content}` messages.
-    #[serde(default)]
-    pub content: Value,
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub model_api_key: Option<String>,
-    #[serde(default)]
-    pub params: Map<String, Value>,
-}
-
 /// 422 in FastAPI's list shape (Rails reads `detail[0].msg`).
 pub fn validation_error(loc: &[&str], msg: &str) -> GitlabError {
     let body = serde_json::json!({ "detail": [{ "loc": loc, "msg": msg, "type": "value_error" }] });

@@ -6,12 +6,9 @@
 //! (non-streaming); for streams it uses [`AnswerCtx`] with the stream decoders (`crate::stream`)
 //! and [`translate_response`] only for error statuses.
 
-pub mod bedrock;
 pub mod bench;
 mod errors;
 pub mod inbound;
-pub mod openai;
-pub mod textchat;
 
 #[cfg(test)]
 mod golden;
@@ -21,9 +18,12 @@ use duo_core::errors::GitlabError;
 use serde_json::{Map, Value, json};
 
 use crate::model::{Api, Credentials, Family, ModelConfig, Platform};
-use crate::prompts::{Message, PromptSet, RenderOptions, Rendered, Role, date_from_unix};
+use crate::prompts::{PromptSet, RenderOptions, Rendered, date_from_unix};
+use duo_llm::textchat::{self, TextFormat};
+use duo_llm::{LlmError, LlmRequest, Message, Role, bedrock, openai};
 use inbound::{CodeRequest, PromptRequest};
-use textchat::TextFormat;
+
+pub use duo_llm::{Completion, Usage, Wire, parse_completion};
 
 /// Largest request body the router buffers. GitLab caps code-suggestion payloads at 600 000
 /// bytes before adding its own model fields; this leaves room for those.
@@ -50,7 +50,7 @@ pub struct Call<'a> {
     pub now_unix: u64,
 }
 
-/// What goes to the model platform. The adapter removes `remove_headers`, then sets
+/// What goes to the model platform. The adapter removes [`removed_request_headers`], then sets
 /// `set_headers`, `:method` and `:path`, and replaces the body.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UpstreamRequest {
@@ -58,7 +58,6 @@ pub struct UpstreamRequest {
     /// Path with query, single-encoded (what SigV4 signs for Bedrock).
     pub path: String,
     pub set_headers: Vec<(&'static str, String)>,
-    pub remove_headers: &'static [&'static str],
     pub body: Vec<u8>,
     /// The platform was asked for a stream.
     pub stream: bool,
@@ -82,26 +81,16 @@ pub const BODY_HEADERS: &[&str] = &[
     "etag",
 ];
 
-/// Headers never forwarded to a model platform: GitLab's JWT and any key header (the only
-/// credential sent is the one in `set_headers`), `accept-encoding` (the answer must come back
-/// uncompressed to be translated), the payload hash SigV4 computes again, and every
-/// [`BODY_HEADERS`] entry (the body is rebuilt).
-pub const REMOVE_HEADERS: &[&str] = &[
-    "authorization",
-    "api-key",
-    "x-api-key",
-    "accept-encoding",
-    "x-amz-content-sha256",
-    "content-length",
-    "content-encoding",
-    "transfer-encoding",
-    "content-md5",
-    "digest",
-    "content-digest",
-    "repr-digest",
-    "content-range",
-    "etag",
-];
+/// Request headers never forwarded to a model platform besides [`BODY_HEADERS`] (the body is
+/// rebuilt): GitLab's JWT and any key header (the only credential sent is the one in
+/// `set_headers`), `accept-encoding` (the answer must come back uncompressed to be translated),
+/// and the payload hash SigV4 computes again.
+pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "api-key", "x-api-key", "accept-encoding", "x-amz-content-sha256"];
+
+/// Every request header the router removes before a model platform sees the request.
+pub fn removed_request_headers() -> impl Iterator<Item = &'static str> {
+    CREDENTIAL_HEADERS.iter().chain(BODY_HEADERS).copied()
+}
 
 /// The upstream response headers (of `present`) that describe the body the router replaces and
 /// must be removed; `content-length` is not among them (the adapter sets it, or removes it for a
@@ -129,31 +118,6 @@ pub enum AnswerShape {
     ChatV1,
     /// `/v2/chat/agent`: NDJSON events (`crate::chat`), HTTP 200 even for model failures.
     ChatAgent,
-}
-
-/// The platform's wire format (what the answer looks like).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Wire {
-    OpenaiChat,
-    OpenaiCompletions,
-    BedrockConverse,
-    BedrockAnthropic,
-    BedrockMistral,
-    BedrockLlama,
-}
-
-impl Wire {
-    /// The API actually called. Differs from `ModelConfig::effective_api()` for code
-    /// completions on fill-in-the-middle families, which always use `/v1/completions`: stream
-    /// decoders must follow this, not the model entry.
-    pub fn api(self) -> Api {
-        match self {
-            Wire::OpenaiChat => Api::Chat,
-            Wire::OpenaiCompletions => Api::Completions,
-            Wire::BedrockConverse => Api::Converse,
-            Wire::BedrockAnthropic | Wire::BedrockMistral | Wire::BedrockLlama => Api::Invoke,
-        }
-    }
 }
 
 /// What the response side needs to know about the request.
@@ -187,12 +151,6 @@ pub enum PostProcess {
     StripFences,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-}
-
 /// The upstream answer, as the adapter has it at the end of the response.
 #[derive(Clone, Copy, Debug)]
 pub struct UpstreamResponse<'a> {
@@ -217,24 +175,14 @@ pub struct GitlabAnswer {
     /// Replace these response headers (always `content-type`; `retry-after` on 429).
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
-    pub usage: Option<Usage>,
+    /// What the platform reported (empty when it did not).
+    pub usage: Usage,
     /// For the access log's `error` (never content).
     pub error: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
 // Request side.
-
-/// What a platform receives, in a platform-neutral form.
-pub struct Prepared {
-    /// Chat messages (system first when present, assistant prefill last).
-    pub messages: Vec<Message>,
-    /// Raw text prompt, for completions-style wires (FIM or family chat format).
-    pub raw: Option<String>,
-    pub params: Map<String, Value>,
-    pub stop: Vec<String>,
-    pub stream: bool,
-}
 
 /// The wire a request will use on `model` (FIM code completions switch vLLM to completions).
 fn choose_wire(model: &ModelConfig, fim_available: bool) -> Result<Wire, GitlabError> {
@@ -260,7 +208,33 @@ fn choose_wire(model: &ModelConfig, fim_available: bool) -> Result<Wire, GitlabE
 }
 
 fn takes_raw(wire: Wire) -> bool {
-    matches!(wire, Wire::OpenaiCompletions | Wire::BedrockMistral | Wire::BedrockLlama)
+    wire.takes_raw_text()
+}
+
+/// The chat format a family's raw text prompts are written in.
+pub fn text_format(f: Family) -> TextFormat {
+    match f {
+        Family::Mistral | Family::Mixtral | Family::Codestral => TextFormat::MistralInst,
+        Family::Llama3 => TextFormat::Llama3,
+        Family::Codellama => TextFormat::Llama2,
+        Family::Codegemma => TextFormat::Gemma,
+        Family::Deepseekcoder => TextFormat::DeepseekCoder,
+        Family::Claude3 | Family::Gpt | Family::General => TextFormat::ChatMl,
+    }
+}
+
+/// Families whose chat templates reject a system role: the system text goes into the first
+/// user turn instead.
+pub fn family_has_system_role(f: Family) -> bool {
+    !matches!(f, Family::Mistral | Family::Mixtral | Family::Codestral | Family::Codegemma)
+}
+
+/// A provider-wire failure as GitLab's answer: the gateway could not build the request.
+fn wire_error(e: LlmError) -> GitlabError {
+    match e {
+        LlmError::Invalid(m) => GitlabError::detail(422, &m),
+        e => GitlabError::detail(500, &e.to_string()),
+    }
 }
 
 /// Builds the platform request from GitLab's body bytes. Errors are GitLab-shaped local
@@ -319,7 +293,7 @@ pub fn build_upstream_request_parsed(call: &Call<'_>, body: &Value, body_len: us
             // GitLab's validation of legacy prompt components lives with Duo Chat.
             let req = crate::chat::LegacyChatRequest::parse(body)?;
             let wire = choose_wire(model, false)?;
-            let messages = req.messages.iter().cloned().map(Into::into).collect();
+            let messages = req.messages.clone();
             let rendered = Rendered { messages, fim: None, params: Map::new(), stop: Vec::new() };
             let mut request_params = Map::new();
             if let Some(p) = &req.params {
@@ -427,12 +401,14 @@ pub fn build_rendered_request(
     finish(model, prepared, api_key, answer)
 }
 
-fn finish(model: &ModelConfig, prepared: Prepared, api_key: Option<String>, answer: AnswerCtx) -> Result<UpstreamRequest, GitlabError> {
+fn finish(model: &ModelConfig, prepared: LlmRequest, api_key: Option<String>, answer: AnswerCtx) -> Result<UpstreamRequest, GitlabError> {
     let wire = answer.wire;
+    let target = model.target();
     let (path, body) = match wire {
-        Wire::OpenaiChat | Wire::OpenaiCompletions => openai::build(model, wire, &prepared)?,
-        _ => bedrock::build(model, wire, &prepared)?,
-    };
+        Wire::OpenaiChat | Wire::OpenaiCompletions => openai::build(&target, wire, &prepared),
+        _ => bedrock::build(&target, wire, &prepared),
+    }
+    .map_err(wire_error)?;
     let mut set_headers: Vec<(&'static str, String)> = vec![("content-type", "application/json".to_owned())];
     let accept = match (prepared.stream, wire) {
         (false, _) => "application/json",
@@ -452,7 +428,6 @@ fn finish(model: &ModelConfig, prepared: Prepared, api_key: Option<String>, answ
         method: "POST",
         path,
         set_headers,
-        remove_headers: REMOVE_HEADERS,
         body,
         stream: prepared.stream,
         answer,
@@ -482,7 +457,7 @@ fn render_code(
             let r = if raw_wire {
                 Rendered { messages: Vec::new(), fim: Some(p.clone()), params: default_code_params(call, false), stop: Vec::new() }
             } else {
-                let messages = vec![Message { role: Role::User, content: p.clone() }];
+                let messages = vec![Message::user(p.clone())];
                 Rendered { messages, fim: None, params: default_code_params(call, false), stop: Vec::new() }
             };
             return Ok((r, PostProcess::None));
@@ -550,7 +525,7 @@ fn default_code_params(call: &Call<'_>, generations: bool) -> Map<String, Value>
 /// `content` of a legacy chat component (string or messages) or a v3 generations prompt.
 fn chat_messages(content: &Value) -> Result<Vec<Message>, GitlabError> {
     match content {
-        Value::String(s) => Ok(vec![Message { role: Role::User, content: s.clone() }]),
+        Value::String(s) => Ok(vec![Message::user(s.clone())]),
         Value::Array(items) if !items.is_empty() => items
             .iter()
             .map(|m| {
@@ -566,7 +541,7 @@ fn chat_messages(content: &Value) -> Result<Vec<Message>, GitlabError> {
                     }
                 };
                 let content = m.get("content").and_then(Value::as_str).unwrap_or_default().to_owned();
-                Ok(Message { role, content })
+                Ok(Message::new(role, content))
             })
             .collect(),
         _ => Err(inbound::validation_error(&["body", "content"], "Expected a string or a list of messages")),
@@ -575,7 +550,7 @@ fn chat_messages(content: &Value) -> Result<Vec<Message>, GitlabError> {
 
 /// Merges params (feature defaults < model `params` < request params), moves `stop` out,
 /// folds the system prompt for families that have no system role, renders raw text prompts.
-fn prepare(r: Rendered, model: &ModelConfig, wire: Wire, stream: bool, request: &Map<String, Value>) -> Prepared {
+fn prepare(r: Rendered, model: &ModelConfig, wire: Wire, stream: bool, request: &Map<String, Value>) -> LlmRequest {
     let mut params = r.params;
     let mut stop = r.stop;
     for layer in [&model.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Map<_, _>>(), request] {
@@ -598,7 +573,7 @@ fn prepare(r: Rendered, model: &ModelConfig, wire: Wire, stream: bool, request: 
             let (format, bos) = match wire {
                 Wire::BedrockMistral => (TextFormat::MistralInst, true),
                 Wire::BedrockLlama => (TextFormat::Llama3, true),
-                _ => (TextFormat::for_family(model.family), false),
+                _ => (text_format(model.family), false),
             };
             raw = Some(textchat::render(format, &messages, bos));
             for s in format.stops() {
@@ -608,10 +583,10 @@ fn prepare(r: Rendered, model: &ModelConfig, wire: Wire, stream: bool, request: 
             }
         }
         messages.clear();
-    } else if !textchat::family_has_system_role(model.family) {
+    } else if !family_has_system_role(model.family) {
         fold_system(&mut messages);
     }
-    Prepared { messages, raw, params, stop, stream }
+    LlmRequest { messages, raw, params, stop, stream, tools: Vec::new(), tool_choice: None }
 }
 
 /// Moves a leading system message into the first user message.
@@ -620,30 +595,13 @@ fn fold_system(messages: &mut Vec<Message>) {
         let sys = messages.remove(0);
         match messages.iter_mut().find(|m| m.role == Role::User) {
             Some(u) => u.content = format!("{}\n\n{}", sys.content, u.content),
-            None => messages.insert(0, Message { role: Role::User, content: sys.content }),
+            None => messages.insert(0, Message::user(sys.content)),
         }
     }
 }
 
 // ---------------------------------------------------------------------------------------
 // Response side.
-
-/// Text, finish reason and usage read from a successful platform answer.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Completion {
-    pub text: String,
-    /// GitLab/OpenAI vocabulary: `stop`, `length`, `content_filter`, ...
-    pub finish_reason: Option<String>,
-    pub usage: Option<Usage>,
-}
-
-/// Reads a complete (non-streaming) 2xx answer of `wire`.
-pub fn parse_completion(wire: Wire, headers: &[(String, String)], body: &[u8]) -> Result<Completion, String> {
-    match wire {
-        Wire::OpenaiChat | Wire::OpenaiCompletions => openai::parse(wire, body),
-        _ => bedrock::parse(wire, headers, body),
-    }
-}
 
 /// Whether [`translate_response`] reads `via_upstream` (Envoy's code details) for `status`: only
 /// errors do, so the adapter makes that host call only then.
@@ -719,11 +677,9 @@ pub fn success(ctx: &AnswerCtx, c: Completion, now_unix: u64) -> GitlabAnswer {
         AnswerShape::PromptV2 => {
             let mut o = Map::new();
             o.insert("content".into(), Value::String(text));
-            if let Some(u) = c.usage {
-                o.insert(
-                    "usage".into(),
-                    json!({ ctx.model.as_str(): {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens} }),
-                );
+            if let Some(input) = c.usage.input_tokens {
+                let output = c.usage.output_tokens.unwrap_or(0);
+                o.insert("usage".into(), json!({ ctx.model.as_str(): {"input_tokens": input, "output_tokens": output} }));
             }
             Value::Object(o)
         }

@@ -35,28 +35,7 @@ pub const ALL_FAMILIES: [Family; 10] = [
 /// Variables every prompt may use without declaring them: the gateway fills them in.
 const GLOBAL_VARS: &[&str] = &["current_date"];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    System,
-    User,
-    Assistant,
-}
-
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
-    pub role: Role,
-    pub content: String,
-}
+pub use duo_llm::{Message, Role};
 
 /// A rendered prompt: chat messages (system first when present; an assistant message last is
 /// a prefill the model continues), or a raw fill-in-the-middle prompt, plus the feature's
@@ -104,6 +83,13 @@ pub struct TemplateTexts {
     /// Raw fill-in-the-middle template (code completions on vLLM `/v1/completions`).
     #[serde(default)]
     pub fim: Option<String>,
+    /// Conversation prompts (`chat/react`): template of each earlier assistant turn.
+    #[serde(default)]
+    pub assistant: Option<String>,
+    /// Conversation prompts (`chat/react`): template of the trailing assistant message the
+    /// model continues, on platforms that continue one.
+    #[serde(default)]
+    pub continuation: Option<String>,
     #[serde(default)]
     pub stop: Option<Vec<String>>,
 }
@@ -121,6 +107,10 @@ pub struct PromptOverride {
     pub prefill: Option<String>,
     #[serde(default)]
     pub fim: Option<String>,
+    #[serde(default)]
+    pub assistant: Option<String>,
+    #[serde(default)]
+    pub continuation: Option<String>,
     #[serde(default)]
     pub stop: Option<Vec<String>>,
     /// Merged over the built-in defaults (`max_tokens`, `temperature`, ...); the model's
@@ -173,6 +163,8 @@ struct ManifestVariant {
     user: Option<String>,
     prefill: Option<String>,
     fim: Option<String>,
+    assistant: Option<String>,
+    continuation: Option<String>,
     stop: Option<Vec<String>>,
 }
 
@@ -183,7 +175,18 @@ struct Variant {
     user: Option<String>,
     prefill: Option<String>,
     fim: Option<String>,
+    assistant: Option<String>,
+    continuation: Option<String>,
     stop: Option<Vec<String>>,
+}
+
+/// One template of a conversation prompt (`chat/react`), rendered message by message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    System,
+    User,
+    Assistant,
+    Continuation,
 }
 
 #[derive(Debug)]
@@ -330,6 +333,8 @@ impl PromptSet {
                 user: o.user.clone(),
                 prefill: o.prefill.clone(),
                 fim: o.fim.clone(),
+                assistant: o.assistant.clone(),
+                continuation: o.continuation.clone(),
                 stop: o.stop.clone(),
             };
             apply_texts(&mut env, &mut def.base, &all, &format!("{tag}/all"), key, &allowed)?;
@@ -406,18 +411,36 @@ impl PromptSet {
         if let Some(name) = &variant.system {
             let text = self.render_one(name, &ctx)?;
             if !text.trim().is_empty() {
-                messages.push(Message { role: Role::System, content: text });
+                messages.push(Message::system(text));
             }
         }
         let user = match &variant.user {
             Some(name) => self.render_one(name, &ctx)?,
             None => String::new(),
         };
-        messages.push(Message { role: Role::User, content: user });
+        messages.push(Message::user(user));
         if let Some(prefill) = variant.prefill.as_ref().filter(|p| !p.is_empty()) {
-            messages.push(Message { role: Role::Assistant, content: prefill.clone() });
+            messages.push(Message::assistant(prefill.clone()));
         }
         Ok(Rendered { messages, fim: None, params: def.params.clone(), stop })
+    }
+
+    /// Renders one template of conversation prompt `id` for `family` with `vars` (the caller
+    /// builds them; the manifest declares them). Edge line breaks left by block tags are
+    /// trimmed. A part the prompt has no template for renders empty.
+    pub fn render_part(&self, id: &str, family: Family, part: Part, vars: &Value) -> Result<String, GitlabError> {
+        let def = self.prompts.get(id).ok_or_else(|| GitlabError::detail(500, &format!("Prompt '{id}' is not built in")))?;
+        let variant = def.families.get(&family).unwrap_or(&def.base);
+        let name = match part {
+            Part::System => &variant.system,
+            Part::User => &variant.user,
+            Part::Assistant => &variant.assistant,
+            Part::Continuation => &variant.continuation,
+        };
+        let Some(name) = name else { return Ok(String::new()) };
+        let Value::Object(vars) = vars else { return Err(GitlabError::detail(500, "prompt variables must be an object")) };
+        let text = self.render_one(name, &context(vars, ""))?;
+        Ok(text.trim_matches('\n').to_owned())
     }
 
     /// Default params of prompt `id` (what `render` would return), without rendering.
@@ -449,7 +472,7 @@ impl PromptSet {
         let allowed = allowed_vars(def);
         let mut names: Vec<&String> = Vec::new();
         for v in std::iter::once(&def.base).chain(def.families.values()) {
-            names.extend([&v.system, &v.user, &v.fim].into_iter().flatten());
+            names.extend([&v.system, &v.user, &v.fim, &v.assistant, &v.continuation].into_iter().flatten());
         }
         let mut out = BTreeSet::new();
         for n in names {
@@ -484,6 +507,8 @@ fn variant_over(base: &ManifestVariant, v: &ManifestVariant) -> Variant {
         user: v.user.clone().or_else(|| base.user.clone()),
         prefill: v.prefill.clone().or_else(|| base.prefill.clone()),
         fim: v.fim.clone().or_else(|| base.fim.clone()),
+        assistant: v.assistant.clone().or_else(|| base.assistant.clone()),
+        continuation: v.continuation.clone().or_else(|| base.continuation.clone()),
         stop: v.stop.clone().or_else(|| base.stop.clone()),
     }
 }
@@ -500,6 +525,8 @@ fn apply_texts(
         ("system", &t.system, &mut v.system),
         ("user", &t.user, &mut v.user),
         ("fim", &t.fim, &mut v.fim),
+        ("assistant", &t.assistant, &mut v.assistant),
+        ("continuation", &t.continuation, &mut v.continuation),
     ] {
         let Some(src) = src else { continue };
         let name = format!("{name_prefix}/{role}");
@@ -561,18 +588,54 @@ fn to_jinja(v: &Value) -> JValue {
 
 /// `YYYY-MM-DD` (UTC) of a Unix time, for `current_date`.
 pub fn date_from_unix(secs: u64) -> String {
-    // Civil-from-days (proleptic Gregorian), days since 1970-01-01.
-    let days = (secs / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    CivilDate::from_unix_seconds(secs).iso()
+}
+
+/// A calendar date (UTC), handed in by the adapter: pure code does not read the clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CivilDate {
+    pub year: i32,
+    pub month: u8,
+    pub day: u8,
+}
+
+impl CivilDate {
+    /// The UTC date of a Unix time.
+    pub fn from_unix_seconds(secs: u64) -> CivilDate {
+        let days = i64::try_from(secs / 86_400).unwrap_or(0);
+        // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+        let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
+        CivilDate { year, month, day }
+    }
+
+    /// `YYYY-MM-DD`.
+    pub fn iso(self) -> String {
+        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+
+    /// E.g. `Thursday, November 26, 2026`.
+    pub fn long_format(self) -> String {
+        const MONTHS: [&str; 12] = [
+            "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+            "November", "December",
+        ];
+        const WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+        // Sakamoto's day-of-week.
+        const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
+        let m = usize::from(self.month.clamp(1, 12));
+        let y = if m < 3 { self.year - 1 } else { self.year };
+        let dow = (y + y.div_euclid(4) - y.div_euclid(100) + y.div_euclid(400) + T[m - 1] + i32::from(self.day))
+            .rem_euclid(7) as usize;
+        format!("{}, {} {}, {}", WEEKDAYS[dow], MONTHS[m - 1], self.day, self.year)
+    }
 }
 
 #[cfg(test)]

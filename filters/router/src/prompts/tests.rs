@@ -52,10 +52,6 @@ fn file_table_matches_the_prompts_directory() {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
-                // chat_react/ belongs to the /v2/chat/agent renderer (src/chat), not to this table.
-                if p.file_name().is_some_and(|n| n == "chat_react") {
-                    continue;
-                }
                 walk(&p, base, out);
             } else if p.extension().is_some_and(|x| x == "jinja") {
                 let rel = p.strip_prefix(base).unwrap().to_string_lossy().replace('\\', "/");
@@ -179,7 +175,7 @@ fn admin_overrides_replace_templates_params_and_per_family_texts() {
     let set = PromptSet::new(&cfg).unwrap();
     let vars = inputs(json!({"diff": "abc"}));
     let r = set.render("generate_commit_message", Family::Gpt, &vars, opts()).unwrap();
-    assert_eq!(r.messages, vec![Message { role: Role::User, content: "Commit message for: ABC".into() }]);
+    assert_eq!(r.messages, vec![Message::user("Commit message for: ABC")]);
     assert_eq!(r.params.get("max_tokens"), Some(&json!(99)));
     assert_eq!(r.params.get("temperature"), Some(&json!(0.2)));
     let r = set.render("generate_commit_message", Family::Llama3, &vars, opts()).unwrap();

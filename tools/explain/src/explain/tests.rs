@@ -90,7 +90,8 @@ fn a_completion_goes_to_vllm_as_the_router_rewrites_it() {
     );
     // GitLab's JWT replaced by the model key GitLab sent, and neither is printed.
     assert_eq!(up["headers"]["authorization"], "Bearer ****");
-    assert_eq!(up["headers"]["x-gitlab-instance-id"], "i");
+    // GitLab's instance and user headers never reach a model platform.
+    assert_eq!(up["headers"]["x-gitlab-instance-id"], Value::Null);
     let text = r.to_text() + &r.to_json();
     assert!(
         !text.contains("sk-secret-key") && !text.contains("gitlab-jwt"),
@@ -121,7 +122,7 @@ fn duo_chat_on_bedrock_is_a_converse_stream() {
         "{path}"
     );
     assert_eq!(j["upstream"]["stream"], true);
-    assert_eq!(j["upstream"]["removed_headers"], json!(["authorization"]));
+    assert_eq!(j["upstream"]["removed_headers"], json!(["authorization", "x-gitlab-instance-id"]));
 }
 
 #[test]

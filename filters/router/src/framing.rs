@@ -8,42 +8,13 @@
 //!
 //! None of the three has an error message GitLab understands in the middle of a stream, so a
 //! broken stream must be reset by the adapter (they return `false` from [`Reframer::broken`]).
-//! `/v2/chat/agent` (NDJSON `action`/`final_answer_delta`/`error` events) will be another
-//! [`Reframer`], given to [`super::StreamTranslator::with_reframer`]; its `broken` writes the
-//! `error` event and returns `true`.
+//! `/v2/chat/agent` (NDJSON `action`/`final_answer_delta`/`error` events) is another
+//! [`Reframer`] (`crate::chat::ChatAgentReframer`); its `broken` writes the `error` event and
+//! returns `true`.
 
-use super::{StreamError, Usage};
+use duo_llm::Usage;
+use duo_llm::stream::Reframer;
 use serde::Serialize;
-
-/// Writes GitLab's framing around the model's text. `out` is the replacement for the current
-/// upstream chunk; implementations only append to it.
-pub trait Reframer {
-    /// `content-type` of the answer to GitLab (Starlette adds the charset to GitLab's
-    /// `text/event-stream` answers).
-    fn content_type(&self) -> &'static str {
-        "text/event-stream; charset=utf-8"
-    }
-
-    /// Other response headers the framing needs.
-    fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
-        &[]
-    }
-
-    /// Called once, with the first upstream bytes of a successful (2xx) answer.
-    fn start(&mut self, _out: &mut Vec<u8>) {}
-
-    /// A piece of the model's text (never empty).
-    fn text(&mut self, text: &str, out: &mut Vec<u8>);
-
-    /// The upstream stream ended with its end marker.
-    fn complete(&mut self, _usage: &Usage, _out: &mut Vec<u8>) {}
-
-    /// The upstream stream broke. Returns whether the framing wrote an error event GitLab
-    /// understands; `false` means the adapter must reset the downstream stream.
-    fn broken(&mut self, _reason: &StreamError, _out: &mut Vec<u8>) -> bool {
-        false
-    }
-}
 
 /// The selection of built-in framings, by GitLab endpoint (see the module table).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +30,11 @@ pub enum Framing {
 }
 
 impl Framing {
+    /// The stream translator for `api` on `platform` writing this framing.
+    pub fn translator(self, platform: duo_llm::Platform, api: duo_llm::Api) -> duo_llm::stream::StreamTranslator {
+        duo_llm::stream::StreamTranslator::new(platform, api, self.into_reframer())
+    }
+
     pub fn into_reframer(self) -> Box<dyn Reframer> {
         match self {
             Framing::RawText => Box::new(RawText),
@@ -161,6 +137,57 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+    use duo_llm::stream::{Dialect, Ended, StreamError};
+    use duo_llm::{Api, Platform, sample};
+
+    fn usage(i: u64, o: u64) -> Usage {
+        Usage::known(Some(i), Some(o), None)
+    }
+
+    /// The whole stream through `framing`, whole and split at every offset (same output).
+    fn translate(framing: &Framing, platform: Platform, api: Api, body: &[u8]) -> (String, Ended) {
+        let run = |parts: &[&[u8]]| {
+            let mut t = framing.clone().translator(platform, api);
+            let mut out = Vec::new();
+            for p in parts {
+                let _ = t.push(p, &mut out);
+            }
+            let ended = t.finish(&mut out);
+            (String::from_utf8(out).unwrap(), ended)
+        };
+        let whole = run(&[body]);
+        for i in 0..=body.len() {
+            let (a, b) = body.split_at(i);
+            assert_eq!(run(&[a, b]), whole, "split at {i}");
+        }
+        whole
+    }
+
+    #[test]
+    fn prompt_responses_over_converse_carry_usage_last() {
+        let body = sample::stream(Dialect::Converse, &["Hello", " world"], usage(12, 2)).unwrap();
+        let framing = Framing::PromptResponses { usage_model: Some("claude_3".into()) };
+        let (text, ended) = translate(&framing, Platform::Bedrock, Api::Converse, &body);
+        assert_eq!(ended, Ended::Complete);
+        assert_eq!(
+            text,
+            "{\"content\":\"Hello\"}\n{\"content\":\" world\"}\n{\"content\":\"\",\"usage\":{\"claude_3\":{\"input_tokens\":12,\"output_tokens\":2}}}\n"
+        );
+    }
+
+    #[test]
+    fn suggestions_sse_over_vllm_ends_only_when_the_stream_is_complete() {
+        let framing = Framing::SuggestionsSse { engine: "vllm".into(), name: "codestral".into(), timestamp: 5, feature_flags: vec!["f1".into()] };
+        let body = sample::stream(Dialect::OpenAi, &["\n        self.speed += inc"], usage(3, 4)).unwrap();
+        let (text, ended) = translate(&framing, Platform::Vllm, Api::Completions, &body);
+        assert_eq!(ended, Ended::Complete);
+        assert!(text.starts_with("event: stream_start\ndata: {\"metadata\":{\"model\":{\"engine\":\"vllm\",\"name\":\"codestral\"},\"timestamp\":5,\"enabled_feature_flags\":[\"f1\"]}}\n\n"), "{text}");
+        assert!(text.contains("event: content_chunk\ndata: {\"choices\":[{\"delta\":{\"content\":\"\\n        self.speed += inc\"},\"index\":0}]}\n\n"));
+        assert!(text.ends_with("event: stream_end\ndata: null\n\n"));
+        let (text, ended) = translate(&framing, Platform::Vllm, Api::Completions, &body[..body.len() - 10]);
+        assert_eq!(ended, Ended::Broken(StreamError::Truncated));
+        assert!(!text.contains("stream_end"));
+    }
 
     #[test]
     fn raw_text_is_the_text() {
@@ -205,7 +232,7 @@ mod tests {
         r.text("\ndef hello_", &mut out);
         r.complete(&Usage::default(), &mut out);
         let mut events = Vec::new();
-        let mut d = super::super::sse::SseDecoder::new();
+        let mut d = duo_llm::stream::sse::SseDecoder::new();
         d.feed(&out, |e| {
             events.push((String::from_utf8(e.event.to_vec()).unwrap(), serde_json::from_slice::<serde_json::Value>(e.data).unwrap()));
             Ok(())

@@ -1,0 +1,221 @@
+//! Every decision the adapter used to make in `filter.rs`, natively: which request headers go,
+//! what the platform gets, how the answer is framed, when a stream is reset, what the record says.
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use super::*;
+use crate::decide::{self, Decision, Plan};
+use duo_llm::sample;
+use duo_llm::stream::Dialect;
+use serde_json::json;
+
+fn config() -> Config {
+    let v = json!({
+      "configuration_type": "self_hosted",
+      "cluster_header": "x-duo-upstream",
+      "models": {
+        "codestral": { "platform": "vllm", "cluster": "vllm_codestral", "authority": "vllm.internal:8000",
+          "model": "Codestral-22B-v0.1", "family": "codestral", "identifiers": ["custom_openai/Codestral-22B-v0.1"] },
+        "claude": { "platform": "bedrock", "cluster": "bedrock_us_east_1", "authority": "bedrock-runtime.us-east-1.amazonaws.com",
+          "model": "us.anthropic.claude-3-5-sonnet-20240620-v1:0", "family": "claude_3",
+          "identifiers": ["bedrock/us.anthropic.claude-3-5-sonnet-20240620-v1:0"] }
+      },
+      "features": { "duo_chat": { "provider": "self_hosted", "model": "claude" } },
+      "default": { "provider": "self_hosted", "model": "codestral" }
+    });
+    Config::parse(v.to_string().as_bytes()).unwrap()
+}
+
+const SENT: &[&str] = &[
+    ":method",
+    ":path",
+    ":authority",
+    "authorization",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "accept-encoding",
+    "x-gitlab-instance-id",
+    "x-gitlab-global-user-id",
+    "x-gitlab-realm",
+    "cookie",
+    "x-request-id",
+    "traceparent",
+    "user-agent",
+    "x-duo-upstream",
+];
+
+/// Decides and translates a request the way the adapter does.
+fn translate(method: &str, path: &str, body: Value) -> Result<(Translation, RequestEdit), GitlabError> {
+    let config = config();
+    let prompts = PromptSet::new(&config.prompts).unwrap();
+    let Plan::NeedBody(pending) = decide::plan(&config, method, path) else { panic!("{path} needs its body") };
+    let outcome = decide::decide_body(&config, pending, &body);
+    let Decision::Forward(target) = outcome.decision else { panic!("{path} is forwarded: {:?}", outcome.decision) };
+    let endpoint = outcome.endpoint.unwrap();
+    let ctx = RequestCtx {
+        now_unix: 1_795_651_200,
+        scopes: None,
+        feature_flags: Some("flag_a, flag_b,flag_a"),
+        sent: SENT,
+        cluster_header: &config.cluster_header,
+    };
+    let len = body.to_string().len();
+    Translation::request(&config, &prompts, &target, &endpoint, (&body, len), &ctx)
+}
+
+fn prompt(stream: bool) -> (Translation, RequestEdit) {
+    let body = json!({"inputs": {"diff": "+a"}, "stream": stream,
+        "model_metadata": {"provider": "custom_openai", "name": "codestral", "identifier": "custom_openai/Codestral-22B-v0.1"}});
+    translate("POST", "/v2/prompts/generate_commit_message", body).unwrap()
+}
+
+fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+#[test]
+fn the_platform_gets_the_prompt_and_its_credential_nothing_about_who_asked() {
+    let (_, edit) = prompt(false);
+    let mut removed = edit.remove.clone();
+    removed.sort();
+    assert_eq!(
+        removed,
+        [
+            "accept-encoding",
+            "authorization",
+            "content-encoding",
+            "cookie",
+            "x-gitlab-global-user-id",
+            "x-gitlab-instance-id",
+            "x-gitlab-realm",
+        ],
+        "GitLab's JWT, its instance and user headers, cookies and the old body's encoding go; tracing stays"
+    );
+    let set: Vec<&str> = edit.set.iter().map(|(k, _)| *k).collect();
+    assert_eq!(set, ["content-type", "accept", ":method", ":path", "content-length"]);
+    assert_eq!(edit.set[3].1, "/v1/chat/completions");
+    assert_eq!(edit.set[4].1, edit.body.len().to_string());
+    let body: Value = serde_json::from_slice(&edit.body).unwrap();
+    assert_eq!(body["model"], "Codestral-22B-v0.1");
+    assert!(body["messages"].to_string().contains("+a"));
+}
+
+#[test]
+fn the_routing_header_set_by_the_decision_is_never_removed() {
+    let (_, edit) = prompt(false);
+    assert!(!edit.remove.iter().any(|h| h == "x-duo-upstream"));
+    assert!(!edit.remove.iter().any(|h| h.starts_with(':')));
+}
+
+#[test]
+fn answer_plans_follow_status_and_streaming() {
+    let upstream = headers(&[("content-type", "text/event-stream"), ("content-length", "99"), ("content-encoding", "identity")]);
+    // no body at all: answer now (Envoy has no body buffer to replace)
+    let (mut t, _) = prompt(true);
+    assert_eq!(t.response_headers(Some(200), true, &upstream, 0), HeadersPlan::AnswerNow);
+    // an error status is held whole, even on a streaming request
+    let (mut t, _) = prompt(true);
+    assert_eq!(t.response_headers(Some(503), false, &upstream, 0), HeadersPlan::Hold);
+    assert!(t.holds_body() && t.needs_code_details());
+    // a non-streaming answer is held whole
+    let (mut t, _) = prompt(false);
+    assert_eq!(t.response_headers(Some(200), false, &upstream, 0), HeadersPlan::Hold);
+    assert!(!t.needs_code_details());
+    // a 2xx stream is re-framed: GitLab's content type, old body headers removed (only those present)
+    let (mut t, _) = prompt(true);
+    let plan = t.response_headers(Some(200), false, &upstream, 0);
+    assert_eq!(
+        plan,
+        HeadersPlan::Stream { set: vec![("content-type", "text/event-stream; charset=utf-8")], remove: vec!["content-length", "content-encoding"] }
+    );
+    assert_eq!(t.usage().error.as_deref(), Some("stream_truncated"), "until it ends, the record says cut");
+}
+
+#[test]
+fn a_complete_stream_becomes_gitlabs_framing_with_usage() {
+    let (mut t, _) = prompt(true);
+    let _ = t.response_headers(Some(200), false, &[], 7);
+    let body = sample::stream(Dialect::OpenAi, &["fix: ", "a"], duo_llm::Usage::known(Some(5), Some(2), None)).unwrap();
+    let (a, b) = body.split_at(body.len() / 2);
+    let first = t.chunk(a, false);
+    assert!(!first.done && !first.reset);
+    let last = t.chunk(b, true);
+    assert!(last.done && !last.reset);
+    let text = String::from_utf8([first.bytes, last.bytes].concat()).unwrap();
+    assert_eq!(
+        text,
+        "{\"content\":\"fix: \"}\n{\"content\":\"a\"}\n{\"content\":\"\",\"usage\":{\"Codestral-22B-v0.1\":{\"input_tokens\":5,\"output_tokens\":2}}}\n"
+    );
+    assert_eq!((t.usage().input_tokens, t.usage().output_tokens, t.usage().error.as_deref()), (Some(5), Some(2), None));
+    // bytes after the end never reach GitLab untranslated
+    let after = t.chunk(b"data: {\"junk\": true}\n\n", false);
+    assert!(after.bytes.is_empty() && after.done);
+}
+
+#[test]
+fn a_cut_stream_without_an_error_event_is_reset_and_logged() {
+    let (mut t, _) = prompt(true);
+    let _ = t.response_headers(Some(200), false, &[], 0);
+    let body = sample::stream(Dialect::OpenAi, &["partial"], duo_llm::Usage::default()).unwrap();
+    let cut = t.chunk(&body[..body.len() - 14], true);
+    assert!(cut.done && cut.reset, "PromptResponses has no error event: GitLab must see a reset");
+    assert_eq!(t.usage().error.as_deref(), Some("stream_truncated"));
+}
+
+#[test]
+fn a_broken_chat_stream_ends_with_an_error_event_not_a_reset() {
+    let body = json!({"messages": [{"role": "user", "content": "hi"}],
+        "model_metadata": {"provider": "bedrock", "name": "claude_3", "identifier": "bedrock/us.anthropic.claude-3-5-sonnet-20240620-v1:0"}});
+    let (mut t, edit) = translate("POST", "/v2/chat/agent", body).unwrap();
+    assert_eq!(edit.set.iter().find(|(k, _)| *k == ":path").map(|(_, v)| v.as_str()),
+        Some("/model/us.anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream"));
+    let plan = t.response_headers(Some(200), false, &[], 0);
+    assert!(matches!(plan, HeadersPlan::Stream { ref set, .. } if set[0].1 == "application/x-ndjson; charset=utf-8"), "{plan:?}");
+    let body = sample::stream(Dialect::Converse, &["Thought: x\nFinal Answer: hel"], duo_llm::Usage::default()).unwrap();
+    let cut = t.chunk(&body[..body.len() / 2], true);
+    assert!(cut.done && !cut.reset);
+    assert!(String::from_utf8(cut.bytes).unwrap().contains("\"type\":\"error\""));
+}
+
+#[test]
+fn whole_answers_are_gitlabs_with_their_length_and_without_the_old_bodys_headers() {
+    let (mut t, _) = prompt(false);
+    let upstream = headers(&[("content-type", "application/json"), ("content-encoding", "identity"), ("etag", "\"e\"")]);
+    let _ = t.response_headers(Some(200), false, &upstream, 0);
+    let answer = br#"{"choices":[{"message":{"content":"fix: a"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#;
+    let a = t.whole(&upstream, answer, None, 0);
+    assert_eq!(a.status, 200);
+    assert_eq!(a.remove, ["content-encoding", "etag"]);
+    assert_eq!(a.set.last().map(|(k, v)| (*k, v.clone())), Some(("content-length", a.body.len().to_string())));
+    assert_eq!(serde_json::from_slice::<Value>(&a.body).unwrap()["content"], "fix: a");
+    assert_eq!((t.usage().input_tokens, t.usage().output_tokens), (Some(5), Some(2)));
+
+    // an error answer is mapped the GitLab way and the record keeps a content-free reason
+    let (mut t, _) = prompt(false);
+    let _ = t.response_headers(Some(429), false, &[], 0);
+    let a = t.whole(&headers(&[("retry-after", "3")]), br#"{"error": {"message": "slow down"}}"#, Some(true), 0);
+    assert_ne!(a.status, 200);
+    assert!(t.usage().error.is_some());
+}
+
+#[test]
+fn content_is_captured_only_when_asked_and_cut_at_the_limit() {
+    let (mut t, edit) = prompt(true);
+    assert_eq!(t.content(), None);
+    t.capture_content(10, &edit.body);
+    let _ = t.response_headers(Some(200), false, &[], 0);
+    let body = sample::stream(Dialect::OpenAi, &["0123456789abcdef"], duo_llm::Usage::default()).unwrap();
+    let _ = t.chunk(&body, true);
+    let c = t.content().unwrap();
+    assert_eq!(c.prompt.map(|p| p.len()), Some(10));
+    assert_eq!(c.response.as_deref(), Some("{\"content\""));
+}
+
+#[test]
+fn bad_bodies_are_gitlab_errors_before_anything_is_sent() {
+    let body = json!({"inputs": {}, "model_metadata": {"provider": "custom_openai", "name": "codestral", "identifier": "custom_openai/Codestral-22B-v0.1"}});
+    let e = translate("POST", "/v2/prompts/generate_commit_message", body).err().unwrap();
+    assert_eq!(e.status, 422);
+}
