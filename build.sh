@@ -18,7 +18,7 @@ CALLER_PWD=$PWD   # operator commands resolve their FILE arguments from where th
 cd "$(dirname "$0")"
 ROOT=$PWD
 FILTERS=(duo_auth duo_router duo_logger)
-PURE_CRATES=(duo-core duo_auth duo_router duo_logger)
+PURE_CRATES=(duo-core duo-llm duo_auth duo_router duo_logger)
 VENV=$ROOT/.venv
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 

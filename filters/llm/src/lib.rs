@@ -26,3 +26,6 @@ pub use completion::{Completion, parse_completion};
 pub use error::LlmError;
 pub use message::{LlmRequest, Message, Role, ToolCall, ToolChoice, ToolSpec, Usage};
 pub use platform::{Api, ModelTarget, Platform, Wire};
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,9 @@ use crate::model::{self, ModelConfig};
 use crate::prompts::{TemplateOverrides, validate_overrides};
 use duo_core::catalogue::Feature;
 use duo_core::config::{ConfigError, parse_json};
+use duo_core::limits::MAX_REQUEST_BYTES;
+pub use duo_core::validate::split_host_port;
+use duo_core::validate::{check_authority, check_name};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -81,7 +84,7 @@ pub struct Aigw {
 
 pub const DEFAULT_CLUSTER_HEADER: &str = "x-duo-upstream";
 /// Above Rails' own 600 000-byte cap on code-suggestion bodies; chat bodies carry scratchpads.
-pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 1_048_576;
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = MAX_REQUEST_BYTES as u64;
 pub const DEFAULT_BODY_WAIT_MS: u64 = 10_000;
 
 fn default_cluster_header() -> String {
@@ -212,9 +215,9 @@ impl Config {
             check_name("aigw.cluster", &a.cluster)?;
             check_authority("aigw.authority", &a.authority)?;
         }
-        let codec_max = u64::try_from(crate::codec::MAX_REQUEST_BYTES).unwrap_or(u64::MAX);
-        if raw.max_request_bytes == 0 || raw.max_request_bytes > codec_max {
-            return Err(ConfigError::new("max_request_bytes", format!("must be between 1 and {codec_max} (what the codecs accept)")));
+        let limit = u64::try_from(MAX_REQUEST_BYTES).unwrap_or(u64::MAX);
+        if raw.max_request_bytes == 0 || raw.max_request_bytes > limit {
+            return Err(ConfigError::new("max_request_bytes", format!("must be between 1 and {limit} (what the codecs accept)")));
         }
         validate_overrides("prompts", &raw.prompts)?;
 
@@ -346,55 +349,12 @@ impl RouteCompiler<'_> {
     }
 }
 
-/// A cluster or model name: non-empty, no whitespace or control characters.
-pub(crate) fn check_name(path: &str, value: &str) -> Result<(), ConfigError> {
-    if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ConfigError::new(path, format!("`{value}` must be a non-empty name without spaces")));
-    }
-    Ok(())
-}
-
-/// `host[:port]`, as sent in `:authority`: no scheme, no path.
-pub(crate) fn check_authority(path: &str, value: &str) -> Result<(), ConfigError> {
-    let bad = || ConfigError::new(path, format!("`{value}` must be host[:port] (no scheme, no path)"));
-    if value.is_empty() || value.contains(['/', '?', '#', '@']) || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad());
-    }
-    let (host, port) = split_host_port(value);
-    if host.is_empty() {
-        return Err(bad());
-    }
-    if let Some(p) = port
-        && p.parse::<u16>().map(|n| n == 0).unwrap_or(true)
-    {
-        return Err(bad());
-    }
-    Ok(())
-}
-
 fn check_header_name(path: &str, value: &str) -> Result<(), ConfigError> {
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if value.is_empty() || !value.chars().all(token) {
         return Err(ConfigError::new(path, format!("`{value}` is not an HTTP header name")));
     }
     Ok(())
-}
-
-/// Splits `host:port` / `[v6]:port`; the port is whatever follows the last `:` outside brackets.
-pub fn split_host_port(authority: &str) -> (&str, Option<&str>) {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return match rest.split_once(']') {
-            Some((_, tail)) => {
-                let host_len = authority.len() - tail.len();
-                (authority.get(..host_len).unwrap_or(authority), tail.strip_prefix(':'))
-            }
-            None => (authority, None),
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h, Some(p)),
-        _ => (authority, None),
-    }
 }
 
 #[cfg(test)]

@@ -281,7 +281,7 @@ pub fn refuse_body(pending: Pending, reply_: GitlabError, reason: Reason) -> Out
 
 /// 413 for a body above `max_request_bytes`.
 pub fn too_large(config: &Config) -> GitlabError {
-    GitlabError::detail(413, &format!("Request body exceeds {} bytes", config.max_request_bytes))
+    GitlabError::request_too_large(config.max_request_bytes)
 }
 
 /// GitLab's name for the model and the endpoint it would call, as sent in the body.

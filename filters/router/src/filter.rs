@@ -17,6 +17,7 @@
 
 use crate::config::{Config, Provider};
 use crate::decide::{self, Decision, Outcome, Pending, Plan, Reason, Target};
+use crate::metrics;
 use crate::prompts::PromptSet;
 use crate::translate::{HeadersPlan, RequestCtx, Translation};
 use duo_core::catalogue::Endpoint;
@@ -26,7 +27,7 @@ use serde::Serialize;
 use serde_json::Value;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -39,27 +40,17 @@ proxy_wasm::main! {{
     });
 }}
 
-/// Metric names (Envoy shows them as `wasmcustom.<name>`; Prometheus as `envoy_wasmcustom_...`).
-mod metric {
-    /// Every request the router saw.
-    pub const REQUESTS: &str = "duo_router.requests";
-    /// `duo_router.routed.<provider>.<feature>`: forwarded requests (`feature` is `model_check`
-    /// for the admin's "Test connection", `public` for model definitions).
-    pub const ROUTED: &str = "duo_router.routed";
-    /// `duo_router.refused.<reason>`: local replies (reasons in `decide::Reason::name`).
-    pub const REFUSED: &str = "duo_router.refused";
-    /// Requests the body watchdog answered (allow_on_headers_stop_iteration missing).
-    pub const BODY_NEVER_ARRIVED: &str = "duo_router.body_never_arrived";
-    /// `duo_router.upstream.<provider>.<1xx..5xx>`: upstream answers by status class.
-    pub const UPSTREAM: &str = "duo_router.upstream";
-}
-
 /// Per-VM state shared by the root context and every stream of this worker.
-#[derive(Default)]
 struct Shared {
-    metrics: BTreeMap<String, u32>,
+    counters: duo_kit::Counters,
     /// Streams held at their headers, waiting for their first body callback.
     waiting: BTreeMap<u32, Waiting>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared { counters: duo_kit::Counters::new("duo_router", metrics::DROPPED, metrics::MAX_NAMES), waiting: BTreeMap::new() }
+    }
 }
 
 struct Waiting {
@@ -69,19 +60,7 @@ struct Waiting {
 
 impl Shared {
     fn count(&mut self, name: &str) {
-        let id = match self.metrics.get(name) {
-            Some(id) => *id,
-            None => match hostcalls::define_metric(MetricType::Counter, name) {
-                Ok(id) => {
-                    self.metrics.insert(name.to_owned(), id);
-                    id
-                }
-                Err(_) => return,
-            },
-        };
-        if hostcalls::increment_metric(id, 1).is_err() {
-            log::debug!("duo_router: could not count {name}");
-        }
+        self.counters.count(name);
     }
 }
 
@@ -161,7 +140,7 @@ impl RootContext for Root {
                 "duo_router: #{id} was held at its request headers and Envoy never delivered the body: \
                  set `allow_on_headers_stop_iteration: true` in this wasm filter's config (answering 500)"
             );
-            self.shared.borrow_mut().count(metric::BODY_NEVER_ARRIVED);
+            self.shared.borrow_mut().count(metrics::BODY_NEVER_ARRIVED);
             if hostcalls::set_effective_context(id).is_err() {
                 continue; // the stream is gone
             }
@@ -247,7 +226,7 @@ impl Exchange {
         match decision {
             Decision::Reply { reply, reason } => {
                 if reason != Reason::Health {
-                    self.shared.borrow_mut().count(&format!("{}.{}", metric::REFUSED, reason.name()));
+                    self.shared.borrow_mut().count(&metrics::refused(reason.name()));
                     log::debug!("duo_router: #{} {label}: refused ({})", self.id, reason.name());
                 }
                 self.reply(&reply)
@@ -257,7 +236,7 @@ impl Exchange {
                     log::error!("duo_router: #{} could not set the upstream headers ({e:?})", self.id);
                     return self.reply(&GitlabError::inference_failed());
                 }
-                self.shared.borrow_mut().count(&format!("{}.{}.{label}", metric::ROUTED, target.provider.name()));
+                self.shared.borrow_mut().count(&metrics::routed(target.provider.name(), &label));
                 log::debug!("duo_router: #{} {label}: {} -> {}", self.id, target.provider.name(), target.cluster);
                 if target.provider == Provider::SelfHosted
                     && let (Some(endpoint), Some(body)) = (&endpoint, body)
@@ -462,7 +441,7 @@ impl HttpContext for Exchange {
         let Some(config) = self.config.clone() else {
             return self.reply(&GitlabError::detail(500, "duo_router is not configured"));
         };
-        self.shared.borrow_mut().count(metric::REQUESTS);
+        self.shared.borrow_mut().count(metrics::REQUESTS);
         // One host call for every header this request needs (each single read is a VM crossing).
         let headers = duo_kit::Headers::request();
         // The client never picks the cluster: only a decision below sets this header.
@@ -531,8 +510,7 @@ impl HttpContext for Exchange {
         }
         let status = duo_kit::response_header(":status").and_then(|s| s.parse::<u32>().ok());
         if let (Some(t), Some(s)) = (&self.target, status) {
-            let name = format!("{}.{}.{}xx", metric::UPSTREAM, t.provider.name(), s / 100);
-            self.shared.borrow_mut().count(&name);
+            self.shared.borrow_mut().count(&metrics::upstream(t.provider.name(), s));
         }
         if self.translation.is_some() {
             return self.translate_response_headers(status, end_of_stream);

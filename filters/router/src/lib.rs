@@ -8,6 +8,7 @@ pub mod codec;
 pub mod config;
 pub mod decide;
 pub mod framing;
+pub mod metrics;
 pub mod model;
 pub mod prompts;
 pub mod translate;

@@ -114,8 +114,8 @@ impl ModelConfig {
 pub fn validate(path: &str, m: &ModelConfig) -> Result<(), duo_core::config::ConfigError> {
     use duo_core::config::ConfigError;
     let err = |field: &str, msg: String| Err(ConfigError::new(format!("{path}.{field}"), msg));
-    crate::config::check_name(&format!("{path}.cluster"), &m.cluster)?;
-    crate::config::check_authority(&format!("{path}.authority"), &m.authority)?;
+    duo_core::validate::check_name(&format!("{path}.cluster"), &m.cluster)?;
+    duo_core::validate::check_authority(&format!("{path}.authority"), &m.authority)?;
     if m.model.trim().is_empty() {
         return err("model", "must not be empty".into());
     }

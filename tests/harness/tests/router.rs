@@ -129,7 +129,7 @@ fn self_hosted_waits_for_the_body_then_routes_to_the_named_model() {
     assert_eq!(usage["upstream_status"], 200);
     assert_eq!((usage["input_tokens"].as_u64(), usage["output_tokens"].as_u64()), (Some(10), Some(3)));
     s.finish();
-    assert_eq!(host.metric_value("duo_router.routed.self_hosted.duo_chat_explain_code"), Some(1));
+    assert_eq!(host.metric_value("duo_router.routed.provider.self_hosted.feature.duo_chat_explain_code"), Some(1));
     assert!(r.logs().iter().all(|l| !l.message.contains("sk-never-logged") && !l.message.contains("eyJ")));
 }
 
@@ -212,9 +212,9 @@ fn refusals_reach_no_upstream() {
         assert!(route(&s)["error"].is_string(), "{path}");
         s.finish();
     }
-    assert_eq!(host.metric_value("duo_router.refused.unknown_model"), Some(1));
-    assert_eq!(host.metric_value("duo_router.refused.endpoint_mismatch"), Some(1));
-    assert_eq!(host.metric_value("duo_router.refused.disabled"), Some(1));
+    assert_eq!(host.metric_value("duo_router.refused.reason.unknown_model"), Some(1));
+    assert_eq!(host.metric_value("duo_router.refused.reason.endpoint_mismatch"), Some(1));
+    assert_eq!(host.metric_value("duo_router.refused.reason.disabled"), Some(1));
     assert_eq!(cfg["configuration_type"], "hybrid");
 }
 

@@ -25,16 +25,11 @@ use inbound::{CodeRequest, PromptRequest};
 
 pub use duo_llm::{Completion, Usage, Wire, parse_completion};
 
-/// Largest request body the router buffers. GitLab caps code-suggestion payloads at 600 000
-/// bytes before adding its own model fields; this leaves room for those.
-pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+pub use duo_core::limits::MAX_REQUEST_BYTES;
 
-/// 413 for a body over [`MAX_REQUEST_BYTES`].
-pub fn request_too_large(len: usize) -> GitlabError {
-    GitlabError::detail(
-        413,
-        &format!("Request body too large: {len} bytes; the gateway accepts at most {MAX_REQUEST_BYTES} bytes"),
-    )
+/// 413 for a body over [`MAX_REQUEST_BYTES`] (the one 413 text of every filter).
+fn request_too_large() -> GitlabError {
+    GitlabError::request_too_large(MAX_REQUEST_BYTES as u64)
 }
 
 /// Everything [`build_upstream_request`] needs besides the body.
@@ -241,7 +236,7 @@ fn wire_error(e: LlmError) -> GitlabError {
 /// replies (422 bad body or missing variables, 404 unknown prompt).
 pub fn build_upstream_request(call: &Call<'_>, body: &[u8]) -> Result<UpstreamRequest, GitlabError> {
     if body.len() > MAX_REQUEST_BYTES {
-        return Err(request_too_large(body.len()));
+        return Err(request_too_large());
     }
     let json: Value = inbound::parse(body)?;
     build_upstream_request_parsed(call, &json, body.len())
@@ -251,7 +246,7 @@ pub fn build_upstream_request(call: &Call<'_>, body: &[u8]) -> Result<UpstreamRe
 /// size in bytes): the body is parsed once per request.
 pub fn build_upstream_request_parsed(call: &Call<'_>, body: &Value, body_len: usize) -> Result<UpstreamRequest, GitlabError> {
     if body_len > MAX_REQUEST_BYTES {
-        return Err(request_too_large(body_len));
+        return Err(request_too_large());
     }
     let model = call.model;
     let today = date_from_unix(call.now_unix);
