@@ -10,7 +10,7 @@
 use crate::prompts::{Message, Role};
 use super::validation::invalid;
 use duo_core::errors::GitlabError;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 pub const MAX_CONTENT_CHARS: usize = 400_000;
 pub const MAX_MESSAGES: usize = 100;
@@ -241,24 +241,13 @@ fn parse_params(loc: &str, p: &Map<String, Value>) -> Result<LegacyParams, Gitla
     Ok(LegacyParams { stop_sequences, temperature, max_tokens })
 }
 
-/// The non-streaming answer: `{"response": text, "metadata": {"provider", "model", "timestamp"}}`.
-pub fn response_body(text: &str, req: &LegacyChatRequest, unix_seconds: u64) -> String {
-    json!({
-        "response": text,
-        "metadata": {"provider": req.provider, "model": req.model, "timestamp": unix_seconds},
-    })
-    .to_string()
-}
-
-/// Streaming answers are the model's raw text chunks with this content type.
-pub const STREAM_CONTENT_TYPE: &str = "text/event-stream";
-
 #[cfg(test)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+    use serde_json::json;
 
     fn body(content: Value) -> Value {
         json!({
@@ -344,12 +333,5 @@ mod tests {
         let mut b = body(json!("x"));
         b["prompt_components"][0]["metadata"]["source"] = json!("s".repeat(101));
         assert_eq!(detail(b), "prompt_components.0.metadata.source: String should have at most 100 characters");
-    }
-
-    #[test]
-    fn response_shape() {
-        let r = LegacyChatRequest::parse(&body(json!("x"))).unwrap();
-        let v: Value = serde_json::from_str(&response_body("Hi!", &r, 1_723_448_920)).unwrap();
-        assert_eq!(v, json!({"response": "Hi!", "metadata": {"provider": "litellm", "model": "mistral", "timestamp": 1_723_448_920u64}}));
     }
 }

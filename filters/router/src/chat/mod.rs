@@ -9,12 +9,12 @@
 //!
 //! `include_<category>_context` scopes: [`duo_core::chat_scopes::required_context_scopes`].
 
-pub mod events;
-pub mod legacy;
-pub mod parser;
-pub mod prompt;
-pub mod reframer;
-pub mod request;
+pub(crate) mod events;
+pub(crate) mod legacy;
+pub(crate) mod parser;
+pub(crate) mod prompt;
+pub(crate) mod reframer;
+pub(crate) mod request;
 mod validation;
 
 pub use events::{AgentEvent, upstream_failure};

@@ -18,11 +18,7 @@ pub struct CodeRequest {
     #[serde(default)]
     pub prompt: Option<Value>,
     #[serde(default)]
-    pub prompt_version: Option<Value>,
-    #[serde(default)]
     pub context: Vec<ContextItem>,
-    #[serde(default)]
-    pub model_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,9 +117,7 @@ impl SuggestionsRequest {
             stream: p.get("stream").and_then(Value::as_bool).unwrap_or(false),
             model_api_key: self.model_metadata.and_then(|m| m.api_key),
             prompt,
-            prompt_version: p.remove("prompt_version"),
             context,
-            model_name: None,
         };
         Ok(Suggestions { code, generation, enhancer })
     }

@@ -1,14 +1,13 @@
 //! Provider codecs (non-streaming answers; request side for streaming too): GitLab's request →
 //! the model platform's request, and the platform's answer → the answer GitLab expects.
 //!
-//! Pure functions, no proxy-wasm. The router adapter calls [`build_upstream_request`] once the
-//! request body is complete and [`translate_response`] once the upstream answer is complete
-//! (non-streaming); for streams it uses [`AnswerCtx`] with the stream decoders (`crate::stream`)
-//! and [`translate_response`] only for error statuses.
+//! Pure functions, no proxy-wasm, in GitLab's vocabulary over the provider wire of `duo-llm`.
+//! `crate::translate::Translation` calls [`build_upstream_request_parsed`] once the request body
+//! is complete and [`translate_response`] once a held upstream answer is complete; streams go
+//! through `duo_llm::stream` with GitLab's framings (`crate::framing`).
 
-pub mod bench;
 mod errors;
-pub mod inbound;
+pub(crate) mod inbound;
 
 #[cfg(test)]
 mod golden;
@@ -64,7 +63,7 @@ pub struct UpstreamRequest {
 /// one and go with it: a `content-encoding: gzip` kept on a rebuilt plain body makes the
 /// receiver fail to decode it, a digest or length would not match. `content-length` is then set
 /// again for the new body.
-pub const BODY_HEADERS: &[&str] = &[
+pub(crate) const BODY_HEADERS: &[&str] = &[
     "content-length",
     "content-encoding",
     "transfer-encoding",
@@ -80,17 +79,17 @@ pub const BODY_HEADERS: &[&str] = &[
 /// rebuilt): GitLab's JWT and any key header (the only credential sent is the one in
 /// `set_headers`), `accept-encoding` (the answer must come back uncompressed to be translated),
 /// and the payload hash SigV4 computes again.
-pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "api-key", "x-api-key", "accept-encoding", "x-amz-content-sha256"];
+pub(crate) const CREDENTIAL_HEADERS: &[&str] = &["authorization", "api-key", "x-api-key", "accept-encoding", "x-amz-content-sha256"];
 
 /// Every request header the router removes before a model platform sees the request.
-pub fn removed_request_headers() -> impl Iterator<Item = &'static str> {
+pub(crate) fn removed_request_headers() -> impl Iterator<Item = &'static str> {
     CREDENTIAL_HEADERS.iter().chain(BODY_HEADERS).copied()
 }
 
 /// The upstream response headers (of `present`) that describe the body the router replaces and
 /// must be removed; `content-length` is not among them (the adapter sets it, or removes it for a
 /// stream).
-pub fn stale_body_headers(present: &[(String, String)]) -> impl Iterator<Item = &'static str> + '_ {
+pub(crate) fn stale_body_headers(present: &[(String, String)]) -> impl Iterator<Item = &'static str> + '_ {
     BODY_HEADERS
         .iter()
         .copied()
@@ -207,7 +206,7 @@ fn takes_raw(wire: Wire) -> bool {
 }
 
 /// The chat format a family's raw text prompts are written in.
-pub fn text_format(f: Family) -> TextFormat {
+pub(crate) fn text_format(f: Family) -> TextFormat {
     match f {
         Family::Mistral | Family::Mixtral | Family::Codestral => TextFormat::MistralInst,
         Family::Llama3 => TextFormat::Llama3,
@@ -220,7 +219,7 @@ pub fn text_format(f: Family) -> TextFormat {
 
 /// Families whose chat templates reject a system role: the system text goes into the first
 /// user turn instead.
-pub fn family_has_system_role(f: Family) -> bool {
+pub(crate) fn family_has_system_role(f: Family) -> bool {
     !matches!(f, Family::Mistral | Family::Mixtral | Family::Codestral | Family::Codegemma)
 }
 
