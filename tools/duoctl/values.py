@@ -42,12 +42,15 @@ DUO_LOG_FORMAT = "%FILTER_STATE(wasm.duo_access_log:PLAIN)%\n"
 # latency histograms get buckets that fit LLM calls (milliseconds; docs/logger.md).
 STATS_CONFIG = {
     "stats_tags": [{"tag_name": t, "regex": rf"^wasmcustom\..*?(\.{t}\.([^.]+))"}
-                   for t in ("feature", "model", "outcome", "reason", "result", "provider", "status_class")],
+                   for t in ("feature", "model", "outcome", "reason", "result", "provider", "status_class",
+                             "grpc_method", "grpc_status")],
     "histogram_bucket_settings": [
         {"match": {"prefix": "wasmcustom.duo_request_duration_ms."},
          "buckets": [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240, 20480, 40960, 81920, 163840, 327680]},
         {"match": {"prefix": "wasmcustom.duo_first_chunk_duration_ms."},
          "buckets": [1, 5, 10, 20, 40, 60, 80, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000, 30000, 60000]},
+        {"match": {"prefix": "wasmcustom.duo_grpc_call_duration_ms."},
+         "buckets": [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 900000, 1800000, 3600000]},
     ],
 }
 

@@ -7,7 +7,7 @@
 /// Every tag a filter puts in a metric name. Each needs its `stats_tags` regex
 /// `^wasmcustom\..*?(\.<tag>\.([^.]+))` in every shipped bootstrap (tested below), or
 /// Prometheus sees the pair as part of the metric name.
-pub const TAGS: &[&str] = &["feature", "model", "outcome", "reason", "result", "provider", "status_class"];
+pub const TAGS: &[&str] = &["feature", "model", "outcome", "reason", "result", "provider", "status_class", "grpc_method", "grpc_status"];
 
 /// Longest tag value kept, in bytes.
 pub const MAX_TAG_VALUE: usize = 64;

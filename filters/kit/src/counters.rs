@@ -10,11 +10,12 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
 use std::collections::HashMap;
 
-/// What a metric is: a counter adds, a histogram records a sample.
+/// What a metric is: a counter adds, a histogram records a sample, a gauge goes up and down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Counter,
     Histogram,
+    Gauge,
 }
 
 /// The three host calls a registry needs.
@@ -33,6 +34,7 @@ impl MetricHost for ProxyWasm {
         let kind = match kind {
             Kind::Counter => MetricType::Counter,
             Kind::Histogram => MetricType::Histogram,
+            Kind::Gauge => MetricType::Gauge,
         };
         hostcalls::define_metric(kind, name)
     }
@@ -91,6 +93,14 @@ impl<H: MetricHost> Registry<H> {
     pub fn record(&mut self, name: &str, value: u64) {
         if let Some(id) = self.id(Kind::Histogram, name) {
             let result = self.host.record(id, value);
+            self.check(name, result);
+        }
+    }
+
+    /// Moves the gauge `name` by `delta` (e.g. +1 when a stream opens, -1 when it ends).
+    pub fn adjust(&mut self, name: &str, delta: i64) {
+        if let Some(id) = self.id(Kind::Gauge, name) {
+            let result = self.host.increment(id, delta);
             self.check(name, result);
         }
     }
@@ -210,7 +220,7 @@ mod tests {
         }
         fn increment(&mut self, id: u32, by: i64) -> Result<(), Status> {
             self.check_id(id);
-            self.updates.push((id, "inc", u64::try_from(by).unwrap()));
+            self.updates.push((id, if by < 0 { "dec" } else { "inc" }, by.unsigned_abs()));
             if self.fail_update == Some(id) { Err(Status::NotFound) } else { Ok(()) }
         }
         fn record(&mut self, id: u32, value: u64) -> Result<(), Status> {
@@ -271,6 +281,18 @@ mod tests {
         r.record("flaky", 3);
         assert_eq!(r.host.updates.len(), 1, "a counter name recorded as a histogram");
         assert_eq!(r.host.defined.len(), 1);
+    }
+
+    #[test]
+    fn gauges_go_up_and_down_and_never_mix_with_counters() {
+        let mut r = registry(10);
+        r.adjust("streams.grpc_method.executeworkflow", 1);
+        r.adjust("streams.grpc_method.executeworkflow", 1);
+        r.adjust("streams.grpc_method.executeworkflow", -1);
+        assert_eq!(r.host.defined, [(Kind::Gauge, "streams.grpc_method.executeworkflow".to_owned())]);
+        assert_eq!(r.host.updates, [(10, "inc", 1), (10, "inc", 1), (10, "dec", 1)]);
+        r.count("streams.grpc_method.executeworkflow");
+        assert_eq!(r.host.updates.len(), 3, "a gauge name counted as a counter");
     }
 
     #[test]

@@ -69,6 +69,7 @@ impl RootContext for LoggerRoot {
             response_content_type: None,
             frames_in: FrameCounter::default(),
             frames_out: FrameCounter::default(),
+            open_stream: None,
         })))
     }
 }
@@ -83,6 +84,8 @@ struct LoggerStream {
     /// gRPC messages each way (gRPC calls only).
     frames_in: FrameCounter,
     frames_out: FrameCounter,
+    /// The in-flight gauge this gRPC call moved up (moved down in `on_log`).
+    open_stream: Option<String>,
 }
 
 /// Feeds one body chunk to a counter, reading only the message prefixes from the host.
@@ -135,6 +138,12 @@ impl HttpContext for LoggerStream {
         {
             log::warn!("duo_logger: cannot publish {}: {status:?}", handoff::CONTENT_WANTED);
         }
+        // A gRPC call is an open stream until on_log: the in-flight gauge follows it.
+        if let Some(method) = self.request.path.as_deref().and_then(crate::grpc::method_of).filter(|_| self.request.grpc) {
+            let gauge = metrics::grpc_streams(method);
+            self.metrics.borrow_mut().adjust(&gauge, 1);
+            self.open_stream = Some(gauge);
+        }
         Action::Continue
     }
 
@@ -166,6 +175,9 @@ impl HttpContext for LoggerStream {
     }
 
     fn on_log(&mut self) {
+        if let Some(gauge) = self.open_stream.take() {
+            self.metrics.borrow_mut().adjust(&gauge, -1);
+        }
         let stream = self.stream_facts();
         let auth: Option<AuthInfo> = duo_kit::filter_state(handoff::AUTH);
         let route: Option<RouteInfo> = duo_kit::filter_state(handoff::ROUTE);

@@ -12,6 +12,10 @@ pub(crate) const INPUT_TOKENS: &str = "duo_input_tokens_total";
 pub(crate) const OUTPUT_TOKENS: &str = "duo_output_tokens_total";
 pub(crate) const DURATION: &str = "duo_request_duration_ms";
 pub(crate) const FIRST_CHUNK: &str = "duo_first_chunk_duration_ms";
+/// gRPC calls (the Agent Platform) by method and status, their duration, and the streams open.
+pub(crate) const GRPC_CALLS: &str = "duo_grpc_calls_total";
+pub(crate) const GRPC_DURATION: &str = "duo_grpc_call_duration_ms";
+pub(crate) const GRPC_STREAMS: &str = "duo_grpc_streams_active";
 
 /// Updates dropped because [`MAX_NAMES`] distinct names are defined in this VM.
 pub(crate) const DROPPED: &str = "duo_logger_metrics_dropped_total";
@@ -60,6 +64,16 @@ pub(crate) fn outcome(record: &Map<String, Value>) -> &'static str {
     }
 }
 
+/// The method of `Service/Method` as a label (`ExecuteWorkflow`, lower-cased by the tag rules).
+fn grpc_method_label(method: &str) -> &str {
+    method.rsplit('/').next().unwrap_or(method)
+}
+
+/// The gauge of open gRPC streams for a call of `method` (`Service/Method`).
+pub(crate) fn grpc_streams(method: &str) -> String {
+    metric_name(GRPC_STREAMS, &[("grpc_method", grpc_method_label(method))])
+}
+
 fn text<'a>(record: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     record.get(key).and_then(Value::as_str)
 }
@@ -92,6 +106,14 @@ pub fn updates(record: &Map<String, Value>) -> Vec<Update> {
     if let Some(ms) = millis(record, "first_chunk_duration_s") {
         out.push(histogram(metric_name(FIRST_CHUNK, &fm), ms));
     }
+    if let Some(method) = text(record, "grpc_method") {
+        let label = grpc_method_label(method);
+        let status = record.get("grpc_status").and_then(Value::as_i64).map_or_else(|| "none".to_owned(), |c| c.to_string());
+        out.push(counter(metric_name(GRPC_CALLS, &[("grpc_method", label), ("grpc_status", &status)]), 1));
+        if let Some(ms) = millis(record, "duration_s") {
+            out.push(histogram(metric_name(GRPC_DURATION, &[("grpc_method", label)]), ms));
+        }
+    }
     out
 }
 
@@ -108,6 +130,22 @@ mod tests {
             Value::Object(m) => m,
             _ => Map::new(),
         }
+    }
+
+    #[test]
+    fn a_grpc_call_counts_by_method_and_status() {
+        let record = obj(json!({"status_code": 200, "grpc_status": 0, "grpc_method": "DuoWorkflow/ExecuteWorkflow",
+                                "feature": "duo_agent_platform", "duration_s": 61.5}));
+        let u = updates(&record);
+        assert!(u.contains(&Update { kind: Kind::Counter, name: "duo_grpc_calls_total.grpc_method.executeworkflow.grpc_status.0".into(), value: 1 }), "{u:?}");
+        assert!(u.contains(&Update { kind: Kind::Histogram, name: "duo_grpc_call_duration_ms.grpc_method.executeworkflow".into(), value: 61_500 }), "{u:?}");
+        let refused = obj(json!({"status_code": 200, "grpc_status": 16, "grpc_method": "DuoWorkflow/GenerateToken", "auth_result": "denied"}));
+        assert!(updates(&refused).iter().any(|x| x.name == "duo_grpc_calls_total.grpc_method.generatetoken.grpc_status.16"));
+        let no_status = obj(json!({"grpc_method": "grpc.health.v1.Health/Check"}));
+        assert!(updates(&no_status).iter().any(|x| x.name == "duo_grpc_calls_total.grpc_method.check.grpc_status.none"));
+        assert_eq!(grpc_streams("DuoWorkflow/ExecuteWorkflow"), "duo_grpc_streams_active.grpc_method.executeworkflow");
+        // Plain HTTP requests move no gRPC metric.
+        assert!(!updates(&obj(json!({"status_code": 200}))).iter().any(|x| x.name.starts_with("duo_grpc")));
     }
 
     #[test]

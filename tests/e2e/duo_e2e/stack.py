@@ -138,10 +138,6 @@ class Stack:
                 self.fakes[cluster] = FakeBedrock(cluster, region=region, models=names)
             elif platform == "azure_openai":
                 self.fakes[cluster] = FakeAzure(cluster, deployments=names)
-        for key in ("vendor", "aigw"):
-            target = router.get(key) or {}
-            if target.get("cluster") and target["cluster"] not in self.fakes:
-                self.fakes[target["cluster"]] = FakeAigw(target["cluster"], path_prefix=target.get("path_prefix", ""))
         # The Duo Workflow Service: the router's Agent Platform targets, and any other cluster that
         # speaks HTTP/2 to its upstream (the shipped configs' duo_workflow* clusters).
         gitlabs = [f for f in self.fakes.values() if isinstance(f, FakeGitLab)]
@@ -153,6 +149,10 @@ class Stack:
         for fake in self.fakes.values():
             if isinstance(fake, FakeDuoWorkflow) and not fake.gitlabs:
                 fake.gitlabs = gitlabs  # a scenario's own fake verifies GitLab's tokens too
+        for key in ("vendor", "aigw"):
+            target = router.get(key) or {}
+            if target.get("cluster") and target["cluster"] not in self.fakes:
+                self.fakes[target["cluster"]] = FakeAigw(target["cluster"], path_prefix=target.get("path_prefix", ""))
         missing = [c["name"] for c in bootstrap.clusters(self.boot) if c["name"] not in self.fakes]
         if missing:
             raise KeyError(f"{self.source.name}: no fake for cluster(s) {missing}; pass fakes={{...}}")

@@ -197,6 +197,13 @@ def test_agent_platform_bidirectional_workflow_in_order(e2e):
         assert rec.get("request_bytes", 0) > 15000 and rec.get("duration_s") is not None, (verifier, rec)
         line = json.dumps(rec)
         assert API_KEY not in line and dict(md)["authorization"].split()[1] not in line, f"{verifier}: secret in the record"
+        # Metrics by method and status; the stream is no longer in flight.
+        assert (st.envoy.metric("duo_grpc_calls_total", grpc_method="executeworkflow", grpc_status="0") or 0) >= 1, verifier
+        assert st.envoy.metric("duo_grpc_streams_active", grpc_method="executeworkflow") == 0, verifier
+        deadline = time.time() + 12  # histograms appear at Envoy's stats flush (every 5 s)
+        while not st.envoy.metric("duo_grpc_call_duration_ms_count", grpc_method="executeworkflow") and time.time() < deadline:
+            time.sleep(0.5)
+        assert st.envoy.metric("duo_grpc_call_duration_ms_count", grpc_method="executeworkflow"), verifier
 
 
 def test_agent_platform_stream_held_open_with_heartbeats(e2e):
@@ -217,7 +224,10 @@ def test_agent_platform_stream_held_open_with_heartbeats(e2e):
         started = time.time()
         responses = c.stub.ExecuteWorkflow(requests(), metadata=_metadata(st), timeout=60)
         assert next(responses).requestID == "1"
-        time.sleep(4.0)
+        time.sleep(2.0)
+        # Open streams are visible while they last.
+        assert (st.envoy.metric("duo_grpc_streams_active", grpc_method="executeworkflow") or 0) >= 1
+        time.sleep(2.0)
         stop.set()
         last = list(responses)
         assert last and last[-1].newCheckpoint.status == "FINISHED", last

@@ -1,6 +1,7 @@
 """`./build.sh up` works: examples/local/up.py --check starts the local GitLab key set, the fake
 model and Envoy with envoy/local.yaml on their fixed 127.0.0.1 ports, sends the example request
-with a freshly minted token through all three filters, and gets a real answer."""
+with a freshly minted token through all three filters, and gets a real answer; and the Agent
+Platform's ListTools reaches the fake Duo Workflow Service through the gRPC listener."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from duo_e2e.runner import scenario
 
 @scenario(timeout_s=240)
 def test_local_up_answers(e2e):
-    for port in (5052, 5053, 5054, 9902):
+    for port in (5052, 5053, 5054, 9902, 50052, 5055):
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -45,3 +46,5 @@ def test_local_up_answers(e2e):
     assert status == "200", text[-3000:]
     answer = json.loads(body)
     assert answer == "Fix the greeting typo in hello.py", answer
+    # The Agent Platform listener reached the fake Duo Workflow Service (gRPC through the filters).
+    assert "Agent Platform ListTools: read_file, run_command" in text, text[-3000:]

@@ -16,7 +16,7 @@ from duo_e2e import ROOT, Answer, bootstrap
 VERBOSE = "x-gitlab-enabled-instance-verbose-ai-logs"
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 # What docs/logger.md asks every shipped bootstrap to carry (duo_core::metrics::TAGS).
-TAGS = ("feature", "model", "outcome", "reason", "result", "provider", "status_class")
+TAGS = ("feature", "model", "outcome", "reason", "result", "provider", "status_class", "grpc_method", "grpc_status")
 STATS_TAGS = [{"tag_name": t, "regex": rf"^wasmcustom\..*?(\.{t}\.([^.]+))"} for t in TAGS]
 INTEGER_FIELDS = ("status_code", "upstream_status", "input_tokens", "output_tokens", "total_tokens", "request_bytes",
                   "response_bytes")
