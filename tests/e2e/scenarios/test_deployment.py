@@ -319,7 +319,8 @@ def _https(port, pki, method, path, headers=None, body=b""):
 def test_deployment_production_template_serves_https_with_verified_upstreams(e2e):
     """examples/production: hosts.env rendered (with the test CA, a gateway certificate made now
     and dist/) passes Envoy, terminates TLS for GitLab with that certificate, and serves a
-    request end to end with every upstream TLS connection verified (GitLab's keys, Bedrock)."""
+    request end to end with every upstream TLS connection verified (GitLab's keys, Bedrock); the
+    Agent Platform's gRPC listener serves TLS with the same certificate."""
     pki = _pki(e2e)
     config = _render_production(e2e, pki)
     st = e2e.stack(str(config), name="production", tls=pki)
@@ -334,6 +335,20 @@ def test_deployment_production_template_serves_https_with_verified_upstreams(e2e
                               {**st.gitlab.headers(), "Content-Type": "application/json"}, json.dumps(req).encode())
         assert status == 200, body
         assert st.fake("bedrock_us_east_1").tls and st.fake("bedrock_us_east_1").received()
+        # The Agent Platform's listener: gRPC over TLS (h2) with the same certificate, the filters
+        # answering a call without a token gRPC-shaped.
+        import grpc
+
+        from duo_e2e import dws_proto
+
+        pb2, pb2_grpc = dws_proto.load()
+        creds = grpc.ssl_channel_credentials(root_certificates=pki.ca_path.read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{st.grpc_port}", creds, options=[("grpc.ssl_target_name_override", GATEWAY_NAME)]) as ch:
+            try:
+                pb2_grpc.DuoWorkflowStub(ch).ListTools(pb2.ListToolsRequest(), timeout=20)
+                raise AssertionError("a gRPC call without a token was answered")
+            except grpc.RpcError as e:
+                assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, "No authorization header presented"), e
         # Plain HTTP to the TLS listener gets no answer.
         with socket.create_connection(("127.0.0.1", st.port), timeout=5) as s:
             s.sendall(b"GET /monitoring/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
