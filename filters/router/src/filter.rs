@@ -23,6 +23,7 @@ use crate::translate::{HeadersPlan, RequestCtx, Translation};
 use duo_core::catalogue::Endpoint;
 use duo_core::errors::GitlabError;
 use duo_core::handoff::{self, AuthInfo, RouteInfo};
+use duo_core::version::GitlabVersion;
 use serde::Serialize;
 use serde_json::Value;
 use proxy_wasm::hostcalls;
@@ -294,6 +295,7 @@ impl Exchange {
             feature_flags: flags.as_deref(),
             sent: &sent,
             cluster_header: &config.cluster_header,
+            gitlab_version: GitlabVersion::from_header(self.sent_headers.get("x-gitlab-version").as_deref()),
         };
         let (mut translation, edit) = Translation::request(config, &prompts, target, endpoint, (json, body.len()), &ctx)?;
         let host = |r: Result<(), proxy_wasm::types::Status>| r.map_err(|_| GitlabError::inference_failed());

@@ -18,6 +18,7 @@ use crate::prompts::{CivilDate, PromptSet};
 use duo_core::catalogue::{Endpoint, EndpointKind};
 use duo_core::errors::GitlabError;
 use duo_core::handoff::{ContentInfo, UsageInfo};
+use duo_core::version::GitlabVersion;
 use duo_llm::stream::{Ended, StreamTranslator};
 use serde_json::Value;
 
@@ -33,6 +34,8 @@ pub struct RequestCtx<'a> {
     pub sent: &'a [&'a str],
     /// The header the router routes by (set by the decision, never removed here).
     pub cluster_header: &'a str,
+    /// The calling GitLab, from `X-Gitlab-Version` ([`GitlabVersion::from_header`]).
+    pub gitlab_version: GitlabVersion,
 }
 
 /// Request headers a model platform may see besides those the translation sets (pseudo-headers
@@ -150,6 +153,7 @@ impl Translation {
             codec::build_upstream_request_parsed(&call, json, body_len)?
         };
         up.answer.feature_flags = ctx.feature_flags.map(codec::feature_flags).unwrap_or_default();
+        up.answer.gitlab = ctx.gitlab_version;
         // Only what GitLab sent, and not what is set again below.
         let resent = |name: &str| name == "content-length" || up.set_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
         let remove: Vec<String> = ctx
@@ -215,7 +219,8 @@ impl Translation {
         let api = ctx.wire.api();
         let framing = match ctx.shape {
             AnswerShape::ChatAgent => {
-                return StreamTranslator::new(ctx.platform, api, Box::new(chat::ChatAgentReframer::new()));
+                let events = chat::ChatEvents::for_gitlab(ctx.gitlab, &ctx.model);
+                return StreamTranslator::new(ctx.platform, api, Box::new(chat::ChatAgentReframer::new(events)));
             }
             AnswerShape::PromptV2 => Framing::PromptResponses { usage_model: Some(ctx.model.clone()) },
             AnswerShape::SuggestionsV4 => {

@@ -140,3 +140,31 @@ def test_fidelity_19_code_generation_on_v4_without_stream(e2e):
     model = {"engine": "agent", "name": "Code Generations Agent", "lang": "python"}
     assert answer["model"] == model and answer["metadata"]["model"] == model, answer
     assert answer["metadata"]["enabled_feature_flags"] == [] and isinstance(answer["metadata"]["timestamp"], int), answer
+
+
+def _ndjson(r) -> list[dict]:
+    assert r.status == 200, r.body
+    assert (r.header("content-type") or "").startswith("application/x-ndjson"), r.header("content-type")
+    return [json.loads(line) for line in r.body.decode().split("\n") if line]
+
+
+def test_fidelity_chat_finish_reason_and_usage_only_for_19(e2e):
+    """19.x: every final_answer_delta has finish_reason (null until the last, which carries the
+    model's stop reason), then one usage event keyed by the model; 18.4 gets neither."""
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    model = CLAUDE_BEDROCK.identifier.removeprefix("bedrock/")
+    for rails in VERSIONS:
+        path, body = rails.chat(CLAUDE_BEDROCK, "What is a runner?")
+        st.fake(BEDROCK).enqueue(Answer(text="", pieces=[" I know.\nFinal Answer:", " Runners", " run jobs."],
+                                        finish_reason="length", input_tokens=321, output_tokens=9))
+        events = _ndjson(st.post(path, json_body=body, headers=rails.headers(gl)))
+        deltas = [e for e in events if e["type"] == "final_answer_delta"]
+        assert "".join(d["data"]["text"] for d in deltas) == "Runners run jobs.", events
+        if rails.major >= 19:
+            assert all(d["data"]["finish_reason"] is None for d in deltas[:-1]), events
+            assert deltas[-1] == {"type": "final_answer_delta", "data": {"text": "", "finish_reason": "length"}}, events
+            assert events[-1] == {"type": "usage", "data": {"usage": {model: {"input_tokens": 321, "output_tokens": 9}}}}, events
+            assert len(events) == len(deltas) + 1, events
+        else:
+            assert events == deltas and all(set(d["data"]) == {"text"} for d in deltas), events

@@ -13,11 +13,27 @@ pub enum AgentEvent {
     /// The model asks GitLab to run a tool; GitLab answers with the observation next step.
     Action { tool: String, tool_input: String, thought: String },
     /// A piece of the final answer, streamed as it comes.
-    FinalAnswerDelta { text: String },
+    FinalAnswerDelta { text: String, finish: Finish },
     /// Model output that is neither; GitLab shows it as the answer.
     Unknown { text: String },
     /// A failure after the 200 went out; GitLab retries the step when `retryable`.
     Error { message: String, retryable: bool },
+    /// 19.x only, after every other event of a complete answer: the step's tokens, keyed by
+    /// the model's name (`{"usage": {"<model>": {"input_tokens", "output_tokens"}}}`).
+    Usage { model: String, input_tokens: u64, output_tokens: u64 },
+}
+
+/// The `finish_reason` of a `final_answer_delta`. GitLab 18.x's gateway wrote `{"text"}`
+/// only; 19.x Rails reads the field on every delta (`null` until the model's stop reason is
+/// known) and warns when the last delta has none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// 18.x: no field.
+    Omitted,
+    /// 19.x: `null`, more may follow.
+    Pending,
+    /// 19.x: the model's stop reason (OpenAI's vocabulary: `stop`, `length`, ...).
+    Reason(String),
 }
 
 #[derive(Serialize)]
@@ -40,6 +56,23 @@ struct TextData<'a> {
 }
 
 #[derive(Serialize)]
+struct DeltaData<'a> {
+    text: &'a str,
+    finish_reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct TokenCounts {
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct UsageData<'a> {
+    usage: std::collections::BTreeMap<&'a str, TokenCounts>,
+}
+
+#[derive(Serialize)]
 struct ErrorData<'a> {
     message: &'a str,
     retryable: bool,
@@ -56,8 +89,15 @@ impl AgentEvent {
                 &mut *out,
                 &Line { kind: "action", data: ActionData { tool, tool_input, thought } },
             ),
-            AgentEvent::FinalAnswerDelta { text } => {
+            AgentEvent::FinalAnswerDelta { text, finish: Finish::Omitted } => {
                 serde_json::to_writer(&mut *out, &Line { kind: "final_answer_delta", data: TextData { text } })
+            }
+            AgentEvent::FinalAnswerDelta { text, finish } => {
+                let finish_reason = match finish {
+                    Finish::Reason(r) => Some(r.as_str()),
+                    Finish::Pending | Finish::Omitted => None,
+                };
+                serde_json::to_writer(&mut *out, &Line { kind: "final_answer_delta", data: DeltaData { text, finish_reason } })
             }
             AgentEvent::Unknown { text } => {
                 serde_json::to_writer(&mut *out, &Line { kind: "unknown", data: TextData { text } })
@@ -66,6 +106,11 @@ impl AgentEvent {
                 &mut *out,
                 &Line { kind: "error", data: ErrorData { message, retryable: *retryable } },
             ),
+            AgentEvent::Usage { model, input_tokens, output_tokens } => {
+                let counts = TokenCounts { input_tokens: *input_tokens, output_tokens: *output_tokens };
+                let usage = std::iter::once((model.as_str(), counts)).collect();
+                serde_json::to_writer(&mut *out, &Line { kind: "usage", data: UsageData { usage } })
+            }
         }
         .is_ok();
         if ok {
@@ -141,8 +186,21 @@ mod tests {
             "{\"type\":\"action\",\"data\":{\"tool\":\"issue_reader\",\"tool_input\":\"#12\",\"thought\":\"I need it.\"}}\n"
         );
         assert_eq!(
-            line(&AgentEvent::FinalAnswerDelta { text: "The issue ".into() }),
+            line(&AgentEvent::FinalAnswerDelta { text: "The issue ".into(), finish: Finish::Omitted }),
             "{\"type\":\"final_answer_delta\",\"data\":{\"text\":\"The issue \"}}\n"
+        );
+        // 19.x: the field on every delta, null until the stop reason
+        assert_eq!(
+            line(&AgentEvent::FinalAnswerDelta { text: "The issue ".into(), finish: Finish::Pending }),
+            "{\"type\":\"final_answer_delta\",\"data\":{\"text\":\"The issue \",\"finish_reason\":null}}\n"
+        );
+        assert_eq!(
+            line(&AgentEvent::FinalAnswerDelta { text: String::new(), finish: Finish::Reason("stop".into()) }),
+            "{\"type\":\"final_answer_delta\",\"data\":{\"text\":\"\",\"finish_reason\":\"stop\"}}\n"
+        );
+        assert_eq!(
+            line(&AgentEvent::Usage { model: "Mistral-7B".into(), input_tokens: 120, output_tokens: 7 }),
+            "{\"type\":\"usage\",\"data\":{\"usage\":{\"Mistral-7B\":{\"input_tokens\":120,\"output_tokens\":7}}}}\n"
         );
         assert_eq!(line(&AgentEvent::Unknown { text: "??".into() }), "{\"type\":\"unknown\",\"data\":{\"text\":\"??\"}}\n");
         assert_eq!(
@@ -154,7 +212,7 @@ mod tests {
     #[test]
     fn newlines_and_quotes_stay_inside_one_line() {
         let text = "line 1\nline \"2\"\r\n\u{2028}end";
-        let l = line(&AgentEvent::FinalAnswerDelta { text: text.into() });
+        let l = line(&AgentEvent::FinalAnswerDelta { text: text.into(), finish: Finish::Omitted });
         assert_eq!(l.matches('\n').count(), 1);
         assert!(l.ends_with('\n'));
         let v: Value = serde_json::from_str(l.trim_end()).unwrap();

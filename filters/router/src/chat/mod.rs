@@ -20,7 +20,7 @@ mod validation;
 pub use events::{AgentEvent, upstream_failure};
 pub use legacy::LegacyChatRequest;
 pub use parser::ReactStreamParser;
-pub use reframer::ChatAgentReframer;
+pub use reframer::{ChatAgentReframer, ChatEvents};
 pub use crate::prompts::CivilDate;
 pub use prompt::{ChatOptions, ChatParams, PROMPT_ID, model_params, offered_tools, render, supports_prefill};
 pub use request::ChatAgentRequest;
@@ -56,12 +56,16 @@ impl ChatStep {
 }
 
 /// The whole NDJSON answer for a model answer that arrived in one piece (non-streaming
-/// upstream): same events as the streaming path.
-pub fn answer_body(text: &str) -> Vec<u8> {
+/// upstream): same events as the streaming path, `finish_reason` and `usage` included.
+pub fn answer_body(events: &ChatEvents, c: &duo_llm::Completion, text: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut parser = ReactStreamParser::new();
+    let mut parser = events.parser();
     parser.push(text, &mut out);
+    if let Some(reason) = &c.finish_reason {
+        parser.set_finish_reason(reason);
+    }
     parser.finish(&mut out);
+    events.write_usage(&c.usage, &mut out);
     out
 }
 
@@ -130,9 +134,24 @@ mod tests {
 
     #[test]
     fn whole_answers_and_errors_as_ndjson() {
-        let body = String::from_utf8(answer_body("Thought: x\nFinal Answer: Hello\nthere")).unwrap();
+        let c = |reason: Option<&str>| duo_llm::Completion {
+            text: String::new(),
+            tool_calls: Vec::new(),
+            finish_reason: reason.map(str::to_owned),
+            usage: duo_llm::Usage::known(Some(30), Some(4), Some(34)),
+        };
+        let v18 = ChatEvents::default();
+        let body = String::from_utf8(answer_body(&v18, &c(Some("stop")), "Thought: x\nFinal Answer: Hello\nthere")).unwrap();
         assert_eq!(body, "{\"type\":\"final_answer_delta\",\"data\":{\"text\":\"Hello\\nthere\"}}\n");
-        let body = String::from_utf8(answer_body("Thought: x\nAction: build_reader\nAction Input: job 9")).unwrap();
+        let v19 = ChatEvents { finish_reason: true, usage_model: Some("m".into()) };
+        let body = String::from_utf8(answer_body(&v19, &c(Some("length")), "Thought: x\nFinal Answer: Hello")).unwrap();
+        assert_eq!(
+            body,
+            "{\"type\":\"final_answer_delta\",\"data\":{\"text\":\"Hello\",\"finish_reason\":null}}\n\
+             {\"type\":\"final_answer_delta\",\"data\":{\"text\":\"\",\"finish_reason\":\"length\"}}\n\
+             {\"type\":\"usage\",\"data\":{\"usage\":{\"m\":{\"input_tokens\":30,\"output_tokens\":4}}}}\n"
+        );
+        let body = String::from_utf8(answer_body(&v18, &c(None), "Thought: x\nAction: build_reader\nAction Input: job 9")).unwrap();
         assert!(body.starts_with("{\"type\":\"action\""), "{body}");
         let e = String::from_utf8(error_body(Some(503), b"")).unwrap();
         assert_eq!(e, "{\"type\":\"error\",\"data\":{\"message\":\"overloaded_error: the model server is overloaded (503)\",\"retryable\":true}}\n");

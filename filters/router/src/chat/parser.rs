@@ -21,7 +21,7 @@
 //! * anything else is one `unknown` event with the whole text;
 //! * a failure after the start gives one `error` event; nothing follows it.
 
-use super::events::AgentEvent;
+use super::events::{AgentEvent, Finish};
 
 const FINAL_ANSWER: &str = "Final Answer:";
 const ACTION: &str = "Action:";
@@ -68,6 +68,11 @@ pub struct ReactStreamParser {
     /// The marker was bold (`**Final Answer:**`): its closing `**` is not part of the answer.
     /// Text is held here until it is known whether it starts with that `**`.
     bold_lead: Option<String>,
+    /// GitLab 19.x: every `final_answer_delta` carries `finish_reason`, and a complete final
+    /// answer ends with one `{"text": "", "finish_reason": <reason>}` delta.
+    finish_field: bool,
+    /// The platform's stop reason, when it said one.
+    reason: Option<String>,
 }
 
 impl Default for ReactStreamParser {
@@ -87,7 +92,30 @@ impl ReactStreamParser {
             answer_started: false,
             answer_chars: 0,
             bold_lead: None,
+            finish_field: false,
+            reason: None,
         }
+    }
+
+    /// The parser for GitLab 19.x: deltas carry `finish_reason` (see [`Finish`]).
+    pub fn with_finish_reason() -> Self {
+        ReactStreamParser { finish_field: true, ..Self::new() }
+    }
+
+    /// The platform's reason for stopping (OpenAI's vocabulary); the last one said counts.
+    pub fn set_finish_reason(&mut self, reason: &str) {
+        self.reason = Some(reason.to_owned());
+    }
+
+    /// What the closing delta of a complete answer says: the platform's reason, or `stop`
+    /// when the stream ended with its end marker but no reason (the answer is complete; a
+    /// missing reason would make 19.x Rails warn that it was not).
+    fn closing(&self) -> Finish {
+        Finish::Reason(self.reason.clone().unwrap_or_else(|| "stop".to_owned()))
+    }
+
+    fn open(&self) -> Finish {
+        if self.finish_field { Finish::Pending } else { Finish::Omitted }
     }
 
     /// One text delta of the model's answer.
@@ -129,16 +157,24 @@ impl ReactStreamParser {
                 if !self.answer_started {
                     AgentEvent::Error { message: "The model's final answer was empty".into(), retryable: true }
                         .write_to(out);
+                } else if self.finish_field {
+                    AgentEvent::FinalAnswerDelta { text: String::new(), finish: self.closing() }.write_to(out);
                 }
             }
             State::Preamble => {
                 let text = std::mem::take(&mut self.preamble);
-                let event = match self.think {
+                let mut event = match self.think {
                     // The reasoning is not shown; what follows it is the answer.
                     Think::From(start) if start > 0 => classify(&text[start..]),
                     // A reasoning block that never closed (cut by max_tokens): all there is.
                     _ => classify(&text),
                 };
+                // A direct answer is whole: its one delta is also the last.
+                if let AgentEvent::FinalAnswerDelta { finish, .. } = &mut event
+                    && self.finish_field
+                {
+                    *finish = self.closing();
+                }
                 event.write_to(out);
             }
         }
@@ -243,7 +279,7 @@ impl ReactStreamParser {
         combined.truncate(keep);
         self.answer_started = true;
         self.answer_chars += combined.chars().count();
-        AgentEvent::FinalAnswerDelta { text: combined }.write_to(out);
+        AgentEvent::FinalAnswerDelta { text: combined, finish: self.open() }.write_to(out);
     }
 }
 
@@ -280,7 +316,7 @@ fn classify(raw: &str) -> AgentEvent {
             }
             .trim();
             if !answer.is_empty() {
-                return AgentEvent::FinalAnswerDelta { text: answer.to_owned() };
+                return AgentEvent::FinalAnswerDelta { text: answer.to_owned(), finish: Finish::Omitted };
             }
         } else if let Some(input) = input
             && !tool.is_empty()
@@ -347,7 +383,7 @@ pub(crate) mod tests {
         for e in events {
             if e["type"] == "final_answer_delta" {
                 let t = e["data"]["text"].as_str().unwrap();
-                assert!(!t.is_empty(), "no empty deltas");
+                assert!(!t.is_empty() || e["data"]["finish_reason"].is_string(), "no empty deltas but the closing one");
                 answer.push_str(t);
             } else {
                 others.push(e.clone());
@@ -375,6 +411,57 @@ pub(crate) mod tests {
         p.finish(&mut out);
         assert!(out.is_empty(), "and is dropped at the end");
         assert!(p.is_done());
+    }
+
+    #[test]
+    fn for_19_every_delta_says_finish_reason_and_the_last_one_says_why() {
+        use serde_json::json;
+        let run19 = |chunks: &[&str], reason: Option<&str>| {
+            let mut p = ReactStreamParser::with_finish_reason();
+            let mut out = Vec::new();
+            for c in chunks {
+                p.push(c, &mut out);
+            }
+            if let Some(r) = reason {
+                p.set_finish_reason(r);
+            }
+            p.finish(&mut out);
+            lines(&out)
+        };
+        assert_eq!(
+            run19(&["Thought: ok\nFinal Answer: Hel", "lo \n"], Some("length")),
+            vec![
+                json!({"type": "final_answer_delta", "data": {"text": "Hel", "finish_reason": null}}),
+                json!({"type": "final_answer_delta", "data": {"text": "lo", "finish_reason": null}}),
+                json!({"type": "final_answer_delta", "data": {"text": "", "finish_reason": "length"}}),
+            ]
+        );
+        // the end marker came without a reason: the answer is complete all the same
+        assert_eq!(run19(&["Final Answer: Hi"], None)[1], json!({"type": "final_answer_delta", "data": {"text": "", "finish_reason": "stop"}}));
+        // a direct answer is one delta, the last
+        assert_eq!(
+            run19(&["Thought: easy\nAction: DirectAnswer\nAction Input: Yes."], Some("stop")),
+            vec![json!({"type": "final_answer_delta", "data": {"text": "Yes.", "finish_reason": "stop"}})]
+        );
+        // actions, unknown text and errors do not change
+        assert_eq!(
+            run19(&["Thought: need it\nAction: issue_reader\nAction Input: #1"], Some("stop")),
+            vec![json!({"type": "action", "data": {"tool": "issue_reader", "tool_input": "#1", "thought": "need it"}})]
+        );
+        assert_eq!(run19(&["just text"], Some("stop")), vec![json!({"type": "unknown", "data": {"text": "just text"}})]);
+        assert_eq!(run19(&["Final Answer:  "], Some("stop"))[0]["type"], "error");
+        // a broken stream ends with its error, no closing delta
+        let mut p = ReactStreamParser::with_finish_reason();
+        let mut out = Vec::new();
+        p.push("Final Answer: part", &mut out);
+        p.fail(AgentEvent::Error { message: "cut".into(), retryable: true }, &mut out);
+        p.finish(&mut out);
+        let events = lines(&out);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1]["type"], "error");
+        // 18.x: never the field
+        let events = run(&["Final Answer: Hi"]);
+        assert_eq!(events, vec![json!({"type": "final_answer_delta", "data": {"text": "Hi"}})]);
     }
 
     #[test]

@@ -2,23 +2,68 @@
 //! the [`ReactStreamParser`] and come out as GitLab's NDJSON events; a broken upstream stream
 //! becomes one `error` event (so the downstream stream can end cleanly: GitLab reads the error).
 //!
+//! For GitLab 19.x ([`ChatEvents::for_gitlab`]) the deltas carry `finish_reason` and a complete
+//! answer ends with a `usage` event.
+//!
 //! ```ignore
-//! let t = StreamTranslator::new(platform, api, Box::new(ChatAgentReframer::new()));
+//! let t = StreamTranslator::new(platform, api, Box::new(ChatAgentReframer::new(ChatEvents::for_gitlab(v, model))));
 //! ```
 
 use super::events::{AgentEvent, CONTENT_TYPE, is_context_overflow};
 use super::parser::ReactStreamParser;
+use duo_core::version::GitlabVersion;
 use duo_llm::stream::{Reframer, StreamError};
 use duo_llm::Usage;
 
-#[derive(Debug, Default)]
+/// Which events the calling GitLab understands besides 18.4's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChatEvents {
+    /// `finish_reason` on every `final_answer_delta`, a closing delta with the stop reason.
+    pub finish_reason: bool,
+    /// A last `usage` event keyed by this model name (when the platform reported tokens).
+    pub usage_model: Option<String>,
+}
+
+impl ChatEvents {
+    /// 19.0 and later read `finish_reason` and `usage`; 18.x knows neither (an unknown event
+    /// type would reach the user as text).
+    pub fn for_gitlab(version: GitlabVersion, model: &str) -> ChatEvents {
+        if version.is_19_or_later() {
+            ChatEvents { finish_reason: true, usage_model: Some(model.to_owned()) }
+        } else {
+            ChatEvents::default()
+        }
+    }
+
+    pub fn parser(&self) -> ReactStreamParser {
+        if self.finish_reason { ReactStreamParser::with_finish_reason() } else { ReactStreamParser::new() }
+    }
+
+    /// The closing `usage` event, after every other event of a complete answer. Like GitLab's
+    /// gateway, none when the platform reported no tokens.
+    pub fn write_usage(&self, usage: &Usage, out: &mut Vec<u8>) {
+        let Some(model) = &self.usage_model else { return };
+        if usage.input_tokens.is_none() && usage.output_tokens.is_none() {
+            return;
+        }
+        AgentEvent::Usage {
+            model: model.clone(),
+            input_tokens: usage.input_tokens.unwrap_or(0),
+            output_tokens: usage.output_tokens.unwrap_or(0),
+        }
+        .write_to(out);
+    }
+}
+
+#[derive(Debug)]
 pub struct ChatAgentReframer {
     parser: ReactStreamParser,
+    events: ChatEvents,
 }
 
 impl ChatAgentReframer {
-    pub fn new() -> Self {
-        ChatAgentReframer { parser: ReactStreamParser::new() }
+    pub fn new(events: ChatEvents) -> Self {
+        ChatAgentReframer { parser: events.parser(), events }
     }
 }
 
@@ -31,8 +76,13 @@ impl Reframer for ChatAgentReframer {
         self.parser.push(text, out);
     }
 
-    fn complete(&mut self, _usage: &Usage, out: &mut Vec<u8>) {
+    fn finish_reason(&mut self, reason: &str, _out: &mut Vec<u8>) {
+        self.parser.set_finish_reason(reason);
+    }
+
+    fn complete(&mut self, usage: &Usage, out: &mut Vec<u8>) {
         self.parser.finish(out);
+        self.events.write_usage(usage, out);
     }
 
     fn broken(&mut self, reason: &StreamError, out: &mut Vec<u8>) -> bool {
@@ -129,7 +179,11 @@ mod tests {
     }
 
     fn translate(bytes: &[u8], split: usize) -> (Vec<u8>, Ended) {
-        let mut t = StreamTranslator::new(Platform::Vllm, Api::Chat, Box::new(ChatAgentReframer::new()));
+        translate_for(ChatEvents::default(), bytes, split)
+    }
+
+    fn translate_for(events: ChatEvents, bytes: &[u8], split: usize) -> (Vec<u8>, Ended) {
+        let mut t = StreamTranslator::new(Platform::Vllm, Api::Chat, Box::new(ChatAgentReframer::new(events)));
         assert_eq!(t.content_type(), "application/x-ndjson; charset=utf-8");
         let mut out = Vec::new();
         for chunk in bytes.chunks(split.max(1)) {
@@ -149,6 +203,36 @@ mod tests {
             assert!(events.len() >= 3, "several deltas at split {split}: {events:?}");
             assert_eq!(summarize(&events), ("The issue describes a login bug.".to_owned(), vec![]));
         }
+    }
+
+    #[test]
+    fn for_19_the_stop_reason_and_usage_close_the_answer() {
+        let v19 = ChatEvents::for_gitlab(GitlabVersion::from_header(Some("19.0.1")), "Mistral-7B");
+        assert_eq!(v19, ChatEvents { finish_reason: true, usage_model: Some("Mistral-7B".into()) });
+        assert_eq!(ChatEvents::for_gitlab(GitlabVersion::from_header(Some("18.11.0")), "m"), ChatEvents::default());
+        assert_eq!(ChatEvents::for_gitlab(GitlabVersion::from_header(None), "m"), ChatEvents::default());
+        let mut bytes = vllm_stream(&["Thought: I know.\nFinal Answer: Hi", " there"], false);
+        bytes.extend_from_slice(b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n");
+        bytes.extend_from_slice(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":120,\"completion_tokens\":7,\"total_tokens\":127}}\n\n");
+        bytes.extend_from_slice(b"data: [DONE]\n\n");
+        for split in [1, 13, bytes.len()] {
+            let (out, ended) = translate_for(v19.clone(), &bytes, split);
+            assert_eq!(ended, Ended::Complete);
+            let events = lines(&out);
+            let n = events.len();
+            assert!(events[..n - 2].iter().all(|e| e["type"] == "final_answer_delta" && e["data"]["finish_reason"].is_null()), "{events:?}");
+            assert_eq!(events[n - 2], json!({"type": "final_answer_delta", "data": {"text": "", "finish_reason": "length"}}));
+            assert_eq!(events[n - 1], json!({"type": "usage", "data": {"usage": {"Mistral-7B": {"input_tokens": 120, "output_tokens": 7}}}}));
+            assert_eq!(summarize(&events[..n - 1]).0, "Hi there");
+        }
+        // 18.x: the same stream, 18.4's events only
+        let (out, _) = translate(&bytes, 5);
+        let events = lines(&out);
+        assert!(events.iter().all(|e| e["type"] == "final_answer_delta" && e["data"].get("finish_reason").is_none()), "{events:?}");
+        // a broken stream: its error is last, no usage
+        let cut = vllm_stream(&["Final Answer: Hi"], false);
+        let (out, _) = translate_for(v19, &cut, 4);
+        assert_eq!(lines(&out).last().unwrap()["type"], "error");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod golden;
 
 use duo_core::catalogue::EndpointKind;
 use duo_core::errors::GitlabError;
+use duo_core::version::GitlabVersion;
 use serde_json::{Map, Value, json};
 
 use crate::model::{Api, Credentials, Family, ModelConfig, Platform};
@@ -136,6 +137,9 @@ pub struct AnswerCtx {
     pub chat_model: Option<String>,
     /// Answer text post-processing.
     pub post: PostProcess,
+    /// The calling GitLab (`X-Gitlab-Version`, set by the adapter): answer shapes only newer
+    /// GitLab reads (Duo Chat's `finish_reason` and `usage`).
+    pub gitlab: GitlabVersion,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -316,6 +320,7 @@ pub fn build_upstream_request_parsed(call: &Call<'_>, body: &Value, body_len: us
         feature_flags: Vec::new(),
         chat_model,
         post,
+        gitlab: GitlabVersion::ASSUMED,
     };
     finish(model, prepared, api_key, answer)
 }
@@ -391,6 +396,7 @@ pub fn build_rendered_request(
         feature_flags: Vec::new(),
         chat_model: None,
         post: PostProcess::None,
+        gitlab: GitlabVersion::ASSUMED,
     };
     finish(model, prepared, api_key, answer)
 }
@@ -626,7 +632,7 @@ pub fn success(ctx: &AnswerCtx, c: Completion, now_unix: u64) -> GitlabAnswer {
         return GitlabAnswer {
             status: 200,
             headers: vec![("content-type", crate::chat::events::CONTENT_TYPE.to_owned())],
-            body: crate::chat::answer_body(&text),
+            body: crate::chat::answer_body(&crate::chat::ChatEvents::for_gitlab(ctx.gitlab, &ctx.model), &c, &text),
             usage: c.usage,
             error: None,
         };

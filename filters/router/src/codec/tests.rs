@@ -169,6 +169,7 @@ fn ctx(shape: AnswerShape, wire: Wire) -> AnswerCtx {
         feature_flags: Vec::new(),
         chat_model: None,
         post: PostProcess::None,
+        gitlab: duo_core::version::GitlabVersion::ASSUMED,
     }
 }
 

@@ -46,8 +46,12 @@ const SENT: &[&str] = &[
     "x-duo-upstream",
 ];
 
-/// Decides and translates a request the way the adapter does.
+/// Decides and translates a request the way the adapter does (from GitLab 18.x).
 fn translate(method: &str, path: &str, body: Value) -> Result<(Translation, RequestEdit), GitlabError> {
+    translate_from(GitlabVersion::ASSUMED, method, path, body)
+}
+
+fn translate_from(gitlab_version: GitlabVersion, method: &str, path: &str, body: Value) -> Result<(Translation, RequestEdit), GitlabError> {
     let config = config();
     let prompts = PromptSet::new(&config.prompts).unwrap();
     let Plan::NeedBody(pending) = decide::plan(&config, method, path) else { panic!("{path} needs its body") };
@@ -60,6 +64,7 @@ fn translate(method: &str, path: &str, body: Value) -> Result<(Translation, Requ
         feature_flags: Some("flag_a, flag_b,flag_a"),
         sent: SENT,
         cluster_header: &config.cluster_header,
+        gitlab_version,
     };
     let len = body.to_string().len();
     Translation::request(&config, &prompts, &target, &endpoint, (&body, len), &ctx)
@@ -177,6 +182,44 @@ fn a_broken_chat_stream_ends_with_an_error_event_not_a_reset() {
     let cut = t.chunk(&body[..body.len() / 2], true);
     assert!(cut.done && !cut.reset);
     assert!(String::from_utf8(cut.bytes).unwrap().contains("\"type\":\"error\""));
+}
+
+#[test]
+fn chat_answers_for_19_close_with_the_stop_reason_and_usage_and_18_gets_neither() {
+    let body = json!({"messages": [{"role": "user", "content": "hi"}],
+        "model_metadata": {"provider": "bedrock", "name": "claude_3", "identifier": "bedrock/us.anthropic.claude-3-5-sonnet-20240620-v1:0"}});
+    let model = "us.anthropic.claude-3-5-sonnet-20240620-v1:0";
+    let stream = sample::stream(Dialect::Converse, &["Thought: x\nFinal Answer: hello"], duo_llm::Usage::known(Some(40), Some(3), None)).unwrap();
+    let streamed = |version: &str| {
+        let (mut t, _) = translate_from(GitlabVersion::from_header(Some(version)), "POST", "/v2/chat/agent", body.clone()).unwrap();
+        let _ = t.response_headers(Some(200), false, &[], 0);
+        let c = t.chunk(&stream, true);
+        assert!(c.done && !c.reset);
+        String::from_utf8(c.bytes).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
+    };
+    let events = streamed("19.1.0");
+    let n = events.len();
+    assert_eq!(events[n - 2], json!({"type": "final_answer_delta", "data": {"text": "", "finish_reason": "stop"}}));
+    assert_eq!(events[n - 1], json!({"type": "usage", "data": {"usage": {model: {"input_tokens": 40, "output_tokens": 3}}}}));
+    let events = streamed("18.4.1");
+    assert!(events.iter().all(|e| e["type"] == "final_answer_delta" && e["data"].get("finish_reason").is_none()), "{events:?}");
+
+    // the same for an answer that came whole
+    let mut whole_body = body.clone();
+    whole_body["model_metadata"]["name"] = json!("claude_3");
+    let (mut t, _) = translate_from(GitlabVersion::from_header(Some("19.0.0")), "POST", "/v2/chat/agent", whole_body).unwrap();
+    let _ = t.response_headers(Some(200), false, &[], 0);
+    let converse = br#"{"output":{"message":{"role":"assistant","content":[{"text":"Thought: x\nFinal Answer: hi"}]}},"stopReason":"max_tokens","usage":{"inputTokens":9,"outputTokens":2,"totalTokens":11}}"#;
+    let a = t.whole(&[], converse, None, 0);
+    let events: Vec<Value> = String::from_utf8(a.body).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        events,
+        vec![
+            json!({"type": "final_answer_delta", "data": {"text": "hi", "finish_reason": null}}),
+            json!({"type": "final_answer_delta", "data": {"text": "", "finish_reason": "length"}}),
+            json!({"type": "usage", "data": {"usage": {model: {"input_tokens": 9, "output_tokens": 2}}}}),
+        ]
+    );
 }
 
 #[test]
