@@ -104,7 +104,24 @@ pub struct UsageInfo {
     /// Microseconds from sending the model request to the end of its answer; logged as
     /// GitLab's `inference_duration_s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inference_duration_us: Option<u64>,
+    pub inference_duration_us: Option<u64>,    /// The model id the platform was asked for (`models.<name>.model`: served model name,
+    /// Bedrock model or inference-profile id, Azure deployment); OpenTelemetry's
+    /// `gen_ai.request.model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_model: Option<String>,
+    /// The model id the platform says answered, when its answer names one (OpenAI-style
+    /// `model`, Anthropic's; Converse never does); `gen_ai.response.model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_model: Option<String>,
+    /// The platform's stop reason in OpenAI's vocabulary (`stop`, `length`, `tool_calls`,
+    /// `content_filter`), when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    /// The kind of model call, in OpenTelemetry's `gen_ai.operation.name` words: `chat` (chat
+    /// completions, Converse, Anthropic messages) or `text_completion` (a raw prompt:
+    /// `/v1/completions`, Bedrock's Mistral and Llama prompts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
 }
 
 /// Prompt and answer text; written only when [`CONTENT_WANTED`] was set for the request.

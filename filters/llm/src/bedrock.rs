@@ -380,7 +380,7 @@ pub fn parse(wire: Wire, headers: &[(String, String)], body: &[u8]) -> Result<Co
                 Usage::known(Some(input), Some(n("outputTokens")), None)
             });
             let finish = str_of(&v, "stopReason").map(|r| finish_reason(&r).to_owned());
-            Ok(Completion { text, tool_calls: tool_calls_in(content), finish_reason: finish, usage })
+            Ok(Completion { text, tool_calls: tool_calls_in(content), finish_reason: finish, usage, model: None })
         }
         Wire::BedrockAnthropic => {
             let text = texts(v.get("content"), "text").ok_or_else(|| "no content".to_owned())?;
@@ -394,7 +394,8 @@ pub fn parse(wire: Wire, headers: &[(String, String)], body: &[u8]) -> Result<Co
                 None => usage_from_headers(headers),
             };
             let finish = str_of(&v, "stop_reason").map(|r| finish_reason(&r).to_owned());
-            Ok(Completion { text, tool_calls: tool_calls_in(v.get("content")), finish_reason: finish, usage })
+            let model = crate::completion::reported_model(&v);
+            Ok(Completion { text, tool_calls: tool_calls_in(v.get("content")), finish_reason: finish, usage, model })
         }
         Wire::BedrockMistral => {
             // Text models: {outputs:[{text, stop_reason}]}; Mistral Large: {choices:[{message}]}.
@@ -412,6 +413,7 @@ pub fn parse(wire: Wire, headers: &[(String, String)], body: &[u8]) -> Result<Co
                 tool_calls: Vec::new(),
                 finish_reason: reason.map(|r| finish_reason(&r).to_owned()),
                 usage: usage_from_headers(headers),
+                model: None,
             })
         }
         Wire::BedrockLlama => {
@@ -421,7 +423,7 @@ pub fn parse(wire: Wire, headers: &[(String, String)], body: &[u8]) -> Result<Co
                 _ => usage_from_headers(headers),
             };
             let finish = str_of(&v, "stop_reason").map(|r| finish_reason(&r).to_owned());
-            Ok(Completion { text, tool_calls: Vec::new(), finish_reason: finish, usage })
+            Ok(Completion { text, tool_calls: Vec::new(), finish_reason: finish, usage, model: None })
         }
         Wire::OpenaiChat | Wire::OpenaiCompletions => Err("not a Bedrock wire".into()),
     }

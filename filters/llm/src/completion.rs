@@ -9,9 +9,26 @@ pub struct Completion {
     /// OpenAI's vocabulary: `stop`, `length`, `content_filter`, `tool_calls`.
     pub finish_reason: Option<String>,
     pub usage: Usage,
+    /// The model id the platform says answered (OpenAI-style and Anthropic `model`), when the
+    /// answer names one; at most 300 bytes.
+    pub model: Option<String>,
 }
 
 /// Reads a complete 2xx answer of `wire`; `Err` names what is wrong (never quotes content).
 pub fn parse_completion(wire: Wire, headers: &[(String, String)], body: &[u8]) -> Result<Completion, String> {
     if wire.is_openai() { crate::openai::parse(wire, body) } else { crate::bedrock::parse(wire, headers, body) }
+}
+
+/// Longest model id kept from an answer (ids are short; a hostile answer must not fill the log).
+const MAX_MODEL_ID: usize = 300;
+
+/// The answer's top-level `model`, when it is a non-empty string, cut at [`MAX_MODEL_ID`] bytes
+/// on a character boundary.
+pub(crate) fn reported_model(answer: &serde_json::Value) -> Option<String> {
+    let m = answer.get("model")?.as_str().filter(|m| !m.is_empty())?;
+    let mut end = m.len().min(MAX_MODEL_ID);
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(m[..end].to_owned())
 }

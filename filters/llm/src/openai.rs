@@ -198,5 +198,6 @@ pub fn parse(wire: Wire, body: &[u8]) -> Result<Completion, String> {
     if text.is_none() && tool_calls.is_empty() && finish.as_deref() != Some("content_filter") {
         return Err("choice without text".into());
     }
-    Ok(Completion { text: text.unwrap_or_default().to_owned(), tool_calls, finish_reason: finish, usage: usage_of(&v) })
+    let model = crate::completion::reported_model(&v);
+    Ok(Completion { text: text.unwrap_or_default().to_owned(), tool_calls, finish_reason: finish, usage: usage_of(&v), model })
 }

@@ -55,6 +55,12 @@ impl Wire {
         }
     }
 
+    /// The call in OpenTelemetry's `gen_ai.operation.name` words: `text_completion` for a raw
+    /// text prompt, `chat` for messages.
+    pub fn operation_name(self) -> &'static str {
+        if self.takes_raw_text() { "text_completion" } else { "chat" }
+    }
+
     /// Wires whose request is one raw text prompt rather than chat messages.
     pub fn takes_raw_text(self) -> bool {
         matches!(self, Wire::OpenaiCompletions | Wire::BedrockMistral | Wire::BedrockLlama)

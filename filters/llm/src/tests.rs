@@ -116,3 +116,21 @@ fn answers_with_tool_calls_parse_on_every_wire() {
     let c = parse_completion(Wire::BedrockAnthropic, &[], anthropic).unwrap();
     assert_eq!((c.tool_calls[0].name.as_str(), c.finish_reason.as_deref()), ("get_weather", Some("tool_calls")));
 }
+
+#[test]
+fn answers_report_the_model_the_platform_used_when_they_name_one() {
+    let openai = br#"{"model":"mistralai/Codestral-22B-v0.1","choices":[{"index":0,"text":"x","finish_reason":"length"}]}"#;
+    let c = parse_completion(Wire::OpenaiCompletions, &[], openai).unwrap();
+    assert_eq!((c.model.as_deref(), c.finish_reason.as_deref()), (Some("mistralai/Codestral-22B-v0.1"), Some("length")));
+    let anthropic = br#"{"model":"claude-3-5-sonnet-20240620","content":[{"type":"text","text":"hi"}],"stop_reason":"max_tokens"}"#;
+    let c = parse_completion(Wire::BedrockAnthropic, &[], anthropic).unwrap();
+    assert_eq!((c.model.as_deref(), c.finish_reason.as_deref()), (Some("claude-3-5-sonnet-20240620"), Some("length")));
+    // Converse names no model; an empty or non-string id is no id; a huge one is cut.
+    let converse = br#"{"output":{"message":{"content":[{"text":"hi"}]}},"stopReason":"end_turn"}"#;
+    assert_eq!(parse_completion(Wire::BedrockConverse, &[], converse).unwrap().model, None);
+    for body in [r#"{"model":"","choices":[{"message":{"content":"x"}}]}"#, r#"{"model":7,"choices":[{"message":{"content":"x"}}]}"#] {
+        assert_eq!(parse_completion(Wire::OpenaiChat, &[], body.as_bytes()).unwrap().model, None, "{body}");
+    }
+    let long = format!(r#"{{"model":"{}é","choices":[{{"message":{{"content":"x"}}}}]}}"#, "m".repeat(299));
+    assert_eq!(parse_completion(Wire::OpenaiChat, &[], long.as_bytes()).unwrap().model, Some("m".repeat(299)));
+}

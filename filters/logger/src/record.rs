@@ -430,6 +430,12 @@ pub fn build_record(inputs: &RecordInputs<'_>) -> Map<String, Value> {
         if let (Some(i), Some(o)) = (input, output) {
             r.int("total_tokens", i.checked_add(o));
         }
+        // The platform's model id beside the config key (`model_name`), as OpenTelemetry's
+        // gen_ai.request.model / gen_ai.response.model, and how the answer ended.
+        r.text("request_model", usage.request_model.as_deref(), 256);
+        r.text("response_model", usage.response_model.as_deref(), 256);
+        r.text("operation_name", usage.operation.as_deref(), 32);
+        r.text("finish_reason", usage.finish_reason.as_deref(), 64);
         r.int("model_output_length", usage.model_output_length.and_then(|v| i64::try_from(v).ok()));
         if let Some(us) = usage.inference_duration_us.and_then(|v| i64::try_from(v).ok()) {
             r.put("inference_duration_s", seconds(us * 1000));
@@ -628,6 +634,10 @@ mod tests {
             error: None,
             model_output_length: Some(42),
             inference_duration_us: Some(1_250_000),
+            request_model: Some("mistralai/Codestral-22B-v0.1".into()),
+            response_model: Some("codestral-22b".into()),
+            finish_reason: Some("length".into()),
+            operation: Some("text_completion".into()),
         }
     }
 
@@ -677,6 +687,10 @@ mod tests {
             "input_tokens": 120,
             "output_tokens": 30,
             "total_tokens": 150,
+            "request_model": "mistralai/Codestral-22B-v0.1",
+            "response_model": "codestral-22b",
+            "operation_name": "text_completion",
+            "finish_reason": "length",
             "model_output_length": 42,
             "inference_duration_s": 1.25,
             "gitlab_instance_id": "inst-1",

@@ -170,10 +170,15 @@ impl Translation {
         set.push((":method", up.method.to_owned()));
         set.push((":path", std::mem::take(&mut up.path)));
         set.push(("content-length", up.body.len().to_string()));
+        let usage = UsageInfo {
+            request_model: Some(up.answer.model.clone()),
+            operation: Some(up.answer.wire.operation_name().to_owned()),
+            ..UsageInfo::default()
+        };
         let translation = Translation {
             answer: up.answer,
             response: Response::Waiting,
-            usage: UsageInfo::default(),
+            usage,
             captured: None,
         };
         Ok((translation, RequestEdit { remove, set, body: up.body }))
@@ -266,6 +271,8 @@ impl Translation {
         self.usage.input_tokens = usage.input_tokens.or(self.usage.input_tokens);
         self.usage.output_tokens = usage.output_tokens.or(self.usage.output_tokens);
         if done {
+            self.usage.finish_reason = t.finish_reason().map(str::to_owned);
+            self.usage.response_model = t.response_model().map(str::to_owned);
             self.usage.error = broken.map(|e| e.log_reason());
             self.response = Response::Done;
         }
@@ -289,6 +296,8 @@ impl Translation {
         self.usage.input_tokens = answer.usage.input_tokens.or(self.usage.input_tokens);
         self.usage.output_tokens = answer.usage.output_tokens.or(self.usage.output_tokens);
         self.usage.error.clone_from(&answer.error);
+        self.usage.finish_reason = answer.finish_reason;
+        self.usage.response_model = answer.response_model;
         let remove = codec::stale_body_headers(headers).collect();
         let mut set = answer.headers;
         set.push(("content-length", answer.body.len().to_string()));

@@ -74,7 +74,8 @@ def _records_by_id(stack, ids: list[str]) -> dict[str, dict[str, Any]]:
 def test_logger_one_record_per_request(e2e):
     st = e2e.stack("self_hosted")
     gl = st.gitlab
-    st.fake("vllm_codestral").enqueue(Answer(text="return self.v", input_tokens=11, output_tokens=7))
+    st.fake("vllm_codestral").enqueue(Answer(text="return self.v", input_tokens=11, output_tokens=7, finish_reason="length"))
+    st.fake("vllm_codestral").enqueue(Answer(text="return 1", input_tokens=5, output_tokens=2, finish_reason="stop"))
     cases = []  # (request id, response, expectations)
 
     rid = _rid("health")
@@ -94,7 +95,17 @@ def test_logger_one_record_per_request(e2e):
     cases.append((rid, r, {"status": 200, "feature": "code_completions", "auth_result": "ok", "model_name": "codestral",
                            "provider": "self_hosted", "platform": "vllm", "upstream_cluster": "vllm_codestral",
                            "input_tokens": 11, "output_tokens": 7, "total_tokens": 18, "stream": False,
-                           "gitlab_instance_id": gl.instance_id, "gitlab_realm": gl.realm, "gitlab_version": "18.4.1"}))
+                           "gitlab_instance_id": gl.instance_id, "gitlab_realm": gl.realm, "gitlab_version": "18.4.1",
+                           # the platform's model id beside the config key, and how the answer ended
+                           "request_model": "Codestral-22B-v0.1", "response_model": "Codestral-22B-v0.1",
+                           "operation_name": "text_completion", "finish_reason": "length"}))
+    served = (rid, r)
+
+    rid = _rid("streamed")
+    r = st.post("/v2/code/completions", json_body=_completion_body(stream=True), headers={**gl.headers(), "X-Request-ID": rid})
+    cases.append((rid, r, {"status": 200, "model_name": "codestral", "stream": True, "input_tokens": 5, "output_tokens": 2,
+                           "request_model": "Codestral-22B-v0.1", "response_model": "Codestral-22B-v0.1",
+                           "operation_name": "text_completion", "finish_reason": "stop"}))
 
     recs = _records_by_id(st, [c[0] for c in cases])
     for rid, resp, want in cases:
@@ -109,8 +120,8 @@ def test_logger_one_record_per_request(e2e):
         for k in want.get("absent", []):
             assert k not in rec, f"{rid}: {k} should be unknown: {rec}"
         assert rec["duration_s"] >= rec.get("first_chunk_duration_s", 0), rec
-    served = recs[cases[-1][0]]
-    assert served["response_bytes"] == len(cases[-1][1].body), (served, cases[-1][1])
+    rec = recs[served[0]]
+    assert rec["response_bytes"] == len(served[1].body), (rec, served[1])
 
 
 def test_logger_generates_correlation_id_when_missing(e2e):

@@ -296,6 +296,18 @@ impl StreamTranslator {
         self.core.text_bytes
     }
 
+    /// The platform's stop reason so far, in OpenAI's vocabulary (`stop`, `length`,
+    /// `tool_calls`, ...): what [`Reframer::finish_reason`] was given.
+    pub fn finish_reason(&self) -> Option<&str> {
+        self.core.finish_reason.as_deref()
+    }
+
+    /// The model id the platform says is answering, when its stream names one (OpenAI-style
+    /// chunks' `model`, Anthropic's `message_start`; Converse never does).
+    pub fn response_model(&self) -> Option<&str> {
+        self.core.model.as_deref()
+    }
+
     /// The end marker has arrived (the stream will end `Complete` at `finish`).
     pub fn end_marker_seen(&self) -> bool {
         self.core.complete

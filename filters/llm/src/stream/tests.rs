@@ -25,6 +25,8 @@ struct Run {
     first_text: bool,
     /// Index of the first chunk whose push returned an error.
     first_err: Option<usize>,
+    finish_reason: Option<String>,
+    response_model: Option<String>,
 }
 
 /// The framings these tests use: the plain text, and one with an in-band error event.
@@ -61,7 +63,9 @@ fn run(platform: Platform, api: Api, framing: Framing, chunks: &[&[u8]]) -> Run 
     let mut again = Vec::new();
     assert_eq!(t.finish(&mut again), ended, "finish is idempotent");
     assert!(again.is_empty());
-    Run { out, ended, usage: t.usage(), first_text: t.first_text_seen(), first_err }
+    let finish_reason = t.finish_reason().map(str::to_owned);
+    let response_model = t.response_model().map(str::to_owned);
+    Run { out, ended, usage: t.usage(), first_text: t.first_text_seen(), first_err, finish_reason, response_model }
 }
 
 fn raw(platform: Platform, api: Api, body: &[u8]) -> Run {
@@ -74,6 +78,7 @@ fn assert_chunking_invariant(platform: Platform, api: Api, framing: &Framing, bo
     let bytes: Vec<&[u8]> = body.chunks(1).collect();
     let by_byte = run(platform, api, *framing, &bytes);
     assert_eq!((&by_byte.out, &by_byte.ended, by_byte.usage), (&whole.out, &whole.ended, whole.usage), "byte by byte");
+    assert_eq!((&by_byte.finish_reason, &by_byte.response_model), (&whole.finish_reason, &whole.response_model), "byte by byte");
     for i in 0..=body.len() {
         let (a, b) = body.split_at(i);
         let split = run(platform, api, *framing, &[a, b]);
@@ -93,6 +98,7 @@ fn vllm_chat_sse_to_raw_text() {
     assert_eq!(r.ended, Ended::Complete);
     assert_eq!(r.usage, usage(21, 15, 36));
     assert!(r.first_text);
+    assert_eq!((r.finish_reason.as_deref(), r.response_model.as_deref()), (Some("stop"), Some("codestral")));
 }
 
 #[test]
@@ -101,6 +107,7 @@ fn vllm_completions_sse_to_raw_text() {
     assert_eq!(String::from_utf8(r.out).unwrap(), " -> None:\n        self.speed += inc");
     assert_eq!(r.ended, Ended::Complete);
     assert_eq!(r.usage, usage(40, 8, 48));
+    assert_eq!(r.finish_reason.as_deref(), Some("length"));
 }
 
 #[test]
@@ -109,6 +116,8 @@ fn azure_skips_filter_result_chunks_and_reads_usage() {
     assert_eq!(String::from_utf8(r.out).unwrap(), "Hello there");
     assert_eq!(r.ended, Ended::Complete);
     assert_eq!(r.usage, usage(9, 2, 11));
+    // The prompt-filter chunk before the answer names no model ("").
+    assert_eq!((r.finish_reason.as_deref(), r.response_model.as_deref()), (Some("stop"), Some("gpt-4o-2024-08-06")));
 }
 
 #[test]
@@ -116,6 +125,7 @@ fn azure_content_filter_cut_is_broken() {
     let r = assert_chunking_invariant(Platform::AzureOpenai, Api::Chat, &Framing::RawText, AZURE_FILTER);
     assert_eq!(r.out, b"Some");
     assert_eq!(r.ended, Ended::Broken(StreamError::ContentFiltered));
+    assert_eq!(r.finish_reason.as_deref(), Some("content_filter"));
 }
 
 #[test]
@@ -207,6 +217,8 @@ fn converse_stream_text_and_usage() {
     assert_eq!(r.out, b"Hello world");
     assert_eq!(r.ended, Ended::Complete);
     assert_eq!(r.usage, usage(12, 2, 14));
+    // Bedrock's end_turn in OpenAI's words; Converse never names the model.
+    assert_eq!((r.finish_reason.as_deref(), r.response_model.as_deref()), (Some("stop"), None));
 }
 
 /// Offsets where each event-stream message ends.
@@ -340,6 +352,7 @@ fn invoke_anthropic_stream() {
     assert_eq!(r.out, b"Hello");
     assert_eq!(r.ended, Ended::Complete);
     assert_eq!(r.usage, usage(12, 2, 14));
+    assert_eq!((r.finish_reason.as_deref(), r.response_model.as_deref()), (Some("stop"), Some("claude-3-5-sonnet-20240620")));
     let ends = message_ends(INVOKE_ANTHROPIC);
     let r = raw(Platform::Bedrock, Api::Invoke, &INVOKE_ANTHROPIC[..ends[ends.len() - 2]]);
     assert_eq!(r.out, b"Hello");

@@ -84,6 +84,11 @@ pub struct Core {
     tool_blocks: Vec<u64>,
     /// The stop reason was passed on (some platforms repeat it).
     finish_sent: bool,
+    /// That stop reason, in OpenAI's vocabulary (for the access log).
+    pub(crate) finish_reason: Option<String>,
+    /// The model id the platform says answered (OpenAI-style `model`, Anthropic's
+    /// `message_start.message.model`), bounded.
+    pub(crate) model: Option<String>,
 }
 
 impl Core {
@@ -100,12 +105,15 @@ impl Core {
             text_bytes: 0,
             tool_blocks: Vec::new(),
             finish_sent: false,
+            finish_reason: None,
+            model: None,
         }
     }
 
     fn finish(&mut self, reason: &str, out: &mut Vec<u8>) {
         if !self.finish_sent {
             self.finish_sent = true;
+            self.finish_reason = Some(bounded(reason));
             self.reframer.finish_reason(reason, out);
         }
     }
@@ -157,6 +165,9 @@ impl Core {
         if chunk.error.as_ref().is_some_and(|e| !e.is_null()) || chunk.object.as_deref() == Some("error") {
             return Err(error_from_json(data).unwrap_or(StreamError::UpstreamError { code: None, message: String::new() }));
         }
+        if self.model.is_none() {
+            self.model = chunk.model.as_deref().filter(|m| !m.is_empty()).map(bounded);
+        }
         for choice in chunk.choices.iter().filter(|c| c.index == 0) {
             if let Some(text) = choice.delta.as_ref().and_then(|d| d.content.as_deref()) {
                 self.text(text, out);
@@ -171,6 +182,7 @@ impl Core {
                 self.reframer.tool_call(call.index, call.id.as_deref(), name, arguments, out);
             }
             if choice.finish_reason.as_deref() == Some("content_filter") {
+                self.finish_reason = Some("content_filter".to_owned());
                 return Err(StreamError::ContentFiltered);
             }
             if let Some(reason) = choice.finish_reason.as_deref() {
@@ -240,6 +252,7 @@ impl Core {
             "messageStop" => {
                 let ev: ConverseStop<'_> = parse(payload)?;
                 if matches!(ev.stop_reason.as_deref(), Some("content_filtered" | "guardrail_intervened")) {
+                    self.finish_reason = Some("content_filter".to_owned());
                     return Err(StreamError::ContentFiltered);
                 }
                 if let Some(reason) = ev.stop_reason.as_deref() {
@@ -312,6 +325,9 @@ impl Core {
                     }
                 }
                 "message_start" => {
+                    if self.model.is_none() {
+                        self.model = c.message.as_ref().and_then(|m| m.model.as_deref()).filter(|m| !m.is_empty()).map(bounded);
+                    }
                     if let Some(u) = c.message.and_then(|m| m.usage) {
                         self.usage.input_tokens = u.input_tokens.or(self.usage.input_tokens);
                         self.usage.output_tokens = u.output_tokens.or(self.usage.output_tokens);
@@ -425,6 +441,8 @@ struct OaiChunk<'a> {
     error: Option<serde_json::Value>,
     #[serde(default, borrow)]
     object: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -633,6 +651,8 @@ struct AnthropicBlock<'a> {
 struct AnthropicMessage {
     #[serde(default)]
     usage: Option<AnthropicUsage>,
+    #[serde(default)]
+    model: Option<String>,
 }
 
 #[derive(Deserialize)]

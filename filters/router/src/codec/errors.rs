@@ -25,6 +25,8 @@ fn detail_answer(status: u32, detail: &str, error: String) -> GitlabAnswer {
         body: serde_json::json!({ "detail": detail }).to_string().into_bytes(),
         usage: Usage::default(),
         error: Some(error),
+        finish_reason: None,
+        response_model: None,
     }
 }
 
@@ -205,6 +207,8 @@ pub fn map_error(ctx: &AnswerCtx, resp: &UpstreamResponse<'_>) -> GitlabAnswer {
             body: crate::chat::error_body(status, resp.body),
             usage: Usage::default(),
             error: Some(if local { format!("upstream unreachable ({})", resp.status) } else { format!("upstream {}{code}", resp.status) }),
+            finish_reason: None,
+            response_model: None,
         };
     }
     let prompt_endpoint = matches!(ctx.shape, AnswerShape::PromptV1 | AnswerShape::PromptV2);

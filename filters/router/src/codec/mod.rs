@@ -177,6 +177,10 @@ pub struct GitlabAnswer {
     pub usage: Usage,
     /// For the access log's `error` (never content).
     pub error: Option<String>,
+    /// For the access log: the platform's stop reason (OpenAI's words) and the model id it
+    /// says answered, from a successful answer.
+    pub finish_reason: Option<String>,
+    pub response_model: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -635,6 +639,8 @@ pub fn success(ctx: &AnswerCtx, c: Completion, now_unix: u64) -> GitlabAnswer {
             body: crate::chat::answer_body(&crate::chat::ChatEvents::for_gitlab(ctx.gitlab, &ctx.model), &c, &text),
             usage: c.usage,
             error: None,
+            finish_reason: c.finish_reason,
+            response_model: c.model,
         };
     }
     let body = match ctx.shape {
@@ -695,6 +701,8 @@ pub fn success(ctx: &AnswerCtx, c: Completion, now_unix: u64) -> GitlabAnswer {
         body: body.to_string().into_bytes(),
         usage: c.usage,
         error: None,
+        finish_reason: c.finish_reason,
+        response_model: c.model,
     }
 }
 

@@ -154,6 +154,12 @@ fn a_complete_stream_becomes_gitlabs_framing_with_usage() {
         "{\"content\":\"fix: \"}\n{\"content\":\"a\"}\n{\"content\":\"\",\"usage\":{\"Codestral-22B-v0.1\":{\"input_tokens\":5,\"output_tokens\":2}}}\n"
     );
     assert_eq!((t.usage().input_tokens, t.usage().output_tokens, t.usage().error.as_deref()), (Some(5), Some(2), None));
+    // the record names the model asked for, the one the stream says answered, and why it stopped
+    let u = t.usage();
+    assert_eq!(
+        (u.request_model.as_deref(), u.response_model.as_deref(), u.finish_reason.as_deref(), u.operation.as_deref()),
+        (Some("Codestral-22B-v0.1"), Some("m"), Some("stop"), Some("chat"))
+    );
     // bytes after the end never reach GitLab untranslated
     let after = t.chunk(b"data: {\"junk\": true}\n\n", false);
     assert!(after.bytes.is_empty() && after.done);
@@ -167,6 +173,12 @@ fn a_cut_stream_without_an_error_event_is_reset_and_logged() {
     let cut = t.chunk(&body[..body.len() - 14], true);
     assert!(cut.done && cut.reset, "PromptResponses has no error event: GitLab must see a reset");
     assert_eq!(t.usage().error.as_deref(), Some("stream_truncated"));
+    // The platform had said why it stopped before the cut; the record keeps both.
+    assert_eq!((t.usage().finish_reason.as_deref(), t.usage().request_model.as_deref()), (Some("stop"), Some("Codestral-22B-v0.1")));
+    let (mut t, _) = prompt(true);
+    let _ = t.response_headers(Some(200), false, &[], 0);
+    assert!(t.chunk(&body[..body.len() / 3], true).done);
+    assert_eq!(t.usage().finish_reason, None, "cut before the platform said why it stopped");
 }
 
 #[test]
@@ -181,7 +193,8 @@ fn a_broken_chat_stream_ends_with_an_error_event_not_a_reset() {
     let body = sample::stream(Dialect::Converse, &["Thought: x\nFinal Answer: hel"], duo_llm::Usage::default()).unwrap();
     let cut = t.chunk(&body[..body.len() / 2], true);
     assert!(cut.done && !cut.reset);
-    assert!(String::from_utf8(cut.bytes).unwrap().contains("\"type\":\"error\""));
+    assert!(String::from_utf8(cut.bytes).unwrap().contains("\"type\":\"error\""));    assert_eq!(t.usage().request_model.as_deref(), Some("us.anthropic.claude-3-5-sonnet-20240620-v1:0"));
+    assert_eq!(t.usage().operation.as_deref(), Some("chat"));
 }
 
 #[test]
@@ -227,13 +240,14 @@ fn whole_answers_are_gitlabs_with_their_length_and_without_the_old_bodys_headers
     let (mut t, _) = prompt(false);
     let upstream = headers(&[("content-type", "application/json"), ("content-encoding", "identity"), ("etag", "\"e\"")]);
     let _ = t.response_headers(Some(200), false, &upstream, 0);
-    let answer = br#"{"choices":[{"message":{"content":"fix: a"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#;
+    let answer = br#"{"model":"codestral-served","choices":[{"message":{"content":"fix: a"},"finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#;
     let a = t.whole(&upstream, answer, None, 0);
     assert_eq!(a.status, 200);
     assert_eq!(a.remove, ["content-encoding", "etag"]);
     assert_eq!(a.set.last().map(|(k, v)| (*k, v.clone())), Some(("content-length", a.body.len().to_string())));
     assert_eq!(serde_json::from_slice::<Value>(&a.body).unwrap()["content"], "fix: a");
     assert_eq!((t.usage().input_tokens, t.usage().output_tokens), (Some(5), Some(2)));
+    assert_eq!((t.usage().finish_reason.as_deref(), t.usage().response_model.as_deref()), (Some("length"), Some("codestral-served")));
 
     // an error answer is mapped the GitLab way and the record keeps a content-free reason
     let (mut t, _) = prompt(false);
@@ -241,6 +255,8 @@ fn whole_answers_are_gitlabs_with_their_length_and_without_the_old_bodys_headers
     let a = t.whole(&headers(&[("retry-after", "3")]), br#"{"error": {"message": "slow down"}}"#, Some(true), 0);
     assert_ne!(a.status, 200);
     assert!(t.usage().error.is_some());
+    assert_eq!((t.usage().finish_reason.as_deref(), t.usage().response_model.as_deref()), (None, None));
+    assert_eq!(t.usage().request_model.as_deref(), Some("Codestral-22B-v0.1"), "the model asked for is known either way");
 }
 
 #[test]
@@ -261,4 +277,13 @@ fn bad_bodies_are_gitlab_errors_before_anything_is_sent() {
     let body = json!({"inputs": {}, "model_metadata": {"provider": "custom_openai", "name": "codestral", "identifier": "custom_openai/Codestral-22B-v0.1"}});
     let e = translate("POST", "/v2/prompts/generate_commit_message", body).err().unwrap();
     assert_eq!(e.status, 422);
+}
+
+#[test]
+fn a_fill_in_the_middle_completion_is_a_text_completion_call() {
+    let body = json!({"current_file": {"file_name": "a.py", "content_above_cursor": "def f():\n", "content_below_cursor": "\nf()"},
+        "model_provider": "litellm", "model_identifier": "custom_openai/Codestral-22B-v0.1"});
+    let (t, edit) = translate("POST", "/v2/code/completions", body).unwrap();
+    assert_eq!(edit.set.iter().find(|(k, _)| *k == ":path").map(|(_, v)| v.as_str()), Some("/v1/completions"));
+    assert_eq!((t.usage().operation.as_deref(), t.usage().request_model.as_deref()), (Some("text_completion"), Some("Codestral-22B-v0.1")));
 }
