@@ -139,6 +139,7 @@ mod tests {
             tool_calls: Vec::new(),
             finish_reason: reason.map(str::to_owned),
             usage: duo_llm::Usage::known(Some(30), Some(4), Some(34)),
+            model: None,
         };
         let v18 = ChatEvents::default();
         let body = String::from_utf8(answer_body(&v18, &c(Some("stop")), "Thought: x\nFinal Answer: Hello\nthere")).unwrap();
