@@ -191,7 +191,15 @@ fn translate(
         .find(|(k, _)| k.eq_ignore_ascii_case("x-gitlab-enabled-feature-flags"))
         .map(|(_, v)| v.as_str());
     // Scopes come from duo_auth's verdict in Envoy; unknown here (all tools offered).
-    let ctx = RequestCtx { now_unix, scopes: None, feature_flags: flags, sent: &names, cluster_header: &config.cluster_header };
+    let header = |name: &str| sent.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    let ctx = RequestCtx {
+        now_unix,
+        scopes: None,
+        feature_flags: flags,
+        sent: &names,
+        cluster_header: &config.cluster_header,
+        gitlab_version: duo_core::version::GitlabVersion::from_header(header("x-gitlab-version")),
+    };
     let (translation, edit) = Translation::request(config, prompts, target, endpoint, (json, body_len), &ctx)?;
     Ok((edit, translation.answer_ctx().stream))
 }
