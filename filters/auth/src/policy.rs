@@ -5,7 +5,7 @@
 use crate::config::{Bypass, Config, DUO_WORKFLOW_SERVICE};
 use crate::token::{Claims, GITLAB_AI_GATEWAY, TokenError};
 use crate::user_token::{USER_TOKEN_KID, USER_TOKEN_SCOPES};
-use duo_core::catalogue::{Endpoint, EndpointKind, classify};
+use duo_core::catalogue::{self, Endpoint, EndpointKind, classify};
 use duo_core::errors::GitlabError;
 use duo_core::handoff::AuthInfo;
 use serde::Deserialize;
@@ -332,10 +332,15 @@ pub fn authorize(cfg: &Config, req: &RequestView<'_>, claims: &Claims, kind: Tok
     if user_token && !matches!(endpoint.kind, EndpointKind::CodeCompletions { .. }) {
         return deny(Denial::forbidden(&forbidden_message(&endpoint), "user_token_not_allowed"), info);
     }
-    if let Some(up) = endpoint.unit_primitive
-        && !has_scope(&claims.scopes, up) {
+    if let Some(up) = endpoint.unit_primitive {
+        // The primitive the token holds is the one recorded (GitLab's gateway authorizes a
+        // fallback on its older primitive's behalf).
+        let held = std::iter::once(up).chain(catalogue::fallback_unit_primitive(up)).find(|u| has_scope(&claims.scopes, u));
+        let Some(held) = held else {
             return deny(Denial::forbidden(&forbidden_message(&endpoint), "missing_scope"), info);
-        }
+        };
+        info.unit_primitive = Some(held.to_owned());
+    }
     info.result = "ok".to_owned();
     if endpoint.kind == EndpointKind::ChatAgentV2 {
         return Decision::CheckChatBody(info);
@@ -561,6 +566,30 @@ mod tests {
         assert!(matches!(decide(&c, &view("/v2/code/generations", Some("Bearer x")), &few, false), Decision::Allow(_)));
         // Unknown paths are authenticated, then left to the router.
         assert!(matches!(decide(&c, &view("/v9/unknown", Some("Bearer x")), &few, false), Decision::Allow(ref i) if i.feature.is_none()));
+    }
+
+    #[test]
+    fn the_react_chat_takes_duo_classic_chat_or_duo_chat() {
+        let c = cfg(serde_json::json!({}));
+        let mut token = claims();
+        let chat = |t: &Claims| decide(&c, &view("/v2/chat/agent", Some("Bearer x")), t, false);
+        for (scopes, held) in [
+            (vec!["duo_classic_chat", "duo_chat"], "duo_classic_chat"),
+            (vec!["duo_classic_chat"], "duo_classic_chat"),
+            (vec!["duo_chat"], "duo_chat"),
+        ] {
+            token.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+            match chat(&token) {
+                Decision::CheckChatBody(info) => assert_eq!(info.unit_primitive.as_deref(), Some(held), "{scopes:?}"),
+                other => panic!("{scopes:?}: {other:?}"),
+            }
+        }
+        token.scopes = vec!["complete_code".into(), "include_file_context".into()];
+        let (status, body, reason) = denied_with(chat(&token));
+        assert_eq!((status, body.as_str(), reason), (403, r#"{"detail":"Unauthorized to access duo chat"}"#, "missing_scope"));
+        // duo_classic_chat is not a fallback for anything else
+        token.scopes = vec!["duo_classic_chat".into()];
+        assert_eq!(denied_with(decide(&c, &view("/v1/chat/agent", Some("Bearer x")), &token, false)).2, "missing_scope");
     }
 
     #[test]

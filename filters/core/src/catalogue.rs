@@ -149,6 +149,18 @@ pub enum Unclassified {
     MethodNotAllowed,
 }
 
+/// The ReAct chat's unit primitive (`/v2/chat/agent`, prompt `chat/react`) in GitLab's current
+/// gateway; it was `duo_chat` up to 18.x, and tokens holding only that are still served
+/// ([`fallback_unit_primitive`]).
+pub const CLASSIC_CHAT: &str = "duo_classic_chat";
+
+/// The older unit primitive a token may hold instead of `up`: `duo_chat` for
+/// [`CLASSIC_CHAT`] (GitLab 18.x instances never issue `duo_classic_chat`; GitLab's gateway
+/// falls back to `duo_chat` too).
+pub fn fallback_unit_primitive(up: &str) -> Option<&'static str> {
+    (up == CLASSIC_CHAT).then_some("duo_chat")
+}
+
 /// Prompt ids GitLab sends to `/v1/prompts/<id>`, their feature and unit primitive.
 const PROMPTS: &[(&str, Option<Feature>, &str)] = &[
     ("chat/explain_code", Some(Feature::DuoChatExplainCode), "explain_code"),
@@ -158,7 +170,7 @@ const PROMPTS: &[(&str, Option<Feature>, &str)] = &[
     ("chat/troubleshoot_job", Some(Feature::DuoChatTroubleshootJob), "troubleshoot_job"),
     ("chat/explain_vulnerability", Some(Feature::DuoChatExplainVulnerability), "explain_vulnerability"),
     ("chat/summarize_comments", Some(Feature::DuoChatSummarizeComments), "summarize_comments"),
-    ("chat/react", Some(Feature::DuoChat), "duo_chat"),
+    ("chat/react", Some(Feature::DuoChat), CLASSIC_CHAT),
     ("chat/issue_reader", Some(Feature::DuoChat), "ask_issue"),
     ("chat/epic_reader", Some(Feature::DuoChat), "ask_epic"),
     ("chat/merge_request_reader", Some(Feature::DuoChat), "ask_merge_request"),
@@ -264,7 +276,7 @@ pub fn classify(method: &str, path: &str) -> Result<Endpoint, Unclassified> {
             return need(post, endpoint(kind, Some(Feature::CodeCompletions), Some("complete_code")));
         }
         "/v2/chat/agent" => {
-            return need(post, endpoint(EndpointKind::ChatAgentV2, Some(Feature::DuoChat), Some("duo_chat")));
+            return need(post, endpoint(EndpointKind::ChatAgentV2, Some(Feature::DuoChat), Some(CLASSIC_CHAT)));
         }
         "/v1/chat/agent" => {
             return need(post, endpoint(EndpointKind::ChatAgentV1, Some(Feature::DuoChat), Some("duo_chat")));
@@ -325,7 +337,7 @@ mod tests {
             ("POST", "/v2/code/completions", EndpointKind::CodeCompletions { direct: false }, Some(Feature::CodeCompletions), Some("complete_code")),
             ("POST", "/v2/completions", EndpointKind::CodeCompletions { direct: true }, Some(Feature::CodeCompletions), Some("complete_code")),
             ("POST", "/v2/code/generations", EndpointKind::CodeGenerations, Some(Feature::CodeGenerations), Some("generate_code")),
-            ("POST", "/v2/chat/agent", EndpointKind::ChatAgentV2, Some(Feature::DuoChat), Some("duo_chat")),
+            ("POST", "/v2/chat/agent", EndpointKind::ChatAgentV2, Some(Feature::DuoChat), Some("duo_classic_chat")),
             ("POST", "/v1/chat/agent", EndpointKind::ChatAgentV1, Some(Feature::DuoChat), Some("duo_chat")),
             ("POST", "/v1/chat/troubleshoot_job", EndpointKind::ChatInvokable, Some(Feature::DuoChatTroubleshootJob), Some("troubleshoot_job")),
             ("POST", "/v1/chat/explain_code", EndpointKind::ChatInvokable, Some(Feature::DuoChatExplainCode), Some("duo_chat")),
@@ -379,6 +391,17 @@ mod tests {
         assert_eq!(cat("POST", "/v2/chat/agent"), Some("duo_chat"));
         assert_eq!(cat("POST", "/v1/prompts/generate_commit_message"), Some("ai_abstraction_layer"));
         assert_eq!(cat("GET", "/monitoring/healthz"), None);
+    }
+
+    #[test]
+    fn the_react_chat_is_classic_chat_with_duo_chat_as_fallback() {
+        let up = |p: &str| classify("POST", p).ok().and_then(|e| e.unit_primitive);
+        assert_eq!(up("/v2/chat/agent"), Some("duo_classic_chat"));
+        assert_eq!(up("/v1/prompts/chat/react"), Some("duo_classic_chat"));
+        assert_eq!(up("/v1/chat/agent"), Some("duo_chat"), "the legacy agent keeps duo_chat");
+        assert_eq!(fallback_unit_primitive("duo_classic_chat"), Some("duo_chat"));
+        assert_eq!(fallback_unit_primitive("duo_chat"), None);
+        assert_eq!(fallback_unit_primitive("complete_code"), None);
     }
 
     #[test]

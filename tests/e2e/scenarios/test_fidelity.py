@@ -168,3 +168,25 @@ def test_fidelity_chat_finish_reason_and_usage_only_for_19(e2e):
             assert len(events) == len(deltas) + 1, events
         else:
             assert events == deltas and all(set(d["data"]) == {"text"} for d in deltas), events
+
+
+def test_fidelity_chat_unit_primitives(e2e):
+    """The ReAct chat takes duo_classic_chat (GitLab's current name, 19.x tokens) or duo_chat
+    (18.x tokens); the record names the one held; neither is GitLab's 403."""
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    for rails, scopes, held in [(GITLAB_19, ["duo_classic_chat"], "duo_classic_chat"),
+                                (GITLAB_19, ["duo_chat", "duo_classic_chat"], "duo_classic_chat"),
+                                (GITLAB_18_4, ["duo_chat"], "duo_chat")]:
+        path, body = rails.chat(CLAUDE_BEDROCK, "What is a runner?")
+        st.fake(BEDROCK).enqueue(Answer(text="", pieces=[" I know.\nFinal Answer: Runners run jobs."]))
+        headers = rails.headers(gl, Authorization=f"Bearer {gl.mint(scopes=scopes)}")
+        events = _ndjson(st.post(path, json_body=body, headers=headers))
+        assert "".join(e["data"]["text"] for e in events if e["type"] == "final_answer_delta") == "Runners run jobs.", (scopes, events)
+        assert _record(st, headers["X-Request-ID"])["meta.unit_primitive"] == held, scopes
+    path, body = GITLAB_19.chat(CLAUDE_BEDROCK, "What is a runner?")
+    headers = GITLAB_19.headers(gl, Authorization=f"Bearer {gl.mint(scopes=['complete_code'])}")
+    before = len(st.fake(BEDROCK).requests)
+    r = st.post(path, json_body=body, headers=headers)
+    assert (r.status, r.json()) == (403, {"detail": "Unauthorized to access duo chat"}), r.body
+    assert len(st.fake(BEDROCK).requests) == before, "refused before the model"
