@@ -268,7 +268,7 @@ class Checker:
             creds = m.get("credentials", "envoy" if m.get("platform") == "bedrock" else "gitlab")
             if m.get("platform") == "bedrock" and creds == "envoy":
                 self.check_sigv4(c, str(m.get("authority", "")), line, who)
-        for section in ("vendor", "aigw"):
+        for section in ("vendor", "aigw", "agent_platform", "agent_platform_vendor"):
             s = conf.get(section)
             if isinstance(s, dict):
                 line = d.line_of(section, "cluster")

@@ -82,6 +82,15 @@ pub struct Aigw {
     pub authority: String,
 }
 
+/// `agent_platform` / `agent_platform_vendor`: a Duo Workflow Service (gRPC) that gets the
+/// Agent Platform's calls unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowService {
+    pub cluster: String,
+    pub authority: String,
+}
+
 pub const DEFAULT_CLUSTER_HEADER: &str = "x-duo-upstream";
 /// Above Rails' own 600 000-byte cap on code-suggestion bodies; chat bodies carry scratchpads.
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = MAX_REQUEST_BYTES as u64;
@@ -114,6 +123,12 @@ pub struct RawConfig {
     pub vendor: Option<Vendor>,
     #[serde(default)]
     pub aigw: Option<Aigw>,
+    /// The Duo Workflow Service you run: the Agent Platform's `self_hosted` target.
+    #[serde(default)]
+    pub agent_platform: Option<WorkflowService>,
+    /// GitLab's Duo Workflow Service: the Agent Platform's `vendored` target.
+    #[serde(default)]
+    pub agent_platform_vendor: Option<WorkflowService>,
     /// Extension: GitLab does not offer `generate_issue_description` on self-hosted models; set
     /// this to `true` to allow `self_hosted` for it anyway.
     #[serde(default)]
@@ -165,6 +180,8 @@ pub struct Config {
     pub default: Route,
     pub vendor: Option<Vendor>,
     pub aigw: Option<Aigw>,
+    pub agent_platform: Option<WorkflowService>,
+    pub agent_platform_vendor: Option<WorkflowService>,
     pub allow_self_hosted_issue_description: bool,
     pub max_request_bytes: u64,
     pub body_wait_ms: u64,
@@ -215,6 +232,18 @@ impl Config {
             check_name("aigw.cluster", &a.cluster)?;
             check_authority("aigw.authority", &a.authority)?;
         }
+        for (key, s) in [("agent_platform", &raw.agent_platform), ("agent_platform_vendor", &raw.agent_platform_vendor)] {
+            if let Some(s) = s {
+                check_name(&format!("{key}.cluster"), &s.cluster)?;
+                check_authority(&format!("{key}.authority"), &s.authority)?;
+            }
+        }
+        if ct == ConfigurationType::SelfHosted && raw.agent_platform_vendor.is_some() {
+            return Err(ConfigError::new(
+                "agent_platform_vendor",
+                "a `self_hosted` configuration_type never sends the Agent Platform to GitLab's service; use `hybrid` for that",
+            ));
+        }
         let limit = u64::try_from(MAX_REQUEST_BYTES).unwrap_or(u64::MAX);
         if raw.max_request_bytes == 0 || raw.max_request_bytes > limit {
             return Err(ConfigError::new("max_request_bytes", format!("must be between 1 and {limit} (what the codecs accept)")));
@@ -252,6 +281,8 @@ impl Config {
             default,
             vendor: raw.vendor,
             aigw: raw.aigw,
+            agent_platform: raw.agent_platform,
+            agent_platform_vendor: raw.agent_platform_vendor,
             allow_self_hosted_issue_description: raw.allow_self_hosted_issue_description,
             max_request_bytes: raw.max_request_bytes,
             body_wait_ms: raw.body_wait_ms,
@@ -318,11 +349,18 @@ impl RouteCompiler<'_> {
                         "GitLab does not offer generate_issue_description on self-hosted models; set `allow_self_hosted_issue_description: true` to route it to one anyway".into(),
                     );
                 }
+                // The Duo Workflow Service runs its own agent loop and picks its models itself.
                 Some(Feature::DuoAgentPlatform) => {
-                    return err(
-                        format!("{path}.provider"),
-                        "the Agent Platform (gRPC DuoWorkflow) runs its own agent loop: route it to a Duo Workflow Service with `aigw` (or `vendored`/`disabled`)".into(),
-                    );
+                    if r.model.is_some() {
+                        return err(format!("{path}.model"), "the Agent Platform's service picks its models; give no `model`".into());
+                    }
+                    if self.raw.agent_platform.is_none() {
+                        return err(
+                            format!("{path}.provider"),
+                            "`self_hosted` for the Agent Platform needs an `agent_platform` block (cluster, authority of your Duo Workflow Service)".into(),
+                        );
+                    }
+                    return Ok(Route::SelfHosted { model: None });
                 }
                 _ => {}
             }
@@ -509,7 +547,10 @@ mod tests {
             (|v| v["configuration_type"] = json!("self_hosted"), "features.generate_commit_message.provider", "use `hybrid`"),
             (|v| { v["configuration_type"] = json!("gitlab_com"); }, "features.code_completions.provider", "only `vendored` or `disabled`"),
             (|v| v["features"]["generate_issue_description"] = json!({"provider": "self_hosted"}), "features.generate_issue_description.provider", "allow_self_hosted_issue_description"),
-            (|v| v["features"]["duo_agent_platform"] = json!({"provider": "self_hosted"}), "features.duo_agent_platform.provider", "aigw"),
+            (|v| v["features"]["duo_agent_platform"] = json!({"provider": "self_hosted"}), "features.duo_agent_platform.provider", "`agent_platform` block"),
+            (|v| { v["agent_platform"] = json!({"cluster": "dws", "authority": "dws:50052"}); v["features"]["duo_agent_platform"] = json!({"provider": "self_hosted", "model": "codestral"}); }, "features.duo_agent_platform.model", "picks its models"),
+            (|v| v["agent_platform"] = json!({"cluster": "dws", "authority": "a b"}), "agent_platform.authority", "host[:port]"),
+            (|v| { v["configuration_type"] = json!("self_hosted"); v["features"] = json!({}); v["agent_platform_vendor"] = json!({"cluster": "c", "authority": "c:443"}); }, "agent_platform_vendor", "never sends"),
             (|v| v["max_request_bytes"] = json!(0), "max_request_bytes", "between 1 and"),
             (|v| v["max_request_bytes"] = json!(1u64 << 30), "max_request_bytes", "between 1 and"),
             (|v| v["prompts"] = json!({"no_such_prompt": {"user": "x"}}), "prompts.no_such_prompt", ""),

@@ -53,6 +53,12 @@ pub enum Reason {
     EndpointMismatch,
     InvalidBody,
     TooLarge,
+    /// Agent Platform: the model-metadata header is not a JSON object or too large.
+    InvalidMetadata,
+    /// Agent Platform: a GitLab-managed model named in a self-hosted configuration.
+    Residency,
+    /// Agent Platform: a gRPC call over HTTP/1.1.
+    NotHttp2,
 }
 
 impl Reason {
@@ -69,10 +75,13 @@ impl Reason {
             Reason::EndpointMismatch => "endpoint_mismatch",
             Reason::InvalidBody => "invalid_body",
             Reason::TooLarge => "too_large",
+            Reason::InvalidMetadata => "invalid_metadata",
+            Reason::Residency => "residency",
+            Reason::NotHttp2 => "not_http2",
         }
     }
 
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 14] = [
         Reason::Health,
         Reason::NotFound,
         Reason::UnknownPrompt,
@@ -84,6 +93,9 @@ impl Reason {
         Reason::EndpointMismatch,
         Reason::InvalidBody,
         Reason::TooLarge,
+        Reason::InvalidMetadata,
+        Reason::Residency,
+        Reason::NotHttp2,
     ];
 }
 
@@ -133,6 +145,18 @@ fn forward(target: Target, endpoint: Endpoint, mut route: RouteInfo) -> Outcome 
     Outcome { decision: Decision::Forward(target), endpoint: Some(endpoint), route }
 }
 
+/// A local reply for a call no endpoint describes (the Agent Platform's gRPC calls).
+pub(crate) fn refuse(e: GitlabError, reason: Reason, route: RouteInfo) -> Outcome {
+    reply(e, reason, None, route)
+}
+
+/// A gRPC call forwarded unchanged to a Duo Workflow Service.
+pub(crate) fn forward_grpc(target: Target, mut route: RouteInfo) -> Outcome {
+    route.provider = Some(target.provider.name().to_owned());
+    route.upstream_cluster = Some(target.cluster.clone());
+    Outcome { decision: Decision::Forward(target), endpoint: None, route }
+}
+
 fn vendor_target(config: &Config, endpoint: &Endpoint, raw_path: &str) -> Option<Target> {
     let v = config.vendor.as_ref()?;
     // gRPC method paths cannot take a prefix; everything else goes under it (`/ai/v2/...`).
@@ -176,6 +200,12 @@ fn feature_label(endpoint: &Endpoint) -> String {
 
 /// Step one, at request headers. `raw_path` is `:path` as received (query included).
 pub fn plan(config: &Config, method: &str, raw_path: &str) -> Plan {
+    // gRPC (the Agent Platform, gRPC health): the adapter calls `agent_platform::plan` itself with
+    // the metadata header and the protocol; here (e.g. `./build.sh explain`) without them.
+    let call = crate::agent_platform::Call { path: raw_path, metadata: None, http2: true };
+    if let Some(outcome) = crate::agent_platform::plan(config, &call) {
+        return Plan::Decided(outcome);
+    }
     let mut route = RouteInfo { configuration_type: Some(config.configuration_type.name().to_owned()), ..Default::default() };
     let endpoint = match catalogue::classify(method, raw_path) {
         Ok(e) => e,
@@ -248,7 +278,6 @@ fn route_endpoint(config: &Config, endpoint: Endpoint, mut route: RouteInfo, raw
         Route::SelfHosted { model } => {
             let why = match (endpoint.kind, endpoint.feature) {
                 (EndpointKind::CodeSuggestionsUnified { sse: false }, _) => Some("v3 code suggestions serve GitLab-managed models only"),
-                (EndpointKind::AgentPlatformGrpc, _) => Some("the Agent Platform needs `features.duo_agent_platform: aigw`"),
                 (_, Some(Feature::GenerateIssueDescription)) if !config.allow_self_hosted_issue_description => {
                     Some("GitLab does not offer it on self-hosted models")
                 }
@@ -464,6 +493,11 @@ mod tests {
         if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
             o.extend(e.clone());
         }
+        // The Duo Workflow Services of the Agent Platform (GitLab's only outside self_hosted).
+        v["agent_platform"] = json!({"cluster": "duo_workflow", "authority": "dws.internal:50052"});
+        if ct != "self_hosted" {
+            v["agent_platform_vendor"] = json!({"cluster": "duo_workflow_cloud", "authority": "duo-workflow-svc.runway.gitlab.net"});
+        }
         Config::parse(v.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -565,11 +599,16 @@ mod tests {
                         let c = config("hybrid", feature_entry(None), json!({"provider": "disabled"}), json!({}));
                         let o = decided(plan(&c, "POST", &format!("{path}?x=1")));
                         let t = forwarded(&o);
-                        assert_eq!((t.cluster.as_str(), t.authority.as_str()), ("cloud_gitlab", "cloud.gitlab.com"), "{ctx}");
-                        let want = if f == Feature::DuoAgentPlatform { None } else { Some(format!("/ai{path}?x=1")) };
+                        // The Agent Platform goes to GitLab's Duo Workflow Service, path unchanged.
+                        let (cluster, authority, want) = if f == Feature::DuoAgentPlatform {
+                            ("duo_workflow_cloud", "duo-workflow-svc.runway.gitlab.net", None)
+                        } else {
+                            ("cloud_gitlab", "cloud.gitlab.com", Some(format!("/ai{path}?x=1")))
+                        };
+                        assert_eq!((t.cluster.as_str(), t.authority.as_str()), (cluster, authority), "{ctx}");
                         assert_eq!(t.path, want, "{ctx}");
                         assert!(!t.strip_authorization, "{ctx}: GitLab's token must reach the vendor");
-                        assert_eq!(o.route.upstream_cluster.as_deref(), Some("cloud_gitlab"), "{ctx}");
+                        assert_eq!(o.route.upstream_cluster.as_deref(), Some(cluster), "{ctx}");
                         assert_eq!(o.route.provider.as_deref(), Some("vendored"), "{ctx}");
                     }
                     Provider::Aigw => {
@@ -581,8 +620,12 @@ mod tests {
                         assert_eq!(o.route.provider.as_deref(), Some("aigw"), "{ctx}");
                     }
                     Provider::SelfHosted if f == Feature::DuoAgentPlatform => {
+                        // Your Duo Workflow Service, which needs its `agent_platform` block.
                         let e = Config::parse(json!({"configuration_type": "hybrid", "models": models(), "features": feature_entry(None)}).to_string().as_bytes());
                         assert_eq!(e.unwrap_err().path, "features.duo_agent_platform.provider", "{ctx}");
+                        let c = config("self_hosted", feature_entry(None), json!({"provider": "disabled"}), json!({}));
+                        let t = forwarded(&decided(plan(&c, "POST", path))).clone();
+                        assert_eq!((t.cluster.as_str(), t.path, t.strip_authorization), ("duo_workflow", None, false), "{ctx}");
                     }
                     Provider::SelfHosted => {
                         let extra = if f == Feature::GenerateIssueDescription { opt_in } else { json!({}) };
@@ -634,7 +677,11 @@ mod tests {
         let c = config("hybrid", json!({"duo_chat": {"provider": "aigw"}}), json!({"provider": "vendored"}), json!({}));
         for f in Feature::ALL {
             let p = plan(&c, "POST", path_of(f));
-            let want = if f == Feature::DuoChat || f.chat_parent().is_some() { "python_aigw" } else { "cloud_gitlab" };
+            let want = match f {
+                Feature::DuoAgentPlatform => "duo_workflow_cloud",
+                _ if f == Feature::DuoChat || f.chat_parent().is_some() => "python_aigw",
+                _ => "cloud_gitlab",
+            };
             assert_eq!(forwarded(&decided(p)).cluster, want, "{}", f.name());
         }
     }
@@ -644,6 +691,7 @@ mod tests {
         let c = Config::parse(
             json!({"configuration_type": "gitlab_com",
                    "vendor": {"cluster": "cloud", "authority": "cloud.gitlab.com", "path_prefix": "/ai"},
+                   "agent_platform_vendor": {"cluster": "dws_cloud", "authority": "duo-workflow-svc.runway.gitlab.net"},
                    "features": {"summarize_review": {"provider": "disabled"}}})
             .to_string()
             .as_bytes(),
@@ -654,7 +702,8 @@ mod tests {
             if f == Feature::SummarizeReview {
                 assert_eq!(replied(&o).1, Reason::Disabled);
             } else {
-                assert_eq!(forwarded(&o).cluster, "cloud", "{}", f.name());
+                let want = if f == Feature::DuoAgentPlatform { "dws_cloud" } else { "cloud" };
+                assert_eq!(forwarded(&o).cluster, want, "{}", f.name());
             }
         }
         let o = decided(plan(&c, "POST", "/v1/prompts/model_configuration%2Fcheck"));
@@ -664,11 +713,15 @@ mod tests {
     #[test]
     fn default_self_hosted_never_serves_what_gitlab_does_not_self_host() {
         let c = config("self_hosted", json!({}), json!({"provider": "self_hosted"}), json!({}));
-        for path in ["/v1/prompts/generate_description", "/v3/code/completions", "/duo_workflow.DuoWorkflow/ExecuteWorkflow"] {
+        for path in ["/v1/prompts/generate_description", "/v3/code/completions"] {
             let o = decided(plan(&c, "POST", path));
             let (r, why) = replied(&o);
             assert_eq!((r.status, why), (403, Reason::NotSelfHostable), "{path}");
         }
+        // The Agent Platform goes to your Duo Workflow Service (agent_platform.rs) at headers,
+        // never a body wait.
+        let o = decided(plan(&c, "POST", "/DuoWorkflow/ExecuteWorkflow"));
+        assert_eq!(forwarded(&o).cluster, "duo_workflow");
         let c = config("self_hosted", json!({}), json!({"provider": "self_hosted"}), json!({"allow_self_hosted_issue_description": true}));
         pending(plan(&c, "POST", "/v1/prompts/generate_description"));
     }

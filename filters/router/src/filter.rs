@@ -15,6 +15,7 @@
 //! its headers whose body callback never arrives within `body_wait_ms` — what Envoy does when
 //! `allow_on_headers_stop_iteration` is missing (see docs/router.md).
 
+use crate::agent_platform;
 use crate::config::{Config, Provider};
 use crate::decide::{self, Decision, Outcome, Pending, Plan, Reason, Target};
 use crate::metrics;
@@ -174,6 +175,7 @@ impl RootContext for Root {
             upstream_status: None,
             usage_published: false,
             sent_headers: duo_kit::Headers::default(),
+            grpc: false,
         })))
     }
 }
@@ -198,6 +200,8 @@ struct Exchange {
     /// The request headers as GitLab sent them: only headers it sent are removed (each removal
     /// is a host call).
     sent_headers: duo_kit::Headers,
+    /// A gRPC call (the Agent Platform): local replies are gRPC-shaped.
+    grpc: bool,
 }
 
 impl Context for Exchange {}
@@ -209,7 +213,8 @@ impl Exchange {
 
     fn reply(&mut self, e: &GitlabError) -> Action {
         self.replied = true;
-        if duo_kit::send_error(e, &[]).is_err() {
+        let sent = if self.grpc { duo_kit::send_grpc_error(&duo_core::grpc::GrpcReply::from_gitlab(e), &[]) } else { duo_kit::send_error(e, &[]) };
+        if sent.is_err() {
             log::error!("duo_router: #{} could not send its local reply", self.id);
         }
         Action::Pause
@@ -453,6 +458,17 @@ impl HttpContext for Exchange {
         let method = headers.get(":method").unwrap_or_default();
         let path = headers.get(":path").unwrap_or_default();
         let declared = headers.get("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        self.grpc = agent_platform::is_grpc(&path, headers.get("content-type").as_deref());
+        if self.grpc {
+            // Unknown protocol counts as HTTP/2: only a known HTTP/1.x is refused.
+            let http2 = !duo_kit::property(&["request", "protocol"]).is_some_and(|p| p.starts_with(b"HTTP/1"));
+            let metadata = headers.get(agent_platform::MODEL_METADATA_HEADER);
+            let call = agent_platform::Call { path: &path, metadata: metadata.as_deref(), http2 };
+            if let Some(outcome) = agent_platform::plan(&config, &call) {
+                self.sent_headers = headers;
+                return self.apply(&config, outcome, None);
+            }
+        }
         self.sent_headers = headers;
         match decide::plan(&config, &method, &path) {
             Plan::Decided(outcome) => self.apply(&config, outcome, None),

@@ -3,6 +3,7 @@
 //! GitLab and the model platform (`translate`, over `codec` and `framing`); the platforms' own
 //! wire is the GitLab-free `duo-llm` crate. `filter.rs` is the proxy-wasm adapter.
 
+pub mod agent_platform;
 pub mod chat;
 pub mod codec;
 pub mod config;

@@ -17,11 +17,13 @@ import threading
 import time
 import uuid
 from typing import Any, Iterator
+from urllib.parse import unquote
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from duo_e2e import bootstrap, dws_proto
+from duo_e2e.client import request
 from duo_e2e.fakes.duo_workflow import AUDIENCE, FakeDuoWorkflow
 from duo_e2e.fakes.gitlab import SigningKey
 
@@ -43,14 +45,6 @@ def _patch(verifier: str):
             conf["workflow_token_keys"] = [_OLD_KEY.public_pem().decode(), _KEY.public_pem().decode()]
 
         bootstrap.patch_plugin(boot, "duo_auth", auth)
-        router = bootstrap.plugin_json(boot, "duo_router") or {}
-        if "agent_platform" not in router:
-            # Until duo_router has its own Agent Platform target: the DWS as the `aigw` target.
-            def route(conf: dict[str, Any]) -> None:
-                conf.setdefault("features", {})["duo_agent_platform"] = {"provider": "aigw"}
-                conf["aigw"] = {"cluster": DWS, "authority": "dws.internal:50052"}
-
-            bootstrap.patch_plugin(boot, "duo_router", route)
         if verifier == "builtin":
             for hcm in bootstrap.hcms(boot):
                 hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.jwt_authn"]
@@ -139,6 +133,14 @@ def _rpc_error(call) -> grpc.RpcError:
     raise AssertionError("the call succeeded")
 
 
+def test_agent_platform_health_needs_no_token(e2e):
+    for verifier, st in _stacks(e2e):
+        with _Client(st) as c:
+            for service in ("", "DuoWorkflow"):
+                r = c.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT_S)
+                assert r.status == health_pb2.HealthCheckResponse.SERVING, (verifier, service, r)
+
+
 def test_agent_platform_bidirectional_workflow_in_order(e2e):
     for verifier, st in _stacks(e2e):
         _wait_ready(st, verifier)
@@ -191,7 +193,9 @@ def test_agent_platform_bidirectional_workflow_in_order(e2e):
         rec = recs[0]
         assert rec.get("grpc_method") == "DuoWorkflow/ExecuteWorkflow" and rec.get("grpc_status") == 0, (verifier, rec)
         assert (rec.get("messages_in"), rec.get("messages_out")) == (len(sent), 5), (verifier, rec)
-        assert rec.get("feature") == "duo_agent_platform", (verifier, rec)
+        assert rec.get("feature") == "duo_agent_platform" and rec.get("provider") == "self_hosted", (verifier, rec)
+        # The metadata's endpoint is codestral's authority: the model is named, its key is not.
+        assert rec.get("model_name") == "codestral" and rec.get("upstream_cluster") == DWS, (verifier, rec)
         assert rec.get("model_identifier") == METADATA["identifier"], (verifier, rec)
         assert rec.get("gitlab_correlation_id") == dict(md)["x-gitlab-correlation-id"], (verifier, rec)
         assert rec.get("request_bytes", 0) > 15000 and rec.get("duration_s") is not None, (verifier, rec)
@@ -317,3 +321,65 @@ def test_agent_platform_service_down_is_unavailable(e2e):
     finally:
         fake.start(port=port)
     _wait_ready(st, verifier)
+
+
+def _call_raw(c: _Client, method: str, md: list[tuple[str, str]]) -> grpc.RpcError:
+    """A unary call of any method with an empty message (the payload is never looked at)."""
+    rpc = c.channel.unary_unary(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    return _rpc_error(lambda: rpc(b"", metadata=md, timeout=TIMEOUT_S))
+
+
+def test_agent_platform_router_guards_and_refusals(e2e):
+    """duo_router's part (self_hosted.yaml): unknown method 12; residency and endpoint guards 7;
+    malformed metadata 3 (not JSON, over 16 KiB); HTTP/1.1 a clear gRPC error; nothing forwarded."""
+    verifier, st = "envoy_jwt_authn", _stack(e2e, "envoy_jwt_authn")
+    _wait_ready(st, verifier)
+    fake: FakeDuoWorkflow = st.fake(DWS)
+    before = len(fake.received())
+    I, P, X = grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT
+    managed = json.dumps({"provider": "gitlab", "feature_setting": "duo_agent_platform", "identifier": None})
+    elsewhere = json.dumps({**METADATA, "endpoint": "http://attacker.example:8000/v1"})
+    cases = [
+        ("/DuoWorkflow/NoSuchMethod", {}, I, "unknown method DuoWorkflow/NoSuchMethod"),
+        ("/gitlab.DuoWorkflow/ListTools", {}, I, "unknown method gitlab.DuoWorkflow/ListTools"),
+        ("/DuoWorkflow/ListTools", {"x_gitlab_agent_platform_model_metadata": managed}, P,
+         "Unauthorized to access duo_agent_platform: a GitLab-managed model cannot be used in a self-hosted configuration"),
+        ("/DuoWorkflow/ListTools", {"x_gitlab_agent_platform_model_metadata": elsewhere}, P,
+         "Unauthorized to access model at 'http://attacker.example:8000/v1': not a model endpoint this AI gateway lists"),
+        ("/DuoWorkflow/ListTools", {"x_gitlab_agent_platform_model_metadata": "not json"}, X,
+         "x-gitlab-agent-platform-model-metadata is not a JSON object"),
+        # Above duo_router's 16 KiB limit (a single header much larger than this never reaches a
+        # filter: Envoy's HTTP/2 codec answers it with a connection GOAWAY).
+        ("/DuoWorkflow/ListTools", {"x_gitlab_agent_platform_model_metadata": json.dumps({"name": "x" * 20000})}, X,
+         "x-gitlab-agent-platform-model-metadata is larger than 16384 bytes"),
+    ]
+    with _Client(st) as c:
+        for method, extra, code, message in cases:
+            e = _call_raw(c, method, _metadata(st, **extra))
+            assert (e.code(), e.details()) == (code, message), (method, e.code(), e.details())
+    assert len(fake.received()) == before, "a refused call reached the service"
+    # HTTP/1.1 to a gRPC path: a clear error, gRPC-shaped, nothing forwarded.
+    headers = {k: v for k, v in _metadata(st)}
+    r = request(st.grpc_port, "POST", "/DuoWorkflow/ListTools", headers={**headers, "content-type": "application/grpc"},
+                body=b"\x00\x00\x00\x00\x00", timeout_s=TIMEOUT_S)
+    assert r.status == 200 and r.header("grpc-status") == "3", (r.status, r.header_list)
+    assert "HTTP/2" in unquote(r.header("grpc-message") or ""), r.header_list
+    assert len(fake.received()) == before, "an HTTP/1.1 call reached the service"
+
+
+def test_agent_platform_vendored_goes_to_gitlabs_service(e2e):
+    """hybrid.yaml with the Agent Platform on `vendored`: GitLab's Duo Workflow Service gets the
+    call (and its token) unchanged; a GitLab-managed model is fine outside self_hosted."""
+    def patch(boot: dict[str, Any]) -> None:
+        bootstrap.patch_plugin(boot, "duo_router", lambda c: c["features"].update(duo_agent_platform={"provider": "vendored"}))
+
+    st = e2e.stack("hybrid", name="agent_platform_hybrid_vendored", patch=patch)
+    _wait_ready(st, "hybrid")
+    cloud: FakeDuoWorkflow = st.fake("duo_workflow_cloud")
+    cloud.reset()
+    managed = json.dumps({"provider": "gitlab", "feature_setting": "duo_agent_platform", "identifier": None})
+    with _Client(st) as c:
+        r = c.stub.ListTools(c.pb2.ListToolsRequest(), metadata=_metadata(st, x_gitlab_agent_platform_model_metadata=managed), timeout=TIMEOUT_S)
+        assert len(r.tools) == 2
+    assert len(cloud.received("/DuoWorkflow/ListTools")) == 1
+    st.fake(DWS).assert_nothing_received()

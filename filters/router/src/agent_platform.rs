@@ -1,0 +1,360 @@
+//! The Agent Platform's gRPC calls (`/DuoWorkflow/<Method>`, `/grpc.health.v1.Health/<Method>`),
+//! pure: which Duo Workflow Service gets a call, or why it is refused. The payload is never read:
+//! the decision comes from the path, the protocol and GitLab's model-metadata header.
+//!
+//! Refusals are [`GitlabError`]s whose HTTP status maps to the gRPC code the adapter sends
+//! (`duo_core::grpc::GrpcStatus::from_http`): 403 → 7 PERMISSION_DENIED (disabled, residency and
+//! endpoint guards, no service configured), 404 → 12 UNIMPLEMENTED (unknown method), 400/426 →
+//! 3 INVALID_ARGUMENT (malformed metadata, HTTP/1.1).
+
+use crate::config::{ConfigurationType, Config, Provider, Route};
+use crate::decide::{self, Outcome, Reason, Target, endpoint_matches};
+use duo_core::catalogue::Feature;
+use duo_core::errors::GitlabError;
+use duo_core::handoff::RouteInfo;
+use serde_json::Value;
+
+/// GitLab's model-metadata header on Agent Platform calls (JSON).
+pub const MODEL_METADATA_HEADER: &str = "x-gitlab-agent-platform-model-metadata";
+/// Longest metadata accepted (GitLab's is well under 1 KiB).
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// The service of GitLab's contract (no proto package).
+const WORKFLOW_SERVICE: &str = "DuoWorkflow";
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+/// The methods of GitLab's `DuoWorkflow` service; anything else is UNIMPLEMENTED here.
+pub const METHODS: [&str; 7] = [
+    "ExecuteWorkflow",
+    "GenerateToken",
+    "ListCapabilities",
+    "ListTools",
+    "ListFlows",
+    "TrackSelfHostedExecuteWorkflow",
+    "ValidateFlowConfig",
+];
+const HEALTH_METHODS: [&str; 2] = ["Check", "Watch"];
+
+/// What the decision reads of a gRPC request.
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    /// `:path` as received.
+    pub path: &'a str,
+    /// The model-metadata header, when sent.
+    pub metadata: Option<&'a str>,
+    /// The request came over HTTP/2 (gRPC needs it; unknown counts as yes).
+    pub http2: bool,
+}
+
+/// `(service, method)` of a path shaped like a gRPC call, query ignored.
+fn service_method(path: &str) -> Option<(&str, &str)> {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/')).then_some((service, method))
+}
+
+fn is_workflow_service(service: &str) -> bool {
+    service == WORKFLOW_SERVICE || service.rsplit_once('.').is_some_and(|(_, s)| s == WORKFLOW_SERVICE)
+}
+
+/// Whether a request is a gRPC call (its refusals must be gRPC-shaped): a gRPC content type, or
+/// an Agent Platform or gRPC health path.
+pub fn is_grpc(path: &str, content_type: Option<&str>) -> bool {
+    content_type.is_some_and(duo_core::grpc::is_grpc_content_type)
+        || service_method(path).is_some_and(|(s, _)| s == HEALTH_SERVICE || is_workflow_service(s))
+}
+
+/// The model GitLab named for the call (never its `api_key`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Metadata {
+    provider: Option<String>,
+    endpoint: Option<String>,
+    identifier: Option<String>,
+    feature_setting: Option<String>,
+}
+
+fn parse_metadata(raw: &str) -> Result<Metadata, GitlabError> {
+    if raw.len() > MAX_METADATA_BYTES {
+        let m = format!("{MODEL_METADATA_HEADER} is larger than {MAX_METADATA_BYTES} bytes");
+        return Err(GitlabError::detail(400, &m));
+    }
+    let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(raw) else {
+        return Err(GitlabError::detail(400, &format!("{MODEL_METADATA_HEADER} is not a JSON object")));
+    };
+    let mut text = |key: &str| match map.remove(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        _ => None,
+    };
+    Ok(Metadata { provider: text("provider"), endpoint: text("endpoint"), identifier: text("identifier"), feature_setting: text("feature_setting") })
+}
+
+/// The feature name a call is logged under: GitLab's `feature_setting` when it is a plausible
+/// setting name, else `duo_agent_platform`. Routing always follows the `duo_agent_platform`
+/// entry (a header must not pick another feature's route).
+fn feature_name(metadata: &Metadata) -> String {
+    metadata
+        .feature_setting
+        .as_deref()
+        .filter(|f| f.len() <= 64 && f.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+        .unwrap_or(Feature::DuoAgentPlatform.name())
+        .to_owned()
+}
+
+fn clip(s: &str) -> String {
+    let mut end = s.len().min(200);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+fn service_target(provider: Provider, cluster: &str, authority: &str) -> Target {
+    Target {
+        provider,
+        cluster: cluster.to_owned(),
+        authority: authority.to_owned(),
+        path: None,
+        // The service checks GitLab's token itself.
+        strip_authorization: false,
+        timeout_ms: None,
+        model: None,
+    }
+}
+
+/// Where the Agent Platform's route sends calls, if that target is configured.
+fn target_for(config: &Config, route: &Route) -> Option<Target> {
+    match route {
+        Route::SelfHosted { .. } => config.agent_platform.as_ref().map(|s| service_target(Provider::SelfHosted, &s.cluster, &s.authority)),
+        Route::Vendored => config.agent_platform_vendor.as_ref().map(|s| service_target(Provider::Vendored, &s.cluster, &s.authority)),
+        Route::Aigw => config.aigw.as_ref().map(|a| service_target(Provider::Aigw, &a.cluster, &a.authority)),
+        Route::Disabled => None,
+    }
+}
+
+const FEATURE: &str = "duo_agent_platform";
+
+fn forbidden(why: &str) -> GitlabError {
+    GitlabError::detail(403, &format!("Unauthorized to access {FEATURE}: {why}"))
+}
+
+/// The decision for a gRPC call; `None` when the path is not the Agent Platform's or gRPC
+/// health (the HTTP plan decides those).
+pub fn plan(config: &Config, call: &Call<'_>) -> Option<Outcome> {
+    let (service, method) = service_method(call.path)?;
+    let health = service == HEALTH_SERVICE;
+    if !health && !is_workflow_service(service) {
+        return None;
+    }
+    let mut route = RouteInfo { configuration_type: Some(config.configuration_type.name().to_owned()), ..Default::default() };
+    let effective = config.route_for(Feature::DuoAgentPlatform).clone();
+    if !call.http2 {
+        let e = GitlabError::detail(426, "the Agent Platform speaks gRPC over HTTP/2; this request came over HTTP/1.1");
+        return Some(decide::refuse(e, Reason::NotHttp2, route));
+    }
+    if health {
+        if !HEALTH_METHODS.contains(&method) {
+            return Some(decide::refuse(unknown_method(service, method), Reason::NotFound, route));
+        }
+        // Health has no feature: ask whichever Duo Workflow Service is configured.
+        let target = target_for(config, &effective)
+            .or_else(|| target_for(config, &Route::SelfHosted { model: None }))
+            .or_else(|| target_for(config, &Route::Vendored));
+        return Some(match target {
+            Some(t) => decide::forward_grpc(t, route),
+            None => decide::refuse(GitlabError::detail(404, "no Duo Workflow Service is configured"), Reason::NotFound, route),
+        });
+    }
+    if service != WORKFLOW_SERVICE || !METHODS.contains(&method) {
+        return Some(decide::refuse(unknown_method(service, method), Reason::NotFound, route));
+    }
+
+    let metadata = match call.metadata.map(parse_metadata).transpose() {
+        Ok(m) => m.unwrap_or_default(),
+        Err(e) => {
+            route.feature = Some(FEATURE.to_owned());
+            return Some(decide::refuse(e, Reason::InvalidMetadata, route));
+        }
+    };
+    route.feature = Some(feature_name(&metadata));
+    route.provider = Some(effective.provider().name().to_owned());
+    route.model_identifier = metadata.identifier.as_deref().map(clip);
+    if effective == Route::Disabled {
+        return Some(decide::refuse(GitlabError::forbidden_feature(FEATURE), Reason::Disabled, route));
+    }
+    let gitlab_managed = metadata.provider.as_deref() == Some("gitlab");
+    // Residency: nothing leaves the network in a self-hosted configuration.
+    if gitlab_managed && config.configuration_type == ConfigurationType::SelfHosted {
+        let e = forbidden("a GitLab-managed model cannot be used in a self-hosted configuration");
+        return Some(decide::refuse(e, Reason::Residency, route));
+    }
+    // Endpoint guard: the service would call this address with the request's key.
+    if !gitlab_managed && let Some(url) = metadata.endpoint.as_deref() {
+        match config.models.iter().find(|(_, m)| endpoint_matches(url, &m.authority)) {
+            Some((name, _)) => route.model_name = Some(name.clone()),
+            None => {
+                let e = GitlabError::detail(
+                    403,
+                    &format!("Unauthorized to access model at '{}': not a model endpoint this AI gateway lists", clip(url)),
+                );
+                return Some(decide::refuse(e, Reason::EndpointMismatch, route));
+            }
+        }
+    }
+    Some(match target_for(config, &effective) {
+        Some(t) => decide::forward_grpc(t, route),
+        None => {
+            let which = if effective == Route::Vendored { "agent_platform_vendor" } else { "agent_platform" };
+            decide::refuse(forbidden(&format!("no Duo Workflow Service is configured (`{which}`)")), Reason::Disabled, route)
+        }
+    })
+}
+
+fn unknown_method(service: &str, method: &str) -> GitlabError {
+    GitlabError::detail(404, &format!("unknown method {}/{}", clip(service), clip(method)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::decide::Decision;
+    use duo_core::grpc::{GrpcReply, GrpcStatus};
+    use serde_json::json;
+
+    fn config(ct: &str, ap: Value) -> Config {
+        let mut v = json!({
+            "configuration_type": ct,
+            "models": {"codestral": {"platform": "vllm", "cluster": "vllm", "authority": "vllm.internal:8000", "base_path": "/v1",
+                                      "model": "Codestral-22B-v0.1", "family": "codestral", "identifiers": ["custom_openai/Codestral-22B-v0.1"]}},
+            "agent_platform": {"cluster": "duo_workflow", "authority": "dws.internal:50052"},
+            "features": {"duo_agent_platform": ap},
+            "default": {"provider": if ct == "gitlab_com" { "vendored" } else { "self_hosted" }},
+        });
+        if ct != "self_hosted" {
+            v["agent_platform_vendor"] = json!({"cluster": "duo_workflow_cloud", "authority": "duo-workflow-svc.runway.gitlab.net"});
+            v["vendor"] = json!({"cluster": "cloud", "authority": "cloud.gitlab.com", "path_prefix": "/ai"});
+        }
+        if ct == "gitlab_com" {
+            v.as_object_mut().unwrap().remove("models");
+            v.as_object_mut().unwrap().remove("agent_platform");
+        }
+        Config::parse(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn call<'a>(path: &'a str, metadata: Option<&'a str>) -> Call<'a> {
+        Call { path, metadata, http2: true }
+    }
+
+    fn forwarded(o: &Outcome) -> &Target {
+        match &o.decision {
+            Decision::Forward(t) => t,
+            other => panic!("not forwarded: {other:?}"),
+        }
+    }
+
+    fn refused(o: &Outcome) -> (GrpcStatus, String, Reason) {
+        match &o.decision {
+            Decision::Reply { reply, reason } => {
+                let g = GrpcReply::from_gitlab(reply);
+                (g.status, g.message, *reason)
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    const SELF_HOSTED_MODEL: &str = r#"{"provider":"custom_openai","name":"codestral","endpoint":"http://vllm.internal:8000/v1","api_key":"k","identifier":"custom_openai/Codestral-22B-v0.1","feature_setting":"duo_agent_platform_agentic_chat"}"#;
+
+    #[test]
+    fn only_grpc_paths_are_decided_here() {
+        let c = config("self_hosted", json!({"provider": "self_hosted"}));
+        assert!(plan(&c, &call("/v2/code/completions", None)).is_none());
+        assert!(plan(&c, &call("/v1/prompts/chat/explain_code", None)).is_none());
+        assert!(is_grpc("/DuoWorkflow/ExecuteWorkflow", None));
+        assert!(is_grpc("/grpc.health.v1.Health/Check", None));
+        assert!(is_grpc("/anything", Some("application/grpc")));
+        assert!(!is_grpc("/v2/chat/agent", Some("application/json")));
+    }
+
+    #[test]
+    fn self_hosted_goes_to_your_service_with_the_model_guarded() {
+        let c = config("self_hosted", json!({"provider": "self_hosted"}));
+        let o = plan(&c, &call("/DuoWorkflow/ExecuteWorkflow", Some(SELF_HOSTED_MODEL))).unwrap();
+        let t = forwarded(&o);
+        assert_eq!((t.cluster.as_str(), t.authority.as_str(), t.path.as_ref(), t.strip_authorization), ("duo_workflow", "dws.internal:50052", None, false));
+        assert_eq!(o.route.feature.as_deref(), Some("duo_agent_platform_agentic_chat"));
+        assert_eq!(o.route.model_name.as_deref(), Some("codestral"));
+        assert_eq!(o.route.model_identifier.as_deref(), Some("custom_openai/Codestral-22B-v0.1"));
+        assert_eq!(o.route.upstream_cluster.as_deref(), Some("duo_workflow"));
+        // No metadata: duo_agent_platform, no model to guard.
+        let o = plan(&c, &call("/DuoWorkflow/GenerateToken", None)).unwrap();
+        assert_eq!((forwarded(&o).cluster.as_str(), o.route.feature.as_deref()), ("duo_workflow", Some("duo_agent_platform")));
+        // An endpoint no model lists: refused, whatever the identifier says.
+        let elsewhere = SELF_HOSTED_MODEL.replace("vllm.internal:8000", "attacker.example:8000");
+        let (code, msg, why) = refused(&plan(&c, &call("/DuoWorkflow/ExecuteWorkflow", Some(&elsewhere))).unwrap());
+        assert_eq!((code, why), (GrpcStatus::PermissionDenied, Reason::EndpointMismatch));
+        assert!(msg.contains("attacker.example:8000"), "{msg}");
+        // Residency: a GitLab-managed model in a self-hosted configuration.
+        let managed = r#"{"provider":"gitlab","feature_setting":"duo_agent_platform","identifier":null}"#;
+        let (code, _, why) = refused(&plan(&c, &call("/DuoWorkflow/ExecuteWorkflow", Some(managed))).unwrap());
+        assert_eq!((code, why), (GrpcStatus::PermissionDenied, Reason::Residency));
+    }
+
+    #[test]
+    fn hybrid_and_gitlab_com_follow_the_feature_setting() {
+        let managed = r#"{"provider":"gitlab","feature_setting":"duo_agent_platform"}"#;
+        let hybrid = config("hybrid", json!({"provider": "vendored"}));
+        let o = plan(&hybrid, &call("/DuoWorkflow/ExecuteWorkflow", Some(managed))).unwrap();
+        assert_eq!((forwarded(&o).cluster.as_str(), forwarded(&o).authority.as_str()), ("duo_workflow_cloud", "duo-workflow-svc.runway.gitlab.net"));
+        assert_eq!(o.route.provider.as_deref(), Some("vendored"));
+        // The endpoint guard holds in every configuration type.
+        let elsewhere = SELF_HOSTED_MODEL.replace("vllm.internal:8000", "10.0.0.9:8000");
+        assert_eq!(refused(&plan(&hybrid, &call("/DuoWorkflow/ExecuteWorkflow", Some(&elsewhere))).unwrap()).2, Reason::EndpointMismatch);
+        let hybrid_self = config("hybrid", json!({"provider": "self_hosted"}));
+        assert_eq!(forwarded(&plan(&hybrid_self, &call("/DuoWorkflow/ExecuteWorkflow", Some(managed))).unwrap()).cluster, "duo_workflow");
+        let com = config("gitlab_com", json!({"provider": "vendored"}));
+        assert_eq!(forwarded(&plan(&com, &call("/DuoWorkflow/ListTools", None)).unwrap()).cluster, "duo_workflow_cloud");
+        let aigw = {
+            let mut c = config("hybrid", json!({"provider": "disabled"}));
+            c.aigw = Some(crate::config::Aigw { cluster: "python_aigw".into(), authority: "aigw:50052".into() });
+            c.features.insert(Feature::DuoAgentPlatform, Route::Aigw);
+            c
+        };
+        assert_eq!(forwarded(&plan(&aigw, &call("/DuoWorkflow/ListTools", None)).unwrap()).cluster, "python_aigw");
+    }
+
+    #[test]
+    fn refusals_carry_the_agent_platform_codes() {
+        let c = config("self_hosted", json!({"provider": "disabled"}));
+        let (code, msg, why) = refused(&plan(&c, &call("/DuoWorkflow/ExecuteWorkflow", None)).unwrap());
+        assert_eq!((code, msg.as_str(), why), (GrpcStatus::PermissionDenied, "Unauthorized to access duo_agent_platform", Reason::Disabled));
+        let c = config("self_hosted", json!({"provider": "self_hosted"}));
+        let (code, msg, _) = refused(&plan(&c, &call("/DuoWorkflow/NoSuchMethod", None)).unwrap());
+        assert_eq!((code, msg.as_str()), (GrpcStatus::Unimplemented, "unknown method DuoWorkflow/NoSuchMethod"));
+        assert_eq!(refused(&plan(&c, &call("/pkg.DuoWorkflow/ListTools", None)).unwrap()).0, GrpcStatus::Unimplemented);
+        assert_eq!(refused(&plan(&c, &call("/grpc.health.v1.Health/Nope", None)).unwrap()).0, GrpcStatus::Unimplemented);
+        for bad in ["not json", "[1, 2]", "\"x\""] {
+            let (code, msg, why) = refused(&plan(&c, &call("/DuoWorkflow/ExecuteWorkflow", Some(bad))).unwrap());
+            assert_eq!((code, why), (GrpcStatus::InvalidArgument, Reason::InvalidMetadata), "{bad}");
+            assert_eq!(msg, "x-gitlab-agent-platform-model-metadata is not a JSON object");
+        }
+        let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(64 * 1024));
+        let (code, msg, _) = refused(&plan(&c, &call("/DuoWorkflow/ExecuteWorkflow", Some(&big))).unwrap());
+        assert_eq!((code, msg.as_str()), (GrpcStatus::InvalidArgument, "x-gitlab-agent-platform-model-metadata is larger than 16384 bytes"));
+        let mut h1 = call("/DuoWorkflow/ExecuteWorkflow", None);
+        h1.http2 = false;
+        let (code, msg, why) = refused(&plan(&c, &h1).unwrap());
+        assert_eq!((code, why), (GrpcStatus::InvalidArgument, Reason::NotHttp2));
+        assert!(msg.contains("HTTP/2"), "{msg}");
+        // Refused calls name no upstream (the logger counts nothing forwarded).
+        assert!(plan(&c, &call("/DuoWorkflow/NoSuchMethod", None)).unwrap().route.upstream_cluster.is_none());
+    }
+
+    #[test]
+    fn health_goes_to_a_configured_service_without_a_feature() {
+        let c = config("self_hosted", json!({"provider": "disabled"}));
+        let o = plan(&c, &call("/grpc.health.v1.Health/Check", None)).unwrap();
+        assert_eq!((forwarded(&o).cluster.as_str(), o.route.feature.as_deref()), ("duo_workflow", None));
+        let com = config("gitlab_com", json!({"provider": "vendored"}));
+        assert_eq!(forwarded(&plan(&com, &call("/grpc.health.v1.Health/Watch", None)).unwrap()).cluster, "duo_workflow_cloud");
+    }
+}
