@@ -8,6 +8,7 @@ in examples/config/values.yaml; an unknown key is an error that names its line."
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import sys
@@ -59,10 +60,13 @@ PROVIDERS = ("self_hosted", "vendored", "disabled", "aigw")
 DEFAULT_CA = "/etc/ssl/certs/ca-certificates.crt"
 CUSTOMERS_DOT = "https://customers.gitlab.com"
 VENDOR_URL = "https://cloud.gitlab.com/ai"
+# GitLab's Duo Workflow Service (the Agent Platform's `vendored` target), HTTP/2 over TLS.
+DWS_CLOUD_URL = "https://duo-workflow-svc.runway.gitlab.net"
+DWS_AUDIENCE = "gitlab-duo-workflow-service"
 
 TOP_KEYS = {"gitlab_url", "configuration_type", "listener", "admin", "tls", "wasm_dir", "access_log",
             "log_content", "models", "features", "default", "vendor_url", "aigw_url", "customers_dot_url",
-            "max_request_bytes"}
+            "max_request_bytes", "duo_workflow_url", "agent_platform_port"}
 LISTENER_KEYS = {"address", "port", "tls"}
 LISTENER_TLS_KEYS = {"cert_file", "key_file"}
 ADMIN_KEYS = {"address", "port"}
@@ -101,6 +105,12 @@ def _authority(scheme: str, host: str, port: int) -> str:
     return host if port == default else f"{host}:{port}"
 
 
+def _dws_cloud() -> PosDict:
+    d = PosDict()
+    d["u"] = DWS_CLOUD_URL
+    return d
+
+
 def _cluster_name(s: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_]", "_", s)
 
@@ -110,6 +120,7 @@ class Builder:
         self.v = values
         self.clusters: list[dict] = []
         self.ca = DEFAULT_CA
+        self.agent_platform = False  # whether the Agent Platform's gRPC listener is generated
 
     def cluster(self, name: str, scheme: str, host: str, port: int, extra: dict | None = None,
                 model: bool = False) -> str:
@@ -144,6 +155,17 @@ class Builder:
         c.update(extra or {})
         self.clusters.append(c)
         return name
+
+    @staticmethod
+    def http2(scheme: str) -> dict:
+        """HTTP/2 to a Duo Workflow Service (gRPC), keepalive pings for long workflows."""
+        opts: dict = {"typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {"connection_keepalive": {"interval": "60s", "timeout": "20s"}}}}}}
+        if scheme == "http":
+            opts["health_checks"] = [{"timeout": "5s", "interval": "5s", "no_traffic_interval": "5s", "unhealthy_threshold": 3,
+                                      "healthy_threshold": 1, "grpc_health_check": {}}]
+        return opts
 
     def build(self) -> dict:
         v = self.v
@@ -208,6 +230,23 @@ class Builder:
             scheme, host, port, _ = _url(v, "aigw_url", "values")
             self.cluster("python_aigw", scheme, host, port)
             router["aigw"] = {"cluster": "python_aigw", "authority": _authority(scheme, host, port)}
+
+        # The Agent Platform (gRPC): your Duo Workflow Service for `self_hosted`, GitLab's for `vendored`.
+        ap = features.get("duo_agent_platform", default)
+        self.agent_platform = False
+        if ap["provider"] == "self_hosted" and "duo_workflow_url" in v:
+            scheme, host, port, _ = _url(v, "duo_workflow_url", "values")
+            self.cluster("duo_workflow", scheme, host, port, self.http2(scheme))
+            router["agent_platform"] = {"cluster": "duo_workflow", "authority": _authority(scheme, host, port)}
+            self.agent_platform = True
+        elif ap["provider"] == "self_hosted" and "duo_agent_platform" in features:
+            raise ValuesError(v.line_of("features"), "features.duo_agent_platform: self_hosted needs duo_workflow_url "
+                              "(your Duo Workflow Service, e.g. http://dws.internal:50052)")
+        elif ap["provider"] == "vendored":
+            scheme, host, port, _ = _url(_dws_cloud(), "u", "values")
+            self.cluster("duo_workflow_cloud", scheme, host, port, self.http2(scheme))
+            router["agent_platform_vendor"] = {"cluster": "duo_workflow_cloud", "authority": _authority(scheme, host, port)}
+            self.agent_platform = True
 
         log_content = v.get("log_content", "never")
         if log_content not in ("never", "when_enabled", "always"):
@@ -364,20 +403,53 @@ class Builder:
         port = listener_in.get("port", 5052)
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValuesError(listener_in.line_of("port"), "listener.port must be a port number")
+        listeners = [{
+            "name": "duo_gateway",
+            "address": {"socket_address": {"address": str(listener_in.get("address", "127.0.0.1")), "port_value": port}},
+            "per_connection_buffer_limit_bytes": buffer,
+            "filter_chains": [chain]}]
+        if self.agent_platform:
+            listeners.append(self.agent_platform_listener(hcm, chain, listener_in, buffer))
         return {
             "admin": {"address": {"socket_address": {"address": str(admin_in.get("address", "127.0.0.1")),
                                                      "port_value": int(admin_in.get("port", 9901))}}},
             "stats_config": STATS_CONFIG,
             "static_resources": {
-                "listeners": [{
-                    "name": "duo_gateway",
-                    "address": {"socket_address": {"address": str(listener_in.get("address", "127.0.0.1")),
-                                                   "port_value": port}},
-                    "per_connection_buffer_limit_bytes": buffer,
-                    "filter_chains": [chain]}],
+                "listeners": listeners,
                 "clusters": self.clusters,
             },
         }
+
+    def agent_platform_listener(self, hcm: dict, chain: dict, listener_in, buffer: int) -> dict:
+        """The Agent Platform's gRPC listener (docs/agent-platform.md): the same filters on HTTP/2, no
+        local_reply_config (replies stay gRPC-shaped), no overall timeout, 30 minutes idle; jwt_authn
+        checks the Duo Workflow Service's audience and lets gRPC health through."""
+        v = self.v
+        port = v.get("agent_platform_port", 50052)
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValuesError(v.line_of("agent_platform_port"), "agent_platform_port must be a port number")
+        g = copy.deepcopy(hcm)
+        g.pop("local_reply_config", None)
+        g.update(stat_prefix="duo_agent_platform", max_request_headers_kb=96, stream_idle_timeout="1800s",
+                 http2_protocol_options={"connection_keepalive": {"interval": "60s", "timeout": "20s"}})
+        g["route_config"] = {"name": "duo_agent_platform_routes", "virtual_hosts": [{
+            "name": "duo_agent_platform", "domains": ["*"], "routes": [{
+                "match": {"prefix": "/"},
+                "route": {"cluster_header": "x-duo-upstream", "timeout": "0s", "idle_timeout": "1800s"},
+                "request_headers_to_remove": ["x-duo-upstream"]}]}]}
+        jwt = g["http_filters"][0]["typed_config"]
+        for provider in jwt["providers"].values():
+            provider["audiences"] = [DWS_AUDIENCE]
+        jwt["rules"] = [{"match": {"prefix": "/grpc.health.v1.Health/"}}, *jwt["rules"]]
+        grpc_chain: dict = {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": g}]}
+        if "transport_socket" in chain:
+            ts = copy.deepcopy(chain["transport_socket"])
+            ts["typed_config"]["common_tls_context"]["alpn_protocols"] = ["h2", "http/1.1"]
+            grpc_chain["transport_socket"] = ts
+        return {"name": "duo_agent_platform",
+                "address": {"socket_address": {"address": str(listener_in.get("address", "127.0.0.1")), "port_value": port}},
+                "per_connection_buffer_limit_bytes": buffer,
+                "filter_chains": [grpc_chain]}
 
 
 class _Dumper(yaml.SafeDumper):

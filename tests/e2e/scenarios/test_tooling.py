@@ -187,7 +187,8 @@ def _generated_stack(e2e):
 @scenario(timeout_s=600)  # the first `./build.sh explain` may compile tools/explain
 def test_tooling_generated_config_serves_in_real_envoy(e2e):
     """examples/config/values.yaml -> ./build.sh config -> real Envoy: a completion on vLLM, a commit
-    message on Azure, a disabled feature refused, and both access-log lines for each."""
+    message on Azure, a disabled feature refused, and both access-log lines for each; gRPC health
+    through the generated Agent Platform listener."""
     st = _generated_stack(e2e)
     gl = st.gitlab
     body = {"current_file": {"file_name": "a.py", "language_identifier": "python",
@@ -236,6 +237,13 @@ def test_tooling_generated_config_serves_in_real_envoy(e2e):
     three = native["tooling-3"]
     assert int(three["status_code"]) == 403 and three["upstream_host"] in (None, "-"), three
     assert three["response_code_details"] not in (None, "-"), three
+    # The values name a Duo Workflow Service: the Agent Platform's gRPC listener reaches it.
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{st.grpc_port}") as ch:
+        h = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="DuoWorkflow"), timeout=20)
+    assert h.status == health_pb2.HealthCheckResponse.SERVING, h
 
 
 @scenario(timeout_s=600)
