@@ -1,7 +1,8 @@
 //! duo_auth's built module (`dist/duo_auth.wasm`) in the host emulator: key fetch through
 //! discovery, refresh, a failed refresh keeping the keys, the kid-miss refetch and its rate limit,
 //! one key set shared by two workers, 503 before the first fetch, user tokens (issue, use, cache),
-//! the envoy_jwt_authn verdict from metadata, the chat body scopes, the hand-off and metrics.
+//! the envoy_jwt_authn verdict from metadata, the chat body scopes, the hand-off and metrics, the
+//! Agent Platform's gRPC-shaped refusals and unauthenticated gRPC health.
 //! Tokens: tests/auth/fixtures.json (filters/auth/tests/gen_harness_fixtures.py), issued at the
 //! harness clock's start.
 
@@ -410,4 +411,39 @@ fn public_paths_and_bypass() {
     assert_eq!(handoff(&s)["result"], "bypass");
     assert!(bypass.logged(duo_harness::LogLevel::Warn, "WITHOUT authentication"));
     assert!(host.load(Filter::Auth, r#"{"bypass": "sometimes"}"#).map(|p| !p.configured()).unwrap_or(true));
+}
+
+/// The Agent Platform (gRPC) on the built module: refusals are trailers-only gRPC answers (HTTP
+/// 200, application/grpc, grpc-status, a percent-encoded plain-text grpc-message, no body), and
+/// gRPC health passes without a token.
+#[test]
+fn agent_platform_refusals_are_grpc_shaped_and_health_is_public() {
+    let host = Host::new();
+    let p = load(&host, &builtin_config(json!({})));
+    let s = p.new_stream();
+    let mut h = headers("/DuoWorkflow/ExecuteWorkflow", "");
+    h.retain(|(k, _)| *k != "authorization");
+    h.push(("content-type", "application/grpc"));
+    s.request_headers(&h, false);
+    let r = s.local_reply().unwrap_or_else(|| panic!("no local reply: {:?}", s.trace()));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/grpc"));
+    assert_eq!(r.header("grpc-status"), Some("16"));
+    assert_eq!(r.header("grpc-message"), Some("No authorization header presented"));
+    assert_eq!(r.header("x-duo-auth-reason"), Some("missing_authorization"));
+    assert!(r.body.is_empty(), "{:?}", r.body);
+    assert!(!s.request_headers_sent_upstream());
+    assert_eq!(handoff(&s)["error"], "missing_authorization");
+
+    // A token before GitLab's keys were ever loaded: 14 UNAVAILABLE (retry later), not a 401.
+    let (s, _) = send(&p, "/DuoWorkflow/ListTools", "not-a-jwt");
+    let r = s.local_reply().unwrap_or_else(|| panic!("no local reply: {:?}", s.trace()));
+    assert_eq!((r.status, r.header("grpc-status"), r.header("x-duo-auth-reason")), (200, Some("14"), Some("keys_unavailable")), "{r:?}");
+
+    let s = p.new_stream();
+    let a = s.request_headers(&[(":method", "POST"), (":path", "/grpc.health.v1.Health/Check"), (":authority", "gw"),
+                                ("content-type", "application/grpc")], false);
+    assert_eq!(a, Action::Continue);
+    assert!(s.local_reply().is_none());
+    assert_eq!(handoff(&s)["result"], "public");
 }

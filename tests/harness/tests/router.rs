@@ -473,3 +473,43 @@ fn a_failed_body_replacement_fails_closed() {
     assert_eq!(s.local_reply().map(|l| l.status), Some(503));
     assert!(!s.request_headers_sent_upstream());
 }
+
+/// The Agent Platform (gRPC) on the built module: forwarded to the Duo Workflow Service at the
+/// request headers (no body wait), GitLab's token kept; refusals gRPC-shaped.
+#[test]
+fn agent_platform_calls_go_to_the_workflow_service_or_get_grpc_refusals() {
+    let host = Host::new();
+    let mut cfg = config();
+    cfg["agent_platform"] = json!({"cluster": "duo_workflow", "authority": "dws.internal:50052"});
+    cfg["features"]["duo_agent_platform"] = json!({"provider": "self_hosted"});
+    let p = router(&host, &cfg);
+    let metadata = json!({"provider": "custom_openai", "endpoint": "http://vllm.internal:8000/v1", "api_key": "k",
+                          "identifier": "custom_openai/Codestral-22B-v0.1", "feature_setting": "duo_agent_platform"})
+    .to_string();
+    let grpc = |path: &'static str, md: Option<&str>| {
+        let s = p.new_stream();
+        let mut h = vec![(":method", "POST"), (":path", path), (":authority", "gw"), ("authorization", JWT),
+                         ("content-type", "application/grpc")];
+        if let Some(m) = md {
+            h.push(("x-gitlab-agent-platform-model-metadata", m));
+        }
+        let a = s.request_headers(&h, false);
+        (s, a)
+    };
+    let (s, a) = grpc("/DuoWorkflow/ExecuteWorkflow", Some(&metadata));
+    assert_eq!(a, Action::Continue, "{:?}", s.trace());
+    assert_eq!(s.request_header("x-duo-upstream").as_deref(), Some("duo_workflow"));
+    assert_eq!(s.request_header(":authority").as_deref(), Some("dws.internal:50052"));
+    assert_eq!(s.request_header("authorization").as_deref(), Some(JWT));
+    assert_eq!(s.request_header(":path").as_deref(), Some("/DuoWorkflow/ExecuteWorkflow"));
+
+    let elsewhere = metadata.replace("vllm.internal:8000", "attacker.example:8000");
+    for (path, md, code) in [("/DuoWorkflow/ListTools", Some(elsewhere.as_str()), "7"), ("/DuoWorkflow/Nope", None, "12"),
+                             ("/DuoWorkflow/ListTools", Some("not json"), "3")] {
+        let (s, _) = grpc(path, md);
+        let r = s.local_reply().unwrap_or_else(|| panic!("{path}: no local reply: {:?}", s.trace()));
+        assert_eq!((r.status, r.header("content-type"), r.header("grpc-status")), (200, Some("application/grpc"), Some(code)), "{path}");
+        assert!(r.header("grpc-message").is_some_and(|m| !m.starts_with('{')), "{path}: {r:?}");
+        assert!(r.body.is_empty() && !s.request_headers_sent_upstream(), "{path}");
+    }
+}
