@@ -7,7 +7,9 @@ held open with heartbeats; GenerateToken and the self-signed token it returns (a
 Agent Platform, refused on GenerateToken; a rotation's old key still accepted); ListTools; gRPC
 health without a token; every auth refusal gRPC-shaped (16 UNAUTHENTICATED, 7 PERMISSION_DENIED,
 plain-text grpc-message) with nothing reaching the service; the service down (14 UNAVAILABLE);
-one access-log record per call with its method, status and message counts, never a key."""
+one access-log record per call with its method, status and message counts, never a key; and
+duo_router's part: unknown method 12, residency and endpoint guards 7, malformed metadata 3,
+HTTP/1.1 a clear error, `disabled` 7, `vendored` to GitLab's service."""
 
 from __future__ import annotations
 
@@ -383,3 +385,23 @@ def test_agent_platform_vendored_goes_to_gitlabs_service(e2e):
         assert len(r.tools) == 2
     assert len(cloud.received("/DuoWorkflow/ListTools")) == 1
     st.fake(DWS).assert_nothing_received()
+
+
+def test_agent_platform_disabled_is_permission_denied(e2e):
+    """`features.duo_agent_platform: disabled`: 7 with GitLab's wording, health still answered."""
+    def patch(boot: dict[str, Any]) -> None:
+        bootstrap.patch_plugin(boot, "duo_router", lambda c: c["features"].update(duo_agent_platform={"provider": "disabled"}))
+
+    st = e2e.stack("self_hosted", name="agent_platform_disabled", patch=patch)
+    fake: FakeDuoWorkflow = st.fake(DWS)
+    with _Client(st) as c:
+        deadline = time.time() + 15
+        while True:  # jwt_authn's keys may still be on the way right after start
+            e = _rpc_error(lambda: c.stub.ListTools(c.pb2.ListToolsRequest(), metadata=_metadata(st), timeout=TIMEOUT_S))
+            if e.code() != grpc.StatusCode.UNAVAILABLE or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert (e.code(), e.details()) == (grpc.StatusCode.PERMISSION_DENIED, "Unauthorized to access duo_agent_platform"), e
+        r = c.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT_S)
+        assert r.status == health_pb2.HealthCheckResponse.SERVING
+    fake.assert_nothing_received()
