@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
         post: if status & 0x80 != 0 { PostProcess::StripFences } else { PostProcess::None },
         reported_model: (status & 0x20 != 0).then(|| ("agent".into(), "prompt".into())),
         feature_flags: vec!["flag".into()],
+        ingress: None,
     };
     let headers = vec![("content-type".to_owned(), "application/json".to_owned()), ("retry-after".to_owned(), "3".to_owned())];
     let resp = UpstreamResponse {

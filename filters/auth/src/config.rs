@@ -78,6 +78,9 @@ pub(crate) struct RawConfig {
     pub(crate) workflow_token_keys: Vec<String>,
     #[serde(default)]
     pub(crate) jwks_sources: Vec<RawJwksSource>,
+    /// Keys of the model ingress's callers, as SHA-256 digests (`crate::ingress`).
+    #[serde(default)]
+    pub(crate) ingress_keys: Vec<crate::ingress::RawIngressKey>,
     #[serde(default = "default_refresh")]
     pub(crate) refresh_interval_s: u64,
     #[serde(default = "default_skew")]
@@ -154,6 +157,7 @@ pub struct Config {
     /// `workflow_token_keys`, prepared (no `kid`: each is tried).
     pub(crate) workflow_keys: Vec<PreparedKey>,
     pub(crate) jwks_sources: Vec<JwksSource>,
+    pub(crate) ingress_keys: Vec<crate::ingress::IngressKey>,
     pub(crate) refresh_interval_s: u64,
     pub(crate) clock_skew_s: u64,
     pub(crate) user_tokens: Option<UserTokens>,
@@ -289,6 +293,7 @@ impl Config {
             agent_platform_audience: raw.agent_platform_audience,
             workflow_keys,
             jwks_sources: sources,
+            ingress_keys: crate::ingress::compile(&raw.ingress_keys)?,
             refresh_interval_s: raw.refresh_interval_s,
             clock_skew_s: raw.clock_skew_s,
             user_tokens,

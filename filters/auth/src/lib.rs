@@ -18,6 +18,7 @@
 
 pub mod config;
 mod fetch;
+mod ingress;
 pub mod jwt_authn;
 pub mod keys;
 mod metrics;

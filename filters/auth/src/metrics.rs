@@ -26,7 +26,7 @@ pub(crate) const RESULTS: [&str; 4] = ["ok", "public", "bypass", "denied"];
 
 /// The `reason` values of [`DENIED`]: every reason duo_auth gives.
 #[cfg(test)]
-pub(crate) const REASONS: [&str; 22] = [
+pub(crate) const REASONS: [&str; 24] = [
     "missing_authorization",
     "invalid_authorization_header",
     "invalid_authentication_type",
@@ -49,6 +49,8 @@ pub(crate) const REASONS: [&str; 22] = [
     "jwt_authn_no_verdict",
     "token_issue_failed",
     "internal_error",
+    "missing_ingress_key",
+    "unknown_ingress_key",
 ];
 
 pub(crate) fn request(result: &str) -> String {

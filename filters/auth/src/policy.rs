@@ -107,6 +107,23 @@ pub(crate) fn describe(method: &str, path: &str) -> (Option<Endpoint>, AuthInfo)
 /// authentication type.
 pub fn pre_check<'a>(cfg: &Config, req: &RequestView<'a>) -> Pre<'a> {
     let (endpoint, mut info) = describe(req.method, req.path);
+    // The model ingress: its own keys, never GitLab tokens, never bypassed.
+    if endpoint.as_ref().is_some_and(|e| matches!(e.kind, EndpointKind::ModelIngress { .. })) {
+        info.feature = Some("model_ingress".to_owned());
+        return match crate::ingress::authenticate(&cfg.ingress_keys, req.authorization) {
+            Ok(name) => {
+                info.result = "ok".to_owned();
+                info.token_kind = Some("ingress_key".to_owned());
+                info.ingress_key_name = Some(name.to_owned());
+                Pre::Allow(info)
+            }
+            Err(refusal) => {
+                info.result = "denied".to_owned();
+                info.error = Some(refusal.reason().to_owned());
+                Pre::Deny(Denial { reply: refusal.reply(), reason: refusal.reason() }, info)
+            }
+        };
+    }
     if cfg.is_public(req.path) || is_grpc_health(req.path) {
         info.result = "public".to_owned();
         return Pre::Allow(info);

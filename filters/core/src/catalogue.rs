@@ -109,6 +109,9 @@ pub enum EndpointKind {
     UserAccessToken,
     /// Agent Platform gRPC: routed and logged, payload untouched.
     AgentPlatformGrpc,
+    /// The OpenAI-compatible model ingress: `POST /v1/chat/completions` (`list: false`) and
+    /// `GET /v1/models` (`list: true`). Callers hold ingress keys, not GitLab tokens.
+    ModelIngress { list: bool },
 }
 
 impl EndpointKind {
@@ -124,6 +127,7 @@ impl EndpointKind {
             EndpointKind::ChatAgentV2 | EndpointKind::ChatAgentV1 | EndpointKind::ChatInvokable => "duo_chat",
             EndpointKind::PromptV1 | EndpointKind::PromptV2 => "ai_abstraction_layer",
             EndpointKind::AgentPlatformGrpc => "duo_agent_platform",
+            EndpointKind::ModelIngress { .. } => "model_ingress",
         })
     }
 }
@@ -281,6 +285,8 @@ pub fn classify(method: &str, path: &str) -> Result<Endpoint, Unclassified> {
         "/v1/chat/agent" => {
             return need(post, endpoint(EndpointKind::ChatAgentV1, Some(Feature::DuoChat), Some("duo_chat")));
         }
+        "/v1/chat/completions" => return need(post, endpoint(EndpointKind::ModelIngress { list: false }, None, None)),
+        "/v1/models" => return need(get, endpoint(EndpointKind::ModelIngress { list: true }, None, None)),
         "/v1/code/user_access_token" => {
             return need(post, endpoint(EndpointKind::UserAccessToken, Some(Feature::CodeCompletions), Some("complete_code")));
         }
@@ -339,6 +345,8 @@ mod tests {
             ("POST", "/v2/code/generations", EndpointKind::CodeGenerations, Some(Feature::CodeGenerations), Some("generate_code")),
             ("POST", "/v2/chat/agent", EndpointKind::ChatAgentV2, Some(Feature::DuoChat), Some("duo_classic_chat")),
             ("POST", "/v1/chat/agent", EndpointKind::ChatAgentV1, Some(Feature::DuoChat), Some("duo_chat")),
+            ("POST", "/v1/chat/completions", EndpointKind::ModelIngress { list: false }, None, None),
+            ("GET", "/v1/models", EndpointKind::ModelIngress { list: true }, None, None),
             ("POST", "/v1/chat/troubleshoot_job", EndpointKind::ChatInvokable, Some(Feature::DuoChatTroubleshootJob), Some("troubleshoot_job")),
             ("POST", "/v1/chat/explain_code", EndpointKind::ChatInvokable, Some(Feature::DuoChatExplainCode), Some("duo_chat")),
             ("POST", "/v1/prompts/chat/explain_code", EndpointKind::PromptV1, Some(Feature::DuoChatExplainCode), Some("explain_code")),

@@ -37,9 +37,13 @@ pub struct AuthInfo {
     pub gitlab_global_user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gitlab_realm: Option<String>,
-    /// `instance` (GitLab-minted) or `user` (issued by duo_auth for the IDE).
+    /// `instance` (GitLab-minted), `user` (issued by duo_auth for the IDE), `ingress_key` (a
+    /// model-ingress caller).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_kind: Option<String>,
+    /// The name of the model-ingress key that authenticated the call (never the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_key_name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
     /// Microseconds duo_auth spent deciding (key loading and the body check included);

@@ -15,6 +15,7 @@ mod completion;
 mod error;
 mod message;
 pub mod openai;
+pub mod serve;
 mod platform;
 pub mod stream;
 pub mod textchat;

@@ -466,6 +466,8 @@ pub fn build_record(inputs: &RecordInputs<'_>) -> Map<String, Value> {
         r.text("auth_result", Some(&auth.result), 32);
         r.text("auth_error", auth.error.as_deref(), MAX_ERROR_BYTES);
         r.text("token_issuer", auth.issuer.as_deref(), 256);
+        // Model-ingress callers: the key's name from duo_auth's config, never the key.
+        r.text("ingress_key_name", auth.ingress_key_name.as_deref(), 64);
         if let Some(us) = auth.duration_us.and_then(|v| i64::try_from(v).ok()) {
             r.put("auth_duration_s", seconds(us * 1000));
         }
@@ -601,6 +603,7 @@ mod tests {
             gitlab_global_user_id: Some("user-1".into()),
             gitlab_realm: Some("self-managed".into()),
             token_kind: Some("instance".into()),
+            ingress_key_name: None,
             scopes: vec!["complete_code".into()],
             error: None,
             duration_us: Some(4_500),

@@ -2,6 +2,7 @@
 //! validated form ([`Config`]) that requests read. `Config::parse` does both, so a bad field fails
 //! `on_configure` with one message that names it.
 
+use crate::ingress::IngressConfig;
 use crate::model::{self, ModelConfig};
 use crate::prompts::{TemplateOverrides, validate_overrides};
 use duo_core::catalogue::Feature;
@@ -145,6 +146,9 @@ pub struct RawConfig {
     /// Prompt template overrides (owned by the prompt renderer: `crate::prompts`).
     #[serde(default)]
     pub prompts: TemplateOverrides,
+    /// The OpenAI-compatible model ingress (`crate::ingress`); off when absent.
+    #[serde(default)]
+    pub model_ingress: Option<IngressConfig>,
 }
 
 /// Where a feature goes, after validation.
@@ -189,6 +193,8 @@ pub struct Config {
     pub prompts: TemplateOverrides,
     /// GitLab identifier → `models` key.
     pub identifiers: BTreeMap<String, String>,
+    /// The model ingress, when configured.
+    pub model_ingress: Option<IngressConfig>,
 }
 
 impl Config {
@@ -273,6 +279,14 @@ impl Config {
             }
         };
 
+        if let Some(ingress) = &raw.model_ingress {
+            for (i, key) in ingress.models.iter().flatten().enumerate() {
+                if !raw.models.contains_key(key) {
+                    return Err(ConfigError::new(format!("model_ingress.models[{i}]"), format!("`{key}` is not a `models` key")));
+                }
+            }
+        }
+
         Ok(Config {
             configuration_type: ct,
             cluster_header: raw.cluster_header.to_ascii_lowercase(),
@@ -288,6 +302,7 @@ impl Config {
             body_wait_ms: raw.body_wait_ms,
             prompts: raw.prompts,
             identifiers,
+            model_ingress: raw.model_ingress,
         })
     }
 

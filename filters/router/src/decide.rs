@@ -8,6 +8,7 @@
 //! named in the body, and the codec rewrites the body anyway).
 
 use crate::config::{Config, Provider, Route, split_host_port};
+use crate::ingress;
 use duo_core::catalogue::{self, Endpoint, EndpointKind, Feature, Unclassified};
 use duo_core::errors::GitlabError;
 use duo_core::handoff::RouteInfo;
@@ -59,6 +60,8 @@ pub enum Reason {
     Residency,
     /// Agent Platform: a gRPC call over HTTP/1.1.
     NotHttp2,
+    /// `GET /v1/models`, answered by the router itself (not an error).
+    ModelList,
 }
 
 impl Reason {
@@ -78,10 +81,16 @@ impl Reason {
             Reason::InvalidMetadata => "invalid_metadata",
             Reason::Residency => "residency",
             Reason::NotHttp2 => "not_http2",
+            Reason::ModelList => "model_list",
         }
     }
 
-    pub const ALL: [Reason; 14] = [
+    /// Not a refusal: the router answered what was asked.
+    pub fn is_answer(self) -> bool {
+        matches!(self, Reason::Health | Reason::ModelList)
+    }
+
+    pub const ALL: [Reason; 15] = [
         Reason::Health,
         Reason::NotFound,
         Reason::UnknownPrompt,
@@ -96,6 +105,7 @@ impl Reason {
         Reason::InvalidMetadata,
         Reason::Residency,
         Reason::NotHttp2,
+        Reason::ModelList,
     ];
 }
 
@@ -133,9 +143,14 @@ pub enum Plan {
 }
 
 fn reply(reply: GitlabError, reason: Reason, endpoint: Option<Endpoint>, mut route: RouteInfo) -> Outcome {
-    if reason != Reason::Health {
+    if !reason.is_answer() {
         route.error = Some(reason.name().to_owned());
     }
+    // Model-ingress clients speak OpenAI: every refusal in its shape.
+    let reply = match &endpoint {
+        Some(e) if matches!(e.kind, EndpointKind::ModelIngress { .. }) && !reason.is_answer() => ingress::from_gitlab(&reply),
+        _ => reply,
+    };
     Outcome { decision: Decision::Reply { reply, reason }, endpoint, route }
 }
 
@@ -216,6 +231,7 @@ pub fn plan(config: &Config, method: &str, raw_path: &str) -> Plan {
         }
         Err(Unclassified::MethodNotAllowed) => {
             let e = GitlabError::detail(405, "Method Not Allowed");
+            let e = if ingress::is_ingress_path(raw_path) { ingress::from_gitlab(&e) } else { e };
             return Plan::Decided(reply(e, Reason::MethodNotAllowed, None, route));
         }
     };
@@ -241,6 +257,19 @@ pub fn plan(config: &Config, method: &str, raw_path: &str) -> Plan {
                 Some(t) => forward(t, endpoint, route),
                 None => reply(GitlabError::not_found(), Reason::NotFound, Some(endpoint), route),
             });
+        }
+        EndpointKind::ModelIngress { list } => {
+            route.feature = Some(MODEL_INGRESS.to_owned());
+            if !config.model_ingress.as_ref().is_some_and(|i| i.enabled) {
+                let e = ingress::error(404, "invalid_request_error", None, Some("not_found"), "the model ingress is not enabled on this gateway");
+                return Plan::Decided(reply(e, Reason::NotFound, Some(endpoint), route));
+            }
+            if list {
+                // `now` only dates the entries; the list is the same whatever the clock says.
+                return Plan::Decided(reply(ingress::model_list(config, 0), Reason::ModelList, Some(endpoint), route));
+            }
+            route.provider = Some(Provider::SelfHosted.name().to_owned());
+            return Plan::NeedBody(Pending { endpoint, model: None, route, feature_in_body: None });
         }
         // duo_auth answers it when `user_tokens` is configured; otherwise it does not exist.
         EndpointKind::UserAccessToken => {
@@ -306,6 +335,36 @@ pub fn parse_body(bytes: &[u8]) -> Result<Value, GitlabError> {
 /// A body that cannot be decided from: too large or not JSON.
 pub fn refuse_body(pending: Pending, reply_: GitlabError, reason: Reason) -> Outcome {
     reply(reply_, reason, Some(pending.endpoint), pending.route)
+}
+
+/// The `feature` of model-ingress calls in logs and metrics.
+pub const MODEL_INGRESS: &str = "model_ingress";
+
+/// `POST /v1/chat/completions`: the model the client names must be one the ingress serves.
+fn decide_ingress(config: &Config, pending: Pending, body: &Value) -> Outcome {
+    let Pending { endpoint, mut route, .. } = pending;
+    let named = body.get("model").and_then(Value::as_str).unwrap_or_default();
+    route.model_identifier = Some(clip(named));
+    route.stream = Some(body.get("stream").and_then(Value::as_bool).unwrap_or(false));
+    let Some(key) = ingress::resolve(config, named) else {
+        return reply(ingress::unknown_model(named), Reason::UnknownModel, Some(endpoint), route);
+    };
+    let Some(m) = config.models.get(key) else {
+        return reply(ingress::unknown_model(named), Reason::UnknownModel, Some(endpoint), route);
+    };
+    route.model_name = Some(key.to_owned());
+    route.model_family = Some(m.family.name().to_owned());
+    route.platform = Some(m.platform.name().to_owned());
+    let target = Target {
+        provider: Provider::SelfHosted,
+        cluster: m.cluster.clone(),
+        authority: m.authority.clone(),
+        path: None,
+        strip_authorization: true,
+        timeout_ms: m.timeout_ms,
+        model: Some(key.to_owned()),
+    };
+    forward(target, endpoint, route)
 }
 
 /// 413 for a body above `max_request_bytes`.
@@ -382,6 +441,9 @@ fn clip(s: &str) -> String {
 
 /// Step two, with the whole body parsed: picks the model and refuses anything the admin did not list.
 pub fn decide_body(config: &Config, pending: Pending, body: &Value) -> Outcome {
+    if matches!(pending.endpoint.kind, EndpointKind::ModelIngress { .. }) {
+        return decide_ingress(config, pending, body);
+    }
     let Pending { mut endpoint, mut model, mut route, feature_in_body } = pending;
     if let Some(raw_path) = feature_in_body {
         let Some((feature, up, component)) = catalogue::classify_suggestions(body) else {

@@ -231,7 +231,7 @@ impl Exchange {
         hand_off(handoff::ROUTE, &route);
         match decision {
             Decision::Reply { reply, reason } => {
-                if reason != Reason::Health {
+                if !reason.is_answer() {
                     self.shared.borrow_mut().count(&metrics::refused(reason.name()));
                     log::debug!("duo_router: #{} {label}: refused ({})", self.id, reason.name());
                 }
@@ -294,7 +294,9 @@ impl Exchange {
         let scopes = duo_kit::filter_state::<AuthInfo>(handoff::AUTH).filter(|a| a.result == "ok").map(|a| a.scopes);
         let flags = self.sent_headers.get("x-gitlab-enabled-feature-flags");
         let sent: Vec<&str> = self.sent_headers.names().collect();
+        let request_id = self.sent_headers.get("x-request-id").unwrap_or_default();
         let ctx = RequestCtx {
+            request_id: &request_id,
             now_unix: now_ms() / 1000,
             scopes,
             feature_flags: flags.as_deref(),
@@ -341,6 +343,11 @@ impl Exchange {
                 Action::Pause
             }
             HeadersPlan::Hold => Action::Pause,
+            HeadersPlan::PassThrough => {
+                // Until it ends, the record says how far it got (a reset never ends it).
+                hand_off(handoff::USAGE, t.usage());
+                Action::Continue
+            }
             HeadersPlan::Stream { set, remove } => {
                 let rewrite = || -> Result<(), proxy_wasm::types::Status> {
                     for (k, v) in &set {
@@ -545,6 +552,15 @@ impl HttpContext for Exchange {
         }
         if t.holds_body() {
             return if end_of_stream { self.finish_held(body_size) } else { Action::Pause };
+        }
+        if t.passes_through() {
+            let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
+            if let Some(t) = self.translation.as_mut()
+                && t.observe(&chunk, end_of_stream)
+            {
+                self.publish_usage();
+            }
+            return Action::Continue;
         }
         self.translate_chunk(body_size, end_of_stream)
     }

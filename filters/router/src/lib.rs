@@ -9,6 +9,7 @@ pub mod codec;
 pub mod config;
 pub mod decide;
 pub mod framing;
+pub mod ingress;
 pub mod metrics;
 pub mod model;
 pub mod prompts;

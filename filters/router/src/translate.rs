@@ -14,6 +14,7 @@ use crate::codec::{self, AnswerCtx, AnswerShape, Call, UpstreamResponse};
 use crate::config::Config;
 use crate::decide::Target;
 use crate::framing::Framing;
+use crate::ingress;
 use crate::prompts::{CivilDate, PromptSet};
 use duo_core::catalogue::{Endpoint, EndpointKind};
 use duo_core::errors::GitlabError;
@@ -36,6 +37,8 @@ pub struct RequestCtx<'a> {
     pub cluster_header: &'a str,
     /// The calling GitLab, from `X-Gitlab-Version` ([`GitlabVersion::from_header`]).
     pub gitlab_version: GitlabVersion,
+    /// Envoy's `x-request-id` (model-ingress answers carry it in their id).
+    pub request_id: &'a str,
 }
 
 /// Request headers a model platform may see besides those the translation sets (pseudo-headers
@@ -77,6 +80,9 @@ pub enum HeadersPlan {
     Hold,
     /// Rewrite these headers, then translate chunk by chunk with [`Translation::chunk`].
     Stream { set: Vec<(&'static str, &'static str)>, remove: Vec<&'static str> },
+    /// The answer is already in the client's shape: leave it, only let
+    /// [`Translation::observe`] read its chunks (usage, how it ended).
+    PassThrough,
 }
 
 /// GitLab's bytes for one upstream chunk.
@@ -105,8 +111,22 @@ enum Response {
     Waiting,
     Hold,
     Stream(Box<StreamTranslator>),
+    /// A streamed answer passed through, decoded only to learn usage and how it ended.
+    ObserveStream(Box<StreamTranslator>),
+    /// A whole answer passed through, kept (bounded) to read its usage at the end.
+    ObserveWhole(Vec<u8>),
     Done,
 }
+
+/// Writes nothing: the pass-through stream is only observed.
+struct Silent;
+
+impl duo_llm::stream::Reframer for Silent {
+    fn text(&mut self, _text: &str, _out: &mut Vec<u8>) {}
+}
+
+/// The most of a passed-through whole answer kept to read its usage.
+const OBSERVE_LIMIT: usize = 1 << 20;
 
 /// Prompt and answer text, kept only when duo_logger asked for content and cut at its limit.
 struct Captured {
@@ -141,7 +161,20 @@ impl Translation {
         (json, body_len): (&Value, usize),
         ctx: &RequestCtx<'_>,
     ) -> Result<(Translation, RequestEdit), GitlabError> {
-        let model = target.model.as_ref().and_then(|n| config.models.get(n)).ok_or_else(GitlabError::inference_failed)?;
+        let key = target.model.as_deref().ok_or_else(GitlabError::inference_failed)?;
+        let model = config.models.get(key).ok_or_else(GitlabError::inference_failed)?;
+        if endpoint.kind == (EndpointKind::ModelIngress { list: false }) {
+            let up = ingress::build(key, model, json, ctx.request_id, ctx.now_unix)?;
+            let up = codec::UpstreamRequest {
+                method: "POST",
+                path: up.path,
+                set_headers: up.set_headers,
+                body: up.body,
+                stream: up.stream,
+                answer: up.answer,
+            };
+            return Ok(Self::edit(up, ctx));
+        }
         let mut up = if endpoint.kind == EndpointKind::ChatAgentV2 {
             // Duo Chat (ReAct): the chat module renders the step; tools follow the token's scopes.
             let date = CivilDate::from_unix_seconds(ctx.now_unix);
@@ -154,7 +187,12 @@ impl Translation {
         };
         up.answer.feature_flags = ctx.feature_flags.map(codec::feature_flags).unwrap_or_default();
         up.answer.gitlab = ctx.gitlab_version;
-        // Only what GitLab sent, and not what is set again below.
+        Ok(Self::edit(up, ctx))
+    }
+
+    /// The host edit for a built upstream request, and the translation of its answer.
+    fn edit(mut up: codec::UpstreamRequest, ctx: &RequestCtx<'_>) -> (Translation, RequestEdit) {
+        // Only what the client sent, and not what is set again below.
         let resent = |name: &str| name == "content-length" || up.set_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
         let remove: Vec<String> = ctx
             .sent
@@ -181,7 +219,7 @@ impl Translation {
             usage,
             captured: None,
         };
-        Ok((translation, RequestEdit { remove, set, body: up.body }))
+        (translation, RequestEdit { remove, set, body: up.body })
     }
 
     /// Keep prompt and answer text up to `limit` bytes each for duo_logger (its content policy
@@ -201,6 +239,16 @@ impl Translation {
             return HeadersPlan::AnswerNow;
         }
         let ok = status.is_some_and(|s| (200..300).contains(&s));
+        if ok && self.answer.ingress.as_ref().is_some_and(|i| i.pass_through) {
+            self.response = if self.answer.stream {
+                self.usage.error = Some("stream_truncated".to_owned());
+                let t = StreamTranslator::new(self.answer.platform, self.answer.wire.api(), Box::new(Silent));
+                Response::ObserveStream(Box::new(t))
+            } else {
+                Response::ObserveWhole(Vec::new())
+            };
+            return HeadersPlan::PassThrough;
+        }
         if !(self.answer.stream && ok) {
             self.response = Response::Hold;
             return HeadersPlan::Hold;
@@ -237,6 +285,13 @@ impl Translation {
                     feature_flags: ctx.feature_flags.clone(),
                 }
             }
+            AnswerShape::OpenAiChat => {
+                let (id, include_usage) = match &ctx.ingress {
+                    Some(i) => (i.id.clone(), i.include_usage),
+                    None => (duo_llm::serve::AnswerId { id: "chatcmpl-duo".into(), created: now_unix, model: ctx.model.clone() }, false),
+                };
+                return StreamTranslator::new(ctx.platform, api, Box::new(duo_llm::serve::ChunkWriter::new(id, include_usage)));
+            }
             AnswerShape::CodeSuggestions | AnswerShape::PromptV1 | AnswerShape::ChatV1 => Framing::RawText,
         };
         framing.translator(ctx.platform, api)
@@ -245,6 +300,59 @@ impl Translation {
     /// Whether the body is held whole (the adapter pauses until its end).
     pub fn holds_body(&self) -> bool {
         matches!(self.response, Response::Hold)
+    }
+
+    /// Whether the answer passes unchanged ([`HeadersPlan::PassThrough`]).
+    pub fn passes_through(&self) -> bool {
+        matches!(self.response, Response::ObserveStream(_) | Response::ObserveWhole(_))
+    }
+
+    /// One chunk of a passed-through answer, read but not changed: usage and how it ended.
+    /// Returns whether the answer ended.
+    pub fn observe(&mut self, chunk: &[u8], end_of_stream: bool) -> bool {
+        match &mut self.response {
+            Response::ObserveStream(t) => {
+                let mut sink = Vec::new();
+                let broken = t.push(chunk, &mut sink).err();
+                let ended = if end_of_stream && broken.is_none() { Some(t.finish(&mut sink)) } else { None };
+                let usage = t.usage();
+                self.usage.input_tokens = usage.input_tokens.or(self.usage.input_tokens);
+                self.usage.output_tokens = usage.output_tokens.or(self.usage.output_tokens);
+                if let Some(c) = &mut self.captured {
+                    c.append_response(chunk);
+                }
+                let done = broken.is_some() || ended.is_some();
+                if done {
+                    self.usage.finish_reason = t.finish_reason().map(str::to_owned);
+                    self.usage.response_model = t.response_model().map(str::to_owned);
+                    self.usage.error = match (broken, ended) {
+                        (Some(e), _) | (None, Some(Ended::Broken(e))) => Some(e.log_reason()),
+                        _ => None,
+                    };
+                    self.response = Response::Done;
+                }
+                done
+            }
+            Response::ObserveWhole(body) => {
+                let room = OBSERVE_LIMIT.saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if !end_of_stream {
+                    return false;
+                }
+                if let Ok(c) = duo_llm::parse_completion(self.answer.wire, &[], body) {
+                    self.usage.input_tokens = c.usage.input_tokens;
+                    self.usage.output_tokens = c.usage.output_tokens;
+                    self.usage.finish_reason = c.finish_reason;
+                    self.usage.response_model = c.model;
+                }
+                if let Some(c) = &mut self.captured {
+                    c.append_response(body);
+                }
+                self.response = Response::Done;
+                true
+            }
+            _ => true,
+        }
     }
 
     /// Whether [`Self::whole`] reads Envoy's `response.code_details` for this status (only
@@ -289,7 +397,10 @@ impl Translation {
         self.response = Response::Done;
         let status = self.usage.upstream_status.unwrap_or(502);
         let resp = UpstreamResponse { status, headers, body, via_upstream };
-        let answer = codec::translate_response(&self.answer, &resp, now_unix);
+        let answer = match &self.answer.ingress {
+            Some(ingress) => ingress::answer(&self.answer, ingress, &resp),
+            None => codec::translate_response(&self.answer, &resp, now_unix),
+        };
         if let Some(c) = &mut self.captured {
             c.append_response(&answer.body);
         }

@@ -198,6 +198,7 @@ fn translate(
         feature_flags: flags,
         sent: &names,
         cluster_header: &config.cluster_header,
+        request_id: header("x-request-id").unwrap_or("explain"),
         gitlab_version: duo_core::version::GitlabVersion::from_header(header("x-gitlab-version")),
     };
     let (translation, edit) = Translation::request(config, prompts, target, endpoint, (json, body_len), &ctx)?;

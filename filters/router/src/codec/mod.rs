@@ -113,6 +113,8 @@ pub enum AnswerShape {
     ChatV1,
     /// `/v2/chat/agent`: NDJSON events (`crate::chat`), HTTP 200 even for model failures.
     ChatAgent,
+    /// The model ingress: OpenAI's `chat.completion` / chunks / `{"error"}` (`crate::ingress`).
+    OpenAiChat,
 }
 
 /// What the response side needs to know about the request.
@@ -140,6 +142,8 @@ pub struct AnswerCtx {
     /// The calling GitLab (`X-Gitlab-Version`, set by the adapter): answer shapes only newer
     /// GitLab reads (Duo Chat's `finish_reason` and `usage`).
     pub gitlab: GitlabVersion,
+    /// Model-ingress calls: the OpenAI answer's identity and options.
+    pub ingress: Option<crate::ingress::IngressAnswer>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -325,6 +329,7 @@ pub fn build_upstream_request_parsed(call: &Call<'_>, body: &Value, body_len: us
         chat_model,
         post,
         gitlab: GitlabVersion::ASSUMED,
+        ingress: None,
     };
     finish(model, prepared, api_key, answer)
 }
@@ -401,6 +406,7 @@ pub fn build_rendered_request(
         chat_model: None,
         post: PostProcess::None,
         gitlab: GitlabVersion::ASSUMED,
+        ingress: None,
     };
     finish(model, prepared, api_key, answer)
 }
@@ -689,7 +695,8 @@ pub fn success(ctx: &AnswerCtx, c: Completion, now_unix: u64) -> GitlabAnswer {
             }
             Value::Object(o)
         }
-        AnswerShape::ChatAgent => Value::Null,
+        // Never here: chat agent answers return above, ingress answers go through `crate::ingress`.
+        AnswerShape::ChatAgent | AnswerShape::OpenAiChat => Value::Null,
         AnswerShape::ChatV1 => json!({
             "response": text,
             "metadata": {"provider": "litellm", "model": ctx.chat_model.as_deref().unwrap_or(ctx.family.name()), "timestamp": now_unix},

@@ -170,6 +170,7 @@ fn ctx(shape: AnswerShape, wire: Wire) -> AnswerCtx {
         chat_model: None,
         post: PostProcess::None,
         gitlab: duo_core::version::GitlabVersion::ASSUMED,
+        ingress: None,
     }
 }
 

@@ -65,6 +65,7 @@ fn translate_from(gitlab_version: GitlabVersion, method: &str, path: &str, body:
         sent: SENT,
         cluster_header: &config.cluster_header,
         gitlab_version,
+        request_id: "req-1",
     };
     let len = body.to_string().len();
     Translation::request(&config, &prompts, &target, &endpoint, (&body, len), &ctx)
