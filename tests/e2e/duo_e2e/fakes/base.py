@@ -95,6 +95,9 @@ class Answer:
     delay_s: float = 0.0
     first_delay_s: float = 0.0
     abort_after: int | None = None
+    # Tool calls the model makes: (id, name, input object). The platform's stop reason becomes
+    # its "tool calls" one.
+    tool_calls: list[tuple[str, str, dict[str, Any]]] | None = None
 
     def split(self) -> list[str]:
         if self.pieces is not None:

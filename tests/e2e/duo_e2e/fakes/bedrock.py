@@ -235,6 +235,18 @@ class FakeBedrock(FakeServer):
                 raise Refuse("roles do not alternate", self.error(400, "ValidationException",
                     "A conversation must alternate between user and assistant roles. Make sure the conversation "
                     "alternates between user and assistant roles and try again."))
+        # Bedrock's tool rules: a toolConfig whenever tool blocks appear; every toolResult answers
+        # a toolUse of the assistant turn right before it.
+        has_tools = any("toolUse" in b or "toolResult" in b for m in msgs for b in m["content"])
+        if has_tools and not params.get("toolConfig"):
+            raise Refuse("tool blocks without toolConfig", self.error(400, "ValidationException",
+                "The toolConfig field must be defined when using toolUse and toolResult content blocks."))
+        for a, b in zip(msgs, msgs[1:]):
+            asked = {blk["toolUse"]["toolUseId"] for blk in a["content"] if "toolUse" in blk}
+            answered = {blk["toolResult"]["toolUseId"] for blk in b["content"] if "toolResult" in blk}
+            if answered - asked:
+                raise Refuse(f"toolResult for {sorted(answered - asked)} without a matching toolUse", self.error(400, "ValidationException",
+                    "The number of toolResult blocks at messages.1.content exceeds the number of toolUse blocks of previous turn."))
         for m in msgs:
             if m["role"] not in ("user", "assistant"):
                 raise Refuse(f"role {m['role']!r} in messages", self.error(400, "ValidationException", "Invalid role"))
@@ -272,9 +284,14 @@ class FakeBedrock(FakeServer):
         n_out = ans.output_tokens if ans.output_tokens is not None else count_tokens(ans.text)
         rid = str(uuid.uuid4())
         stop = {"stop": "end_turn", "length": "max_tokens"}.get(ans.finish_reason, ans.finish_reason)
+        tools = ans.tool_calls or []
+        if tools:
+            stop = "tool_use"
         usage = {"inputTokens": n_in, "outputTokens": n_out, "totalTokens": n_in + n_out}
         if op == "Converse":
-            return Reply.json({"output": {"message": {"role": "assistant", "content": [{"text": ans.text}]}},
+            content = ([{"text": ans.text}] if ans.text else []) + [
+                {"toolUse": {"toolUseId": i, "name": n, "input": inp}} for i, n, inp in tools]
+            return Reply.json({"output": {"message": {"role": "assistant", "content": content}},
                                "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 42}},
                               headers=[("x-amzn-RequestId", rid)])
         headers = [("content-type", "application/vnd.amazon.eventstream"), ("x-amzn-RequestId", rid)]
@@ -282,8 +299,15 @@ class FakeBedrock(FakeServer):
         if op == "ConverseStream":
             frames = [eventstream.event("messageStart", {"role": "assistant", "p": _pad()})]
             frames += [eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": p}, "p": _pad()}) for p in pieces]
-            frames += [eventstream.event("contentBlockStop", {"contentBlockIndex": 0, "p": _pad()}),
-                       eventstream.event("messageStop", {"stopReason": stop, "p": _pad()}),
+            frames += [eventstream.event("contentBlockStop", {"contentBlockIndex": 0, "p": _pad()})]
+            for k, (tid, name, inp) in enumerate(tools, start=1):
+                args = json.dumps(inp)
+                half = len(args) // 2
+                frames += [eventstream.event("contentBlockStart", {"contentBlockIndex": k, "start": {"toolUse": {"toolUseId": tid, "name": name}}, "p": _pad()}),
+                           eventstream.event("contentBlockDelta", {"contentBlockIndex": k, "delta": {"toolUse": {"input": args[:half]}}, "p": _pad()}),
+                           eventstream.event("contentBlockDelta", {"contentBlockIndex": k, "delta": {"toolUse": {"input": args[half:]}}, "p": _pad()}),
+                           eventstream.event("contentBlockStop", {"contentBlockIndex": k, "p": _pad()})]
+            frames += [eventstream.event("messageStop", {"stopReason": stop, "p": _pad()}),
                        eventstream.event("metadata", {"usage": usage, "metrics": {"latencyMs": 42}, "p": _pad()})]
             abort = None if ans.abort_after is None else ans.abort_after + 1
             return Reply(200, headers, chunks=frames, delay_s=ans.delay_s, first_delay_s=ans.first_delay_s, abort_after=abort)

@@ -103,6 +103,11 @@ def check_chat_body(body: Any, notes: list[str]) -> None:
             raise BodyError(f"messages.{i}.content: Input should be a valid string", "messages")
         if m["role"] == "tool" and not isinstance(m.get("tool_call_id"), str):
             raise BodyError(f"messages.{i}.tool_call_id: Field required", "messages")
+        if m["role"] == "tool":
+            # A tool result answers a call an earlier assistant message made.
+            asked = {c.get("id") for prev in msgs[:i] if prev.get("role") == "assistant" for c in prev.get("tool_calls") or []}
+            if m["tool_call_id"] not in asked:
+                raise BodyError(f"messages.{i}.tool_call_id: no earlier assistant tool call has id {m['tool_call_id']!r}", "messages")
     _check_common(body, CHAT_FIELDS, notes)
 
 
@@ -215,10 +220,16 @@ class FakeVllm(_OpenAIBase):
         created = int(time.time())
         model = body["model"]
         usage = self.usage(body, ans)
+        tools = ans.tool_calls or []
+        finish = "tool_calls" if tools else ans.finish_reason
         if not body.get("stream"):
             if chat:
-                choice = {"index": 0, "message": {"role": "assistant", "content": ans.text, "reasoning": None},
-                          "logprobs": None, "finish_reason": ans.finish_reason, "stop_reason": None}
+                message: dict[str, Any] = {"role": "assistant", "content": ans.text or None, "reasoning": None}
+                if tools:
+                    message["tool_calls"] = [{"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(inp)}}
+                                             for i, n, inp in tools]
+                choice = {"index": 0, "message": message,
+                          "logprobs": None, "finish_reason": finish, "stop_reason": None}
                 obj = {"id": rid, "object": "chat.completion", "created": created, "model": model, "choices": [choice],
                        "usage": {**usage, "prompt_tokens_details": None}, "system_fingerprint": None,
                        "prompt_logprobs": None, "kv_transfer_params": None}
@@ -233,9 +244,16 @@ class FakeVllm(_OpenAIBase):
         if chat:
             chunks.append(sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]}))
         pieces = ans.split()
+        if chat:
+            for k, (tid, name, inp) in enumerate(tools):
+                args = json.dumps(inp)
+                chunks.append(sse({**head, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": k, "id": tid, "type": "function",
+                    "function": {"name": name, "arguments": ""}}]}, "logprobs": None, "finish_reason": None}]}))
+                chunks.append(sse({**head, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": k,
+                    "function": {"arguments": args}}]}, "logprobs": None, "finish_reason": None}]}))
         for i, piece in enumerate(pieces):
             last = i == len(pieces) - 1
-            fin = ans.finish_reason if last else None
+            fin = finish if last else None
             if chat:
                 choice = {"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": fin}
             else:
@@ -335,10 +353,16 @@ class FakeAzure(_OpenAIBase):
         headers = [("apim-request-id", str(uuid.uuid4())), ("x-ms-region", "East US"), ("x-request-id", str(uuid.uuid4())),
                    ("x-ratelimit-remaining-requests", "99"), ("x-ratelimit-remaining-tokens", "99000")]
         prompt_filter = [{"prompt_index": 0, "content_filter_results": _FILTERS_OK}]
+        tools = ans.tool_calls or []
+        finish = "tool_calls" if tools else ans.finish_reason
         if not body.get("stream"):
             if chat:
-                choice = {"content_filter_results": _FILTERS_OK, "finish_reason": ans.finish_reason, "index": 0,
-                          "logprobs": None, "message": {"content": ans.text, "refusal": None, "role": "assistant"}}
+                message: dict[str, Any] = {"content": ans.text or None, "refusal": None, "role": "assistant"}
+                if tools:
+                    message["tool_calls"] = [{"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(inp)}}
+                                             for i, n, inp in tools]
+                choice = {"content_filter_results": _FILTERS_OK, "finish_reason": finish, "index": 0,
+                          "logprobs": None, "message": message}
                 obj = {"choices": [choice], "created": created, "id": rid, "model": self.underlying_model,
                        "object": "chat.completion", "prompt_filter_results": prompt_filter,
                        "system_fingerprint": "fp_azure", "usage": usage}
@@ -355,14 +379,18 @@ class FakeAzure(_OpenAIBase):
             chunks.append(sse({**head, "choices": [{"content_filter_results": {}, "delta": {"content": "", "refusal": None, "role": "assistant"},
                                                     "finish_reason": None, "index": 0, "logprobs": None}]}))
         pieces = ans.split()
+        if chat:
+            for k, (tid, name, inp) in enumerate(tools):
+                chunks.append(sse({**head, "choices": [{"content_filter_results": {}, "delta": {"tool_calls": [{"index": k, "id": tid,
+                    "type": "function", "function": {"name": name, "arguments": json.dumps(inp)}}]}, "finish_reason": None, "index": 0, "logprobs": None}]}))
         for piece in pieces:
             if chat:
                 choice = {"content_filter_results": _FILTERS_OK, "delta": {"content": piece}, "finish_reason": None, "index": 0, "logprobs": None}
             else:
                 choice = {"text": piece, "index": 0, "finish_reason": None, "logprobs": None, "content_filter_results": _FILTERS_OK}
             chunks.append(sse({**head, "choices": [choice]}))
-        fin = {"content_filter_results": {}, "delta": {}, "finish_reason": ans.finish_reason, "index": 0, "logprobs": None} if chat \
-            else {"text": "", "index": 0, "finish_reason": ans.finish_reason, "logprobs": None}
+        fin = {"content_filter_results": {}, "delta": {}, "finish_reason": finish, "index": 0, "logprobs": None} if chat \
+            else {"text": "", "index": 0, "finish_reason": finish, "logprobs": None}
         chunks.append(sse({**head, "choices": [fin]}))
         so = body.get("stream_options") or {}
         if so.get("include_usage"):
