@@ -243,74 +243,105 @@ pub fn error_body(message: &str, kind: &str, param: Option<&str>, code: Option<&
 /// `data: [DONE]` only after a complete stream. A broken stream gets no closing event: the
 /// proxy must cut it ([`Reframer::broken`] answers `false`).
 pub struct ChunkWriter {
-    id: AnswerId,
+    /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":`,
+    /// written once: every chunk starts with it.
+    head: Vec<u8>,
     include_usage: bool,
     /// Tool-call indexes whose opening chunk (id, type, name) has been written.
     opened: Vec<u32>,
     finished: bool,
 }
 
+/// Appends `s` as a JSON string literal.
+fn push_str(s: &str, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail and a str always serializes.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
 impl ChunkWriter {
     pub fn new(id: AnswerId, include_usage: bool) -> ChunkWriter {
-        ChunkWriter { id, include_usage, opened: Vec::new(), finished: false }
+        let mut head = b"data: {\"id\":".to_vec();
+        push_str(&id.id, &mut head);
+        head.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        head.extend_from_slice(id.created.to_string().as_bytes());
+        head.extend_from_slice(b",\"model\":");
+        push_str(&id.model, &mut head);
+        head.extend_from_slice(b",\"choices\":");
+        ChunkWriter { head, include_usage, opened: Vec::new(), finished: false }
     }
 
-    fn chunk(&self, choices: Value, usage: Option<Value>, out: &mut Vec<u8>) {
-        let mut o = Map::new();
-        o.insert("id".into(), json!(self.id.id));
-        o.insert("object".into(), json!("chat.completion.chunk"));
-        o.insert("created".into(), json!(self.id.created));
-        o.insert("model".into(), json!(self.id.model));
-        o.insert("choices".into(), choices);
-        if let Some(u) = usage {
-            o.insert("usage".into(), u);
+    /// One chunk of choice 0: `delta` is the delta object's JSON, written by the caller.
+    fn delta(&self, delta: impl FnOnce(&mut Vec<u8>), finish: Option<&str>, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(b"[{\"index\":0,\"delta\":");
+        delta(out);
+        out.extend_from_slice(b",\"finish_reason\":");
+        match finish {
+            Some(f) => push_str(f, out),
+            None => out.extend_from_slice(b"null"),
         }
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(Value::Object(o).to_string().as_bytes());
-        out.extend_from_slice(b"\n\n");
-    }
-
-    fn delta(&self, delta: Value, finish: Option<&str>, out: &mut Vec<u8>) {
-        self.chunk(json!([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]), None, out);
+        out.extend_from_slice(b",\"logprobs\":null}]}\n\n");
     }
 }
 
 impl Reframer for ChunkWriter {
     fn start(&mut self, out: &mut Vec<u8>) {
-        self.delta(json!({"role": "assistant", "content": ""}), None, out);
+        self.delta(|o| o.extend_from_slice(b"{\"role\":\"assistant\",\"content\":\"\"}"), None, out);
     }
 
     fn text(&mut self, text: &str, out: &mut Vec<u8>) {
-        self.delta(json!({"content": text}), None, out);
+        self.delta(
+            |o| {
+                o.extend_from_slice(b"{\"content\":");
+                push_str(text, o);
+                o.push(b'}');
+            },
+            None,
+            out,
+        );
     }
 
     fn tool_call(&mut self, index: u32, id: Option<&str>, name: Option<&str>, arguments: &str, out: &mut Vec<u8>) {
-        let mut call = Map::new();
-        call.insert("index".into(), json!(index));
-        let mut function = Map::new();
-        if !self.opened.contains(&index) {
+        let first = !self.opened.contains(&index);
+        if first {
             self.opened.push(index);
-            call.insert("id".into(), json!(id.unwrap_or_default()));
-            call.insert("type".into(), json!("function"));
-            function.insert("name".into(), json!(name.unwrap_or_default()));
         }
-        function.insert("arguments".into(), json!(arguments));
-        call.insert("function".into(), Value::Object(function));
-        self.delta(json!({"tool_calls": [call]}), None, out);
+        self.delta(
+            |o| {
+                o.extend_from_slice(b"{\"tool_calls\":[{\"index\":");
+                o.extend_from_slice(index.to_string().as_bytes());
+                if first {
+                    o.extend_from_slice(b",\"id\":");
+                    push_str(id.unwrap_or_default(), o);
+                    o.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+                    push_str(name.unwrap_or_default(), o);
+                    o.extend_from_slice(b",\"arguments\":");
+                } else {
+                    o.extend_from_slice(b",\"function\":{\"arguments\":");
+                }
+                push_str(arguments, o);
+                o.extend_from_slice(b"}}]}");
+            },
+            None,
+            out,
+        );
     }
 
     fn finish_reason(&mut self, reason: &str, out: &mut Vec<u8>) {
         self.finished = true;
-        self.delta(json!({}), Some(reason), out);
+        self.delta(|o| o.extend_from_slice(b"{}"), Some(reason), out);
     }
 
     fn complete(&mut self, usage: &Usage, out: &mut Vec<u8>) {
         if !self.finished {
             let reason = if self.opened.is_empty() { "stop" } else { "tool_calls" };
-            self.delta(json!({}), Some(reason), out);
+            self.delta(|o| o.extend_from_slice(b"{}"), Some(reason), out);
         }
         if self.include_usage {
-            self.chunk(json!([]), Some(usage_json(usage)), out);
+            out.extend_from_slice(&self.head);
+            out.extend_from_slice(b"[],\"usage\":");
+            out.extend_from_slice(usage_json(usage).to_string().as_bytes());
+            out.extend_from_slice(b"}\n\n");
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
     }

@@ -151,6 +151,34 @@ fn bench_stream(c: &mut Criterion) {
         g.throughput(Throughput::Elements(CHUNKS as u64));
         g.bench_function(format!("{name}_200_chunks"), |b| b.iter(|| run(black_box(&events))));
     }
+    // The model ingress: a ConverseStream re-written as OpenAI chunks (the per-chunk target is 5 µs).
+    let dialect = Dialect::of(Platform::Bedrock, Api::Converse);
+    let mut events: Vec<Vec<u8>> = Vec::with_capacity(CHUNKS + 1);
+    for p in &pieces {
+        let mut ev = Vec::new();
+        sample::text_event(dialect, p, &mut ev).unwrap_or_else(|e| fail("event", e));
+        events.push(ev);
+    }
+    let mut end = Vec::new();
+    sample::end_events(dialect, duo_llm::Usage::known(Some(300), Some(200), None), &mut end).unwrap_or_else(|e| fail("end", e));
+    events.push(end);
+    let run = |events: &[Vec<u8>]| {
+        let id = duo_llm::serve::AnswerId { id: "chatcmpl-bench".into(), created: NOW, model: "claude".into() };
+        let writer = Box::new(duo_llm::serve::ChunkWriter::new(id, true));
+        let mut t = duo_llm::stream::StreamTranslator::new(Platform::Bedrock, Api::Converse, writer);
+        let mut out = Vec::with_capacity(4096);
+        for ev in events {
+            if t.push(ev, &mut out).is_err() {
+                break;
+            }
+        }
+        (t.finish(&mut out).is_complete(), out.len())
+    };
+    if !run(&events).0 {
+        fail("ingress", "the sample stream did not translate completely");
+    }
+    g.throughput(Throughput::Elements(CHUNKS as u64));
+    g.bench_function("ingress_converse_to_openai_chunks_200_chunks", |b| b.iter(|| run(black_box(&events))));
     g.finish();
 }
 
