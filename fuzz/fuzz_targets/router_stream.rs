@@ -11,7 +11,7 @@
 
 use duo_llm::stream::{Reframer, StreamTranslator};
 use duo_llm::{Api, Platform};
-use duo_router::chat::ChatAgentReframer;
+use duo_router::chat::{ChatAgentReframer, ChatEvents};
 use duo_router::framing::Framing;
 use libfuzzer_sys::fuzz_target;
 
@@ -24,11 +24,13 @@ const WIRES: [(Platform, Api); 5] = [
 ];
 
 fn reframer(which: u8) -> Box<dyn Reframer> {
-    match which % 4 {
+    match which % 5 {
         0 => Framing::RawText.into_reframer(),
         1 => Framing::PromptResponses { usage_model: Some("codestral".into()) }.into_reframer(),
         2 => Framing::SuggestionsSse { engine: "vllm".into(), name: "codestral".into(), timestamp: 1, feature_flags: vec!["f".into()] }.into_reframer(),
-        _ => Box::new(ChatAgentReframer::new()),
+        // Duo Chat for GitLab 18.x (no finish_reason, no usage event) and for 19.x.
+        3 => Box::new(ChatAgentReframer::new(ChatEvents::default())),
+        _ => Box::new(ChatAgentReframer::new(ChatEvents { finish_reason: true, usage_model: Some("claude".into()) })),
     }
 }
 
@@ -59,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
         at += len;
     }
     let mut split = run(*selector, &pieces);
-    if (*selector / 5) % 4 != 0 {
+    if (*selector / 5) % 5 != 0 {
         split.0.clone_from(&whole.0);
     }
     assert_eq!(whole, split, "chunk boundaries changed the stream's outcome");

@@ -352,19 +352,25 @@ fn decide_ingress(config: &Config, pending: Pending, body: &Value) -> Outcome {
     let Some(m) = config.models.get(key) else {
         return reply(ingress::unknown_model(named), Reason::UnknownModel, Some(endpoint), route);
     };
-    route.model_name = Some(key.to_owned());
+    let target = model_target(key.to_owned(), m, &mut route);
+    forward(target, endpoint, route)
+}
+
+/// The target of a `models` entry (GitLab's JWT removed: a model platform never needs it), and
+/// the entry in the hand-off record.
+fn model_target(key: String, m: &crate::model::ModelConfig, route: &mut RouteInfo) -> Target {
+    route.model_name = Some(key.clone());
     route.model_family = Some(m.family.name().to_owned());
     route.platform = Some(m.platform.name().to_owned());
-    let target = Target {
+    Target {
         provider: Provider::SelfHosted,
         cluster: m.cluster.clone(),
         authority: m.authority.clone(),
         path: None,
         strip_authorization: true,
         timeout_ms: m.timeout_ms,
-        model: Some(key.to_owned()),
-    };
-    forward(target, endpoint, route)
+        model: Some(key),
+    }
 }
 
 /// 413 for a body above `max_request_bytes`.
@@ -508,18 +514,7 @@ pub fn decide_body(config: &Config, pending: Pending, body: &Value) -> Outcome {
     if route.model_identifier.is_none() {
         route.model_identifier = m.identifiers.first().cloned();
     }
-    route.model_name = Some(name.clone());
-    route.model_family = Some(m.family.name().to_owned());
-    route.platform = Some(m.platform.name().to_owned());
-    let target = Target {
-        provider: Provider::SelfHosted,
-        cluster: m.cluster.clone(),
-        authority: m.authority.clone(),
-        path: None,
-        strip_authorization: true,
-        timeout_ms: m.timeout_ms,
-        model: Some(name),
-    };
+    let target = model_target(name, m, &mut route);
     forward(target, endpoint, route)
 }
 
