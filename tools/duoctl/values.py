@@ -39,17 +39,22 @@ NATIVE_LOG_FORMAT = {
     "bytes_sent": "%BYTES_SENT%",
 }
 DUO_LOG_FORMAT = "%FILTER_STATE(wasm.duo_access_log:PLAIN)%\n"
-# The shipped configs' stats_config: `.tag.value` name segments become Prometheus labels, and the
-# latency histograms get buckets that fit LLM calls (milliseconds; docs/logger.md).
+# The shipped configs' stats_config: `.tag.value` name segments become Prometheus labels
+# (duo_core::metrics::TAGS), and the histograms get buckets that fit LLM calls
+# (duo_core::metrics::HISTOGRAM_BUCKETS: milliseconds and token counts; docs/logger.md).
+_DURATION_MS = [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240, 20480, 40960, 81920, 163840, 327680]
+_TTFT_MS = [1, 5, 10, 20, 40, 60, 80, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000, 30000, 60000]
+_TOKENS = [4 ** n for n in range(14)]
 STATS_CONFIG = {
     "stats_tags": [{"tag_name": t, "regex": rf"^wasmcustom\..*?(\.{t}\.([^.]+))"}
                    for t in ("feature", "model", "outcome", "reason", "result", "provider", "status_class",
-                             "grpc_method", "grpc_status")],
+                             "grpc_method", "grpc_status", "gen_ai_operation_name", "gen_ai_provider_name",
+                             "gen_ai_request_model", "gen_ai_token_type", "error_type")],
     "histogram_bucket_settings": [
-        {"match": {"prefix": "wasmcustom.duo_request_duration_ms."},
-         "buckets": [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240, 20480, 40960, 81920, 163840, 327680]},
-        {"match": {"prefix": "wasmcustom.duo_first_chunk_duration_ms."},
-         "buckets": [1, 5, 10, 20, 40, 60, 80, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000, 30000, 60000]},
+        {"match": {"prefix": "wasmcustom.duo_request_duration_ms."}, "buckets": _DURATION_MS},
+        {"match": {"prefix": "wasmcustom.gen_ai_client_operation_duration_ms."}, "buckets": _DURATION_MS},
+        {"match": {"prefix": "wasmcustom.gen_ai_server_time_to_first_token_ms."}, "buckets": _TTFT_MS},
+        {"match": {"prefix": "wasmcustom.gen_ai_client_token_usage."}, "buckets": _TOKENS},
         {"match": {"prefix": "wasmcustom.duo_grpc_call_duration_ms."},
          "buckets": [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 900000, 1800000, 3600000]},
     ],

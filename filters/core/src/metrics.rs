@@ -7,7 +7,55 @@
 /// Every tag a filter puts in a metric name. Each needs its `stats_tags` regex
 /// `^wasmcustom\..*?(\.<tag>\.([^.]+))` in every shipped bootstrap (tested below), or
 /// Prometheus sees the pair as part of the metric name.
-pub const TAGS: &[&str] = &["feature", "model", "outcome", "reason", "result", "provider", "status_class", "grpc_method", "grpc_status"];
+pub const TAGS: &[&str] = &[
+    "feature",
+    "model",
+    "outcome",
+    "reason",
+    "result",
+    "provider",
+    "status_class",
+    "grpc_method",
+    "grpc_status",
+    // OpenTelemetry GenAI attributes, with `_` for the dots a name segment cannot hold
+    // (gen_ai.operation.name -> gen_ai_operation_name: the OpenTelemetry-to-Prometheus naming).
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_token_type",
+    "error_type",
+];
+
+/// duo_logger's latency of every request, in milliseconds.
+pub const REQUEST_DURATION: &str = "duo_request_duration_ms";
+/// OpenTelemetry's `gen_ai.client.token.usage` ({token}, by `gen_ai.token.type`).
+pub const GENAI_TOKEN_USAGE: &str = "gen_ai_client_token_usage";
+/// OpenTelemetry's `gen_ai.client.operation.duration`, in milliseconds (proxy-wasm histograms
+/// record integers: whole seconds would lose every sub-second difference).
+pub const GENAI_OPERATION_DURATION: &str = "gen_ai_client_operation_duration_ms";
+/// OpenTelemetry's `gen_ai.server.time_to_first_token`, in milliseconds.
+pub const GENAI_TIME_TO_FIRST_TOKEN: &str = "gen_ai_server_time_to_first_token_ms";
+
+/// OpenTelemetry's advised boundaries for `gen_ai.client.operation.duration` (0.01 s to 81.92 s,
+/// doubling) in milliseconds, plus 163.84 s and 327.68 s for long streamed answers.
+pub const DURATION_BUCKETS_MS: &[u64] = &[10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240, 20480, 40960, 81920, 163840, 327680];
+/// OpenTelemetry's advised boundaries for `gen_ai.server.time_to_first_token` (1 ms to 10 s) in
+/// milliseconds, plus 30 s and 60 s for cold models.
+pub const TTFT_BUCKETS_MS: &[u64] = &[1, 5, 10, 20, 40, 60, 80, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000, 30000, 60000];
+/// OpenTelemetry's advised boundaries for `gen_ai.client.token.usage` (powers of 4).
+pub const TOKEN_BUCKETS: &[u64] =
+    &[1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
+
+/// Each histogram with the buckets every shipped bootstrap (and `./build.sh config`) gives it in
+/// `stats_config.histogram_bucket_settings` (`match: {prefix: wasmcustom.<name>.}`; tested
+/// below): Envoy's default buckets stop at 300 000 and start at 0.5, which fits neither
+/// milliseconds of LLM calls nor token counts well.
+pub const HISTOGRAM_BUCKETS: &[(&str, &[u64])] = &[
+    (REQUEST_DURATION, DURATION_BUCKETS_MS),
+    (GENAI_OPERATION_DURATION, DURATION_BUCKETS_MS),
+    (GENAI_TIME_TO_FIRST_TOKEN, TTFT_BUCKETS_MS),
+    (GENAI_TOKEN_USAGE, TOKEN_BUCKETS),
+];
 
 /// Longest tag value kept, in bytes.
 pub const MAX_TAG_VALUE: usize = 64;
@@ -65,18 +113,19 @@ mod tests {
         assert_eq!(metric_name("duo_auth.jwks.kid_refetch", &[]), "duo_auth.jwks.kid_refetch");
     }
 
+    const BOOTSTRAPS: [(&str, &str); 6] = [
+        ("envoy/self_hosted.yaml", include_str!("../../../envoy/self_hosted.yaml")),
+        ("envoy/hybrid.yaml", include_str!("../../../envoy/hybrid.yaml")),
+        ("envoy/gitlab_com.yaml", include_str!("../../../envoy/gitlab_com.yaml")),
+        ("envoy/local.yaml", include_str!("../../../envoy/local.yaml")),
+        ("examples/embed/envoy.yaml", include_str!("../../../examples/embed/envoy.yaml")),
+        ("examples/production/envoy.yaml.tmpl", include_str!("../../../examples/production/envoy.yaml.tmpl")),
+    ];
+
     /// Every shipped bootstrap extracts every tag, with the one regex shape.
     #[test]
     fn shipped_bootstraps_extract_every_tag() {
-        let bootstraps = [
-            ("envoy/self_hosted.yaml", include_str!("../../../envoy/self_hosted.yaml")),
-            ("envoy/hybrid.yaml", include_str!("../../../envoy/hybrid.yaml")),
-            ("envoy/gitlab_com.yaml", include_str!("../../../envoy/gitlab_com.yaml")),
-            ("envoy/local.yaml", include_str!("../../../envoy/local.yaml")),
-            ("examples/embed/envoy.yaml", include_str!("../../../examples/embed/envoy.yaml")),
-            ("examples/production/envoy.yaml.tmpl", include_str!("../../../examples/production/envoy.yaml.tmpl")),
-        ];
-        for (file, text) in bootstraps {
+        for (file, text) in BOOTSTRAPS {
             for tag in TAGS {
                 let regex = format!(r"^wasmcustom\..*?(\.{tag}\.([^.]+))");
                 // `- {tag_name: t, regex: '...'}` on one line, or `- tag_name: t` then `regex: ...`.
@@ -86,6 +135,21 @@ mod tests {
                     named && (l.contains(&regex) || lines.get(i + 1).is_some_and(|next| next.contains(&regex)))
                 });
                 assert!(found, "{file}: no stats_tags entry {regex} for `{tag}`");
+            }
+        }
+    }
+
+    /// Every shipped bootstrap gives each histogram its buckets:
+    /// `- match: {prefix: wasmcustom.<name>.}` then `buckets: [...]` on the next line.
+    #[test]
+    fn shipped_bootstraps_give_every_histogram_its_buckets() {
+        for (file, text) in BOOTSTRAPS {
+            let lines: Vec<&str> = text.lines().collect();
+            for (name, buckets) in HISTOGRAM_BUCKETS {
+                let prefix = format!("match: {{prefix: wasmcustom.{name}.}}");
+                let list = format!("buckets: [{}]", buckets.iter().map(u64::to_string).collect::<Vec<_>>().join(", "));
+                let found = lines.iter().enumerate().any(|(i, l)| l.contains(&prefix) && lines.get(i + 1).is_some_and(|n| n.trim() == list));
+                assert!(found, "{file}: no histogram_bucket_settings entry `{prefix}` with `{list}`");
             }
         }
     }

@@ -11,12 +11,13 @@ import time
 import uuid
 from typing import Any
 
-from duo_e2e import ROOT, Answer, bootstrap
+from duo_e2e import ROOT, Answer, Reply, bootstrap
 
 VERBOSE = "x-gitlab-enabled-instance-verbose-ai-logs"
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 # What docs/logger.md asks every shipped bootstrap to carry (duo_core::metrics::TAGS).
-TAGS = ("feature", "model", "outcome", "reason", "result", "provider", "status_class", "grpc_method", "grpc_status")
+TAGS = ("feature", "model", "outcome", "reason", "result", "provider", "status_class", "grpc_method", "grpc_status",
+        "gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_token_type", "error_type")
 STATS_TAGS = [{"tag_name": t, "regex": rf"^wasmcustom\..*?(\.{t}\.([^.]+))"} for t in TAGS]
 INTEGER_FIELDS = ("status_code", "upstream_status", "input_tokens", "output_tokens", "total_tokens", "request_bytes",
                   "response_bytes")
@@ -235,44 +236,68 @@ def test_logger_metrics_in_prometheus(e2e):
     vllm = st.fake("vllm_codestral")
     for n in (3, 4):
         vllm.enqueue(Answer(text="x", input_tokens=10 * n, output_tokens=n))
+    vllm.enqueue(Answer(text="streamed answer", input_tokens=5, output_tokens=2))
+    vllm.enqueue(Reply.json({"error": {"message": "overloaded", "code": 503}}, status=503))
     for _ in range(2):
         r = st.post("/v2/code/completions", json_body=_completion_body(), headers=gl.headers())
         assert r.status == 200, r
+    r = st.post("/v2/code/completions", json_body=_completion_body(stream=True), headers=gl.headers())
+    assert r.status == 200, r
+    r = st.post("/v2/code/completions", json_body=_completion_body(), headers=gl.headers())
+    assert r.status >= 400, r
     r = st.post("/v2/code/completions", json_body=_completion_body(), headers=gl.headers(gl.mint_expired()))
     assert r.status == 401, r
     r = st.get("/monitoring/healthz")
     assert r.status == 200, r
-    recs = st.access_log(wait_for=4)
-    assert len(recs) == 4, recs
+    recs = st.access_log(wait_for=6)
+    assert len(recs) == 6, recs
     env = st.envoy
-    assert env.metric("duo_requests_total", feature="code_completions", outcome="ok") == 2, env.admin("/stats/prometheus")
+    assert env.metric("duo_requests_total", feature="code_completions", outcome="ok") == 3, env.admin("/stats/prometheus")
     assert env.metric("duo_requests_total", feature="code_completions", outcome="auth_denied") == 1
     assert env.metric("duo_requests_total", feature="none", outcome="ok") == 1
-    denied = recs[2].get("auth_error", "none") if isinstance(recs[2], dict) else "none"
+    denied = recs[4].get("auth_error", "none") if isinstance(recs[4], dict) else "none"
     reason = re.sub(r"[^a-z0-9_-]", "_", denied.lower())[:64] or "none"
-    assert env.metric("duo_auth_denials_total", reason=reason) == 1, (reason, recs[2])
-    assert env.metric("duo_input_tokens_total", feature="code_completions", model="codestral") == 70
-    assert env.metric("duo_output_tokens_total", feature="code_completions", model="codestral") == 7
+    assert env.metric("duo_auth_denials_total", reason=reason) == 1, (reason, recs[4])
     # Histograms reach /stats/prometheus at the next stats flush (5 s by default).
     deadline = time.monotonic() + 12
     while time.monotonic() < deadline:
         count = env.metric("duo_request_duration_ms_count", feature="code_completions", model="codestral")
-        if count == 2:
+        if count == 4:
             break
         time.sleep(0.5)
-    assert count == 2, env.admin("/stats/prometheus")
-    assert env.metric("duo_first_chunk_duration_ms_count", feature="code_completions", model="codestral") == 2
+    assert count == 4, env.admin("/stats/prometheus")
     assert env.metric("duo_request_duration_ms_count", feature="none", model="none") == 1
+    # The OpenTelemetry GenAI histograms (docs/logger.md): the model call's attributes as labels.
+    call = {"feature": "code_completions", "model": "codestral", "gen_ai_operation_name": "text_completion",
+            "gen_ai_provider_name": "openai", "gen_ai_request_model": "codestral-22b-v0_1"}
+    # Exact token totals in the counters; the histograms' sums are Envoy's approximation (its bins
+    # keep about two significant digits), their counts exact.
+    assert env.metric("duo_input_tokens_total", feature="code_completions", model="codestral") == 30 + 40 + 5
+    assert env.metric("duo_output_tokens_total", feature="code_completions", model="codestral") == 3 + 4 + 2
+    got = env.metric("gen_ai_client_token_usage_sum", gen_ai_token_type="input", **call)
+    assert got is not None and abs(got - 75) <= 75 * 0.1, got
+    assert env.metric("gen_ai_client_token_usage_count", gen_ai_token_type="input", **call) == 3
+    assert env.metric("gen_ai_client_token_usage_count", gen_ai_token_type="output", **call) == 3
+    assert env.metric("gen_ai_client_operation_duration_ms_count", **call) == 4  # the failed call included
+    assert env.metric("gen_ai_client_operation_duration_ms_count", error_type="503", **call) == 1
+    assert env.metric("gen_ai_server_time_to_first_token_ms_count", **call) == 1, "streamed successful answers only"
     text = env.admin("/stats/prometheus")
     assert json.dumps(text).count("wasmcustom") == 0, "the wasmcustom namespace should be stripped"
+    # The shipped buckets: milliseconds up to 327 680 / 60 000, tokens in powers of 4.
+    for name, top in (("gen_ai_client_operation_duration_ms", "327680"), ("gen_ai_server_time_to_first_token_ms", "60000"),
+                      ("gen_ai_client_token_usage", "67108864")):
+        assert re.search(rf'^{name}_bucket{{[^}}]*le="{top}"', text, re.M), (name, text[-3000:])
+    for rec in recs[:4]:
+        assert rec.get("request_model") == "Codestral-22B-v0.1", rec
 
 
 def test_logger_dashboard_uses_only_exported_metrics(e2e):
     """The Grafana dashboard queries only metrics and labels docs/logger.md documents."""
     doc = (ROOT / "docs" / "logger.md").read_text()
-    documented = set(re.findall(r"^\| `(duo_[a-z_]+)` \|", doc, re.M))
+    documented = set(re.findall(r"^\| `((?:duo|gen_ai)_[a-z_]+)` \|", doc, re.M))
     assert {"duo_requests_total", "duo_auth_denials_total", "duo_input_tokens_total", "duo_output_tokens_total",
-            "duo_request_duration_ms", "duo_first_chunk_duration_ms"} <= documented, documented
+            "duo_request_duration_ms", "gen_ai_client_token_usage",
+            "gen_ai_client_operation_duration_ms", "gen_ai_server_time_to_first_token_ms"} <= documented, documented
     dash = json.loads((ROOT / "examples" / "observability" / "grafana-dashboard.json").read_text())
     exprs = []
 
@@ -291,7 +316,7 @@ def test_logger_dashboard_uses_only_exported_metrics(e2e):
     for expr in exprs:
         if re.search(r"\benvoy_", expr):
             continue  # Envoy's own series: test_tooling checks them against a live /stats/prometheus
-        for name in re.findall(r"\b(duo_[a-z_]+)", expr):
+        for name in re.findall(r"\b((?:duo|gen_ai)_[a-z_]+)", expr):
             base = re.sub(r"_(bucket|count|sum)$", "", name)
             assert base in documented, f"dashboard uses {name}, not a documented metric: {expr}"
         for label in re.findall(r"\b([a-z_]+)\s*(?:=~|!=|=)\s*\"", expr) + re.findall(r"by \(([^)]*)\)", expr):

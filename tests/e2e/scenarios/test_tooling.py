@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from duo_e2e import ROOT, Answer, bootstrap, scenario
+from duo_e2e import ROOT, Answer, Reply, bootstrap, scenario
 from duo_e2e.envoy import ENVOY
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -289,6 +289,15 @@ def test_tooling_observability_examples_match_the_shipped_configs(e2e):
                 ok = any((s["type"] == "stdin" and where == "/dev/stdout") or
                          (s["type"] == "file" and where in s.get("include", [])) for s in sources.values())
                 assert ok, f"{path.name} writes {where}, which no source of vector.yaml reads"
+    # The recording rules load, and the scrape restores the dots of every provider name a stat name
+    # segment loses (duo_logger's provider_name: aws.bedrock, azure.ai.openai).
+    assert [(OBS / f).is_file() for f in prom["rule_files"]] == [True], prom["rule_files"]
+    relabels = {(r["regex"], r["replacement"]) for r in job["metric_relabel_configs"]
+                if r["source_labels"] == ["gen_ai_provider_name"] and r["target_label"] == "gen_ai_provider_name"}
+    logger_src = (ROOT / "filters" / "logger" / "src" / "metrics.rs").read_text()
+    dotted = set(re.findall(r'=> "([a-z]+(?:\.[a-z]+)+)"', logger_src))
+    assert dotted == {"aws.bedrock", "azure.ai.openai"}, dotted
+    assert relabels == {(d.replace(".", "_"), d) for d in dotted}, relabels
     remaps = {n: t["source"] for n, t in vector["transforms"].items() if t["type"] == "remap"}
     assert any('log_type != "envoy"' in src for src in remaps.values()), "vector.yaml keeps no native lines"
     assert any('log_type == "envoy"' in src and "abort" in src for src in remaps.values())
@@ -330,17 +339,22 @@ def test_tooling_dashboard_queries_series_a_gateway_exports(e2e):
             "model_provider": "litellm", "model_name": "codestral", "prompt_version": 2, "stream": False,
             "model_identifier": "custom_openai/Codestral-22B-v0.1", "model_endpoint": "http://vllm.internal:8000/v1"}
     assert st.post("/v2/code/completions", json_body=body, headers=gl.headers()).status == 200
+    assert st.post("/v2/code/completions", json_body={**body, "stream": True}, headers=gl.headers()).status == 200
+    # a failed model call: the GenAI duration gets its error_type label
+    st.fake("model_codestral").enqueue(Reply.json({"error": {"message": "overloaded", "code": 503}}, status=503))
+    assert st.post("/v2/code/completions", json_body=body, headers=gl.headers()).status >= 400
     assert st.post("/v2/code/completions", json_body=body, headers=gl.headers(gl.mint_expired())).status == 401
     # Histograms reach /stats/prometheus at the next stats flush (5 s by default).
     deadline = time.monotonic() + 12
     while True:
         text = st.envoy.admin("/stats/prometheus")
-        if "duo_request_duration_ms_bucket" in text or time.monotonic() > deadline:
+        if "gen_ai_server_time_to_first_token_ms_bucket" in text or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     # The LLM-fitting buckets of the shipped stats_config (milliseconds up to 327 680 / 60 000).
     assert re.search(r'^duo_request_duration_ms_bucket\{[^}]*le="327680"', text, re.M), text[-3000:]
-    assert re.search(r'^duo_first_chunk_duration_ms_bucket\{[^}]*le="60000"', text, re.M)
+    assert re.search(r'^gen_ai_server_time_to_first_token_ms_bucket\{[^}]*le="60000"', text, re.M)
+    assert re.search(r'^gen_ai_client_token_usage_bucket\{[^}]*le="67108864"', text, re.M)
     assert not re.search(r'^duo_request_duration_ms_bucket\{[^}]*le="3600000"', text, re.M), "Envoy's default buckets"
     series: dict[str, set[str]] = {}
     for line in text.splitlines():
@@ -349,9 +363,12 @@ def test_tooling_dashboard_queries_series_a_gateway_exports(e2e):
             series.setdefault(m.group(1), set()).update(re.findall(r"([a-zA-Z_]+)=\"", m.group(2) or ""))
     lazy = _defined_on_first_use()
     exprs = _dashboard_exprs()
-    for expr in exprs:
+    rules = yaml.safe_load((OBS / "prometheus-rules.yml").read_text())
+    rule_exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    assert len(rule_exprs) >= 5, rule_exprs
+    for expr in exprs + rule_exprs:
         bare = re.sub(r"by \([^)]*\)", "", expr)
-        for sel in re.finditer(r"\b((?:duo|envoy)_[a-z0-9_]+)(\{[^}]*\})?", bare):
+        for sel in re.finditer(r"\b((?:duo|envoy|gen_ai)_[a-z0-9_]+)(\{[^}]*\})?", bare):
             name, labels = sel.group(1), sel.group(2) or ""
             if bare[:sel.start()].rstrip().endswith(("{", ",")) or name in lazy:  # a label name, or lazy
                 continue
@@ -360,7 +377,7 @@ def test_tooling_dashboard_queries_series_a_gateway_exports(e2e):
                 assert label in series[name], f"{name} has no label {label} (has {sorted(series[name])}): {expr}"
         for group in re.findall(r"by \(([^)]*)\)", expr):
             for label in re.split(r",\s*", group):
-                owners = [n for n in re.findall(r"\b((?:duo|envoy)_[a-z0-9_]+)", expr) if n in series]
+                owners = [n for n in re.findall(r"\b((?:duo|envoy|gen_ai)_[a-z0-9_]+)", expr) if n in series]
                 assert label == "le" or any(label in series[n] for n in owners), f"no series has label {label}: {expr}"
     [ratio] = [e for e in exprs if "outcome=\"server_error\"" in e]
     assert "outcome!=" not in ratio

@@ -74,7 +74,9 @@ fn served(host: &Host, plugin: &Plugin, extra: &[(&str, &str)]) -> Stream {
     assert!(s.response_body(b"def ", false).is_continue());
     host.advance(Duration::from_millis(250));
     assert!(s.response_body(b"f(): ", true).is_continue());
-    let usage = json!({"input_tokens": 120, "output_tokens": 30, "upstream_status": 200});
+    let usage = json!({"input_tokens": 120, "output_tokens": 30, "upstream_status": 200,
+        "request_model": "Codestral-22B-v0.1", "response_model": "codestral-served", "operation": "text_completion",
+        "finish_reason": "length"});
     s.set_filter_state("duo_usage", usage.to_string().as_bytes());
     host.advance(Duration::from_millis(10));
     s
@@ -111,6 +113,11 @@ fn publishes_one_record_in_on_log() {
         (Some("codestral"), Some("vllm"))
     );
     assert_eq!(r["stream"], true);
+    // The platform's model ids beside the config key, and how the answer ended (duo_usage).
+    assert_eq!(
+        (&r["request_model"], &r["response_model"], &r["operation_name"], &r["finish_reason"]),
+        (&json!("Codestral-22B-v0.1"), &json!("codestral-served"), &json!("text_completion"), &json!("length"))
+    );
     assert_eq!(
         (
             r["input_tokens"].as_u64(),
@@ -290,6 +297,19 @@ fn metrics_are_defined_once_and_moved() {
         host.metric_value("duo_output_tokens_total.feature.code_completions.model.codestral"),
         Some(60)
     );
+    // The OpenTelemetry GenAI histograms of the model call (docs/logger.md).
+    let genai = "feature.code_completions.model.codestral.gen_ai_operation_name.text_completion\
+                 .gen_ai_provider_name.openai.gen_ai_request_model.codestral-22b-v0_1";
+    for (kind, n) in [("input", 120), ("output", 30)] {
+        let tokens = host
+            .metric(&format!("gen_ai_client_token_usage.{genai}.gen_ai_token_type.{kind}"))
+            .unwrap_or_else(|| panic!("{kind} tokens: {:?}", host.metrics()));
+        assert_eq!((tokens.kind, tokens.samples.clone()), (MetricType::Histogram, vec![n, n]));
+    }
+    let op = host.metric(&format!("gen_ai_client_operation_duration_ms.{genai}")).unwrap();
+    assert_eq!(op.samples, vec![510, 510]);
+    let ttft = host.metric(&format!("gen_ai_server_time_to_first_token_ms.{genai}")).unwrap();
+    assert_eq!(ttft.samples, vec![250, 250]);
     let latency = host
         .metric("duo_request_duration_ms.feature.code_completions.model.codestral")
         .unwrap();
@@ -297,10 +317,6 @@ fn metrics_are_defined_once_and_moved() {
         (latency.kind, latency.samples.clone()),
         (MetricType::Histogram, vec![510, 510])
     );
-    let ttfc = host
-        .metric("duo_first_chunk_duration_ms.feature.code_completions.model.codestral")
-        .unwrap();
-    assert_eq!(ttfc.samples, vec![250, 250]);
     // No timing properties on the denied stream: no latency sample invented for it.
     assert!(
         host.metric("duo_request_duration_ms.feature.code_completions.model.none")
