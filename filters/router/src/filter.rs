@@ -22,7 +22,7 @@ use crate::metrics;
 use crate::prompts::PromptSet;
 use crate::translate::{HeadersPlan, RequestCtx, Translation};
 use duo_core::catalogue::Endpoint;
-use duo_core::errors::GitlabError;
+use duo_core::errors::{self, GitlabError};
 use duo_core::handoff::{self, AuthInfo, RouteInfo};
 use duo_core::version::GitlabVersion;
 use serde::Serialize;
@@ -213,6 +213,10 @@ impl Exchange {
 
     fn reply(&mut self, e: &GitlabError) -> Action {
         self.replied = true;
+        // A body-validation 422 is shown as GitLab's gateway shows it to this caller.
+        let verbose = self.sent_headers.get(errors::VERBOSE_AI_LOGS_HEADER).as_deref() == Some("true");
+        let version = GitlabVersion::from_header(self.sent_headers.get("x-gitlab-version").as_deref());
+        let e = &errors::shown_validation_error(e.clone(), verbose, version);
         let sent = if self.grpc { duo_kit::send_grpc_error(&duo_core::grpc::GrpcReply::from_gitlab(e), &[]) } else { duo_kit::send_error(e, &[]) };
         if sent.is_err() {
             log::error!("duo_router: #{} could not send its local reply", self.id);

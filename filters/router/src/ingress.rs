@@ -155,6 +155,7 @@ pub fn build(model_key: &str, model: &ModelConfig, body: &Value, request_id: &st
         chat_model: None,
         post: PostProcess::None,
         gitlab: duo_core::version::GitlabVersion::ASSUMED,
+        chat_tools: None,
         ingress: Some(IngressAnswer { id, include_usage: options.include_usage, pass_through }),
     };
     Ok(IngressRequest { path, body: bytes, stream, answer, set_headers })

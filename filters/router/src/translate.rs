@@ -180,7 +180,11 @@ impl Translation {
             let date = CivilDate::from_unix_seconds(ctx.now_unix);
             let step = chat::prepare_step(prompts, json, model.family, model.platform, date, ctx.scopes.clone())?;
             let api_key = json.pointer("/model_metadata/api_key").and_then(Value::as_str).map(str::to_owned);
-            codec::build_rendered_request(model, AnswerShape::ChatAgent, step.rendered(), true, api_key)?
+            let mut up = codec::build_rendered_request(model, AnswerShape::ChatAgent, step.rendered(), true, api_key)?;
+            // GitLab's gateway checks an action against the tools the token may use.
+            let tools = chat::offered_tools(&[], ctx.scopes.as_deref()).iter().map(|t| t.name).collect();
+            up.answer.chat_tools = Some(tools);
+            up
         } else {
             let call = Call { kind: endpoint.kind, prompt_id: endpoint.prompt_id.as_deref(), model, prompts, now_unix: ctx.now_unix };
             codec::build_upstream_request_parsed(&call, json, body_len)?
@@ -272,7 +276,7 @@ impl Translation {
         let api = ctx.wire.api();
         let framing = match ctx.shape {
             AnswerShape::ChatAgent => {
-                let events = chat::ChatEvents::for_gitlab(ctx.gitlab, &ctx.model);
+                let events = chat::ChatEvents::for_gitlab(ctx.gitlab, &ctx.model).with_tools(ctx.chat_tools.clone());
                 return StreamTranslator::new(ctx.platform, api, Box::new(chat::ChatAgentReframer::new(events)));
             }
             AnswerShape::PromptV2 => Framing::PromptResponses { usage_model: Some(ctx.model.clone()) },

@@ -206,10 +206,14 @@ def test_chat_malformed_body_is_422(e2e):
     gl = st.gitlab
     body = _step_body(_vllm_metadata())
     body["messages"][2]["role"] = "system"
-    r = st.post("/v2/chat/agent", json_body=body, headers=gl.headers())
+    # The admin enabled AI logs: the details, in FastAPI's list (GitLab 18.x).
+    r = st.post("/v2/chat/agent", json_body=body, headers=gl.headers(x_gitlab_enabled_instance_verbose_ai_logs="true"))
     assert r.status == 422, r
     assert r.json() == {"detail": [{"loc": ["body", "messages", 2, "role"],
                                     "msg": "Input should be 'user' or 'assistant'", "type": "literal_error"}]}, r.json()
+    # Otherwise GitLab's gateway hides them.
+    r = st.post("/v2/chat/agent", json_body=body, headers=gl.headers())
+    assert (r.status, r.json()) == (422, {"detail": "Validation error"}), r.body
     st.fake(VLLM).assert_nothing_received()
 
 

@@ -190,3 +190,43 @@ def test_fidelity_chat_unit_primitives(e2e):
     r = st.post(path, json_body=body, headers=headers)
     assert (r.status, r.json()) == (403, {"detail": "Unauthorized to access duo chat"}), r.body
     assert len(st.fake(BEDROCK).requests) == before, "refused before the model"
+
+
+def test_fidelity_422_body_by_version_and_ai_logs(e2e):
+    """A body-validation 422: "Validation error" unless the admin enabled AI logs; then the
+    list for 18.x and the list's Python text for 19.x (GitLab's newer gateway)."""
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    expected = {
+        (GITLAB_18_4.version, "false"): {"detail": "Validation error"},
+        (GITLAB_19.version, "false"): {"detail": "Validation error"},
+        (GITLAB_18_4.version, "true"): {"detail": [{"loc": ["body", "messages", 0, "role"],
+                                                    "msg": "Input should be 'user' or 'assistant'", "type": "literal_error"}]},
+        (GITLAB_19.version, "true"): {"detail": "[{'type': 'literal_error', 'loc': ('body', 'messages', 0, 'role'), "
+                                                "'msg': \"Input should be 'user' or 'assistant'\"}]"},
+    }
+    for rails in VERSIONS:
+        path, body = rails.chat(CLAUDE_BEDROCK, "hi")
+        body["messages"][0]["role"] = "system"
+        for verbose in ("false", "true"):
+            r = st.post(path, json_body=body,
+                        headers=rails.headers(gl, x_gitlab_enabled_instance_verbose_ai_logs=verbose))
+            assert (r.status, r.json()) == (422, expected[(rails.version, verbose)]), (rails.version, verbose, r.body)
+
+
+def test_fidelity_chat_tool_outside_the_offered_set_is_not_available(e2e):
+    """A model that names a tool the token may not use (or no tool GitLab has) gets GitLab's
+    `tool not available` error event instead of an action."""
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    headers = GITLAB_19.headers(gl, Authorization=f"Bearer {gl.mint(scopes=['duo_classic_chat', 'ask_issue'])}")
+    for tool, expected in [("issue_reader", "action"), ("build_reader", "error"), ("pipeline_reader", "error")]:
+        path, body = GITLAB_19.chat(CLAUDE_BEDROCK, "Why did job 7 fail?")
+        st.fake(BEDROCK).enqueue(Answer(text="", pieces=[" I need it.\nAction: ", tool, "\nAction Input: job 7\n"]))
+        events = _ndjson(st.post(path, json_body=body, headers=headers))
+        kinds = [e["type"] for e in events if e["type"] != "usage"]
+        assert kinds == [expected], (tool, events)
+        if expected == "error":
+            assert events[0]["data"] == {"message": "tool not available", "retryable": False}, events
+        else:
+            assert events[0]["data"]["tool"] == tool, events

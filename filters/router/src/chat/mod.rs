@@ -144,7 +144,7 @@ mod tests {
         let v18 = ChatEvents::default();
         let body = String::from_utf8(answer_body(&v18, &c(Some("stop")), "Thought: x\nFinal Answer: Hello\nthere")).unwrap();
         assert_eq!(body, "{\"type\":\"final_answer_delta\",\"data\":{\"text\":\"Hello\\nthere\"}}\n");
-        let v19 = ChatEvents { finish_reason: true, usage_model: Some("m".into()) };
+        let v19 = ChatEvents { finish_reason: true, usage_model: Some("m".into()), tools: None };
         let body = String::from_utf8(answer_body(&v19, &c(Some("length")), "Thought: x\nFinal Answer: Hello")).unwrap();
         assert_eq!(
             body,

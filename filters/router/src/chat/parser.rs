@@ -73,6 +73,9 @@ pub struct ReactStreamParser {
     finish_field: bool,
     /// The platform's stop reason, when it said one.
     reason: Option<String>,
+    /// The tools GitLab may run for this caller; an `action` naming another becomes GitLab's
+    /// `tool not available` error. `None`: not checked.
+    tools: Option<Vec<&'static str>>,
 }
 
 impl Default for ReactStreamParser {
@@ -94,7 +97,15 @@ impl ReactStreamParser {
             bold_lead: None,
             finish_field: false,
             reason: None,
+            tools: None,
         }
+    }
+
+    /// Only these tools may be named by an `action` (GitLab's gateway answers any other with
+    /// `{"type": "error", "data": {"message": "tool not available", "retryable": false}}`).
+    pub fn with_tools(mut self, tools: Vec<&'static str>) -> Self {
+        self.tools = Some(tools);
+        self
     }
 
     /// The parser for GitLab 19.x: deltas carry `finish_reason` (see [`Finish`]).
@@ -174,6 +185,12 @@ impl ReactStreamParser {
                     && self.finish_field
                 {
                     *finish = self.closing();
+                }
+                if let AgentEvent::Action { tool, .. } = &event
+                    && let Some(tools) = &self.tools
+                    && !tools.contains(&tool.as_str())
+                {
+                    event = AgentEvent::Error { message: "tool not available".into(), retryable: false };
                 }
                 event.write_to(out);
             }
@@ -462,6 +479,28 @@ pub(crate) mod tests {
         // 18.x: never the field
         let events = run(&["Final Answer: Hi"]);
         assert_eq!(events, vec![json!({"type": "final_answer_delta", "data": {"text": "Hi"}})]);
+    }
+
+    #[test]
+    fn an_action_outside_the_offered_tools_is_gitlabs_tool_not_available() {
+        let run_with = |text: &str| {
+            let mut p = ReactStreamParser::new().with_tools(vec!["issue_reader", "gitlab_documentation"]);
+            let mut out = Vec::new();
+            p.push(text, &mut out);
+            p.finish(&mut out);
+            lines(&out)
+        };
+        assert_eq!(run_with("Thought: need it\nAction: issue_reader\nAction Input: #1")[0]["type"], "action");
+        assert_eq!(
+            run_with("Thought: need it\nAction: pipeline_reader\nAction Input: 7"),
+            vec![serde_json::json!({"type": "error", "data": {"message": "tool not available", "retryable": false}})]
+        );
+        // GitLab's name repairs apply first; final answers and unknown text are not tool calls
+        assert_eq!(run_with("Thought: x\nAction: issue\\_reader\nAction Input: #1")[0]["type"], "action");
+        assert_eq!(run_with("Final Answer: use pipeline_reader")[0]["type"], "final_answer_delta");
+        assert_eq!(run_with("Action: DirectAnswer\nAction Input: hi")[0]["type"], "final_answer_delta");
+        // without a list, nothing is checked
+        assert_eq!(run(&["Thought: x\nAction: pipeline_reader\nAction Input: 7"])[0]["type"], "action");
     }
 
     #[test]

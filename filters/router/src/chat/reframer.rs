@@ -22,6 +22,9 @@ pub struct ChatEvents {
     pub finish_reason: bool,
     /// A last `usage` event keyed by this model name (when the platform reported tokens).
     pub usage_model: Option<String>,
+    /// The tools GitLab may run for this caller (`None`: not checked); an `action` naming
+    /// another is GitLab's `tool not available` error event.
+    pub tools: Option<Vec<&'static str>>,
 }
 
 impl ChatEvents {
@@ -29,14 +32,23 @@ impl ChatEvents {
     /// type would reach the user as text).
     pub fn for_gitlab(version: GitlabVersion, model: &str) -> ChatEvents {
         if version.is_19_or_later() {
-            ChatEvents { finish_reason: true, usage_model: Some(model.to_owned()) }
+            ChatEvents { finish_reason: true, usage_model: Some(model.to_owned()), tools: None }
         } else {
             ChatEvents::default()
         }
     }
 
+    pub fn with_tools(mut self, tools: Option<Vec<&'static str>>) -> Self {
+        self.tools = tools;
+        self
+    }
+
     pub fn parser(&self) -> ReactStreamParser {
-        if self.finish_reason { ReactStreamParser::with_finish_reason() } else { ReactStreamParser::new() }
+        let p = if self.finish_reason { ReactStreamParser::with_finish_reason() } else { ReactStreamParser::new() };
+        match &self.tools {
+            Some(tools) => p.with_tools(tools.clone()),
+            None => p,
+        }
     }
 
     /// The closing `usage` event, after every other event of a complete answer. Like GitLab's
@@ -208,7 +220,7 @@ mod tests {
     #[test]
     fn for_19_the_stop_reason_and_usage_close_the_answer() {
         let v19 = ChatEvents::for_gitlab(GitlabVersion::from_header(Some("19.0.1")), "Mistral-7B");
-        assert_eq!(v19, ChatEvents { finish_reason: true, usage_model: Some("Mistral-7B".into()) });
+        assert_eq!(v19, ChatEvents { finish_reason: true, usage_model: Some("Mistral-7B".into()), tools: None });
         assert_eq!(ChatEvents::for_gitlab(GitlabVersion::from_header(Some("18.11.0")), "m"), ChatEvents::default());
         assert_eq!(ChatEvents::for_gitlab(GitlabVersion::from_header(None), "m"), ChatEvents::default());
         let mut bytes = vllm_stream(&["Thought: I know.\nFinal Answer: Hi", " there"], false);

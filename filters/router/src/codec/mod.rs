@@ -144,6 +144,9 @@ pub struct AnswerCtx {
     pub gitlab: GitlabVersion,
     /// Model-ingress calls: the OpenAI answer's identity and options.
     pub ingress: Option<crate::ingress::IngressAnswer>,
+    /// Duo Chat: the tools GitLab may run for this caller (set by the translation); an
+    /// `action` naming another is GitLab's `tool not available` error.
+    pub chat_tools: Option<Vec<&'static str>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,6 +333,7 @@ pub fn build_upstream_request_parsed(call: &Call<'_>, body: &Value, body_len: us
         post,
         gitlab: GitlabVersion::ASSUMED,
         ingress: None,
+        chat_tools: None,
     };
     finish(model, prepared, api_key, answer)
 }
@@ -407,6 +411,7 @@ pub fn build_rendered_request(
         post: PostProcess::None,
         gitlab: GitlabVersion::ASSUMED,
         ingress: None,
+        chat_tools: None,
     };
     finish(model, prepared, api_key, answer)
 }
@@ -642,7 +647,7 @@ pub fn success(ctx: &AnswerCtx, c: Completion, now_unix: u64) -> GitlabAnswer {
         return GitlabAnswer {
             status: 200,
             headers: vec![("content-type", crate::chat::events::CONTENT_TYPE.to_owned())],
-            body: crate::chat::answer_body(&crate::chat::ChatEvents::for_gitlab(ctx.gitlab, &ctx.model), &c, &text),
+            body: crate::chat::answer_body(&crate::chat::ChatEvents::for_gitlab(ctx.gitlab, &ctx.model).with_tools(ctx.chat_tools.clone()), &c, &text),
             usage: c.usage,
             error: None,
             finish_reason: c.finish_reason,

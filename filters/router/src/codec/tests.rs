@@ -171,6 +171,7 @@ fn ctx(shape: AnswerShape, wire: Wire) -> AnswerCtx {
         post: PostProcess::None,
         gitlab: duo_core::version::GitlabVersion::ASSUMED,
         ingress: None,
+        chat_tools: None,
     }
 }
 
