@@ -116,6 +116,7 @@ fn service_target(provider: Provider, cluster: &str, authority: &str) -> Target 
         strip_authorization: false,
         timeout_ms: None,
         model: None,
+        metadata: None,
     }
 }
 
@@ -198,13 +199,36 @@ pub fn plan(config: &Config, call: &Call<'_>) -> Option<Outcome> {
             }
         }
     }
+    let rewrite = match (&effective, route.model_name.as_deref(), call.metadata) {
+        (Route::SelfHosted { .. }, Some(key), Some(raw)) => through_ingress(config, key, raw),
+        _ => None,
+    };
     Some(match target_for(config, &effective) {
-        Some(t) => decide::forward_grpc(t, route),
+        Some(mut t) => {
+            t.metadata = rewrite;
+            decide::forward_grpc(t, route)
+        }
         None => {
             let which = if effective == Route::Vendored { "agent_platform_vendor" } else { "agent_platform" };
             decide::refuse(forbidden(&format!("no Duo Workflow Service is configured (`{which}`)")), Reason::Disabled, route)
         }
     })
+}
+
+/// `agent_platform.model_ingress`: the metadata of a call naming listed model `key`, rewritten so
+/// the Duo Workflow Service calls it through the gateway's model ingress (endpoint, identifier,
+/// and an ingress key instead of the platform's); the real platform and its credentials stay in
+/// Envoy. `None` when off or when the ingress does not serve that model.
+fn through_ingress(config: &Config, key: &str, raw: &str) -> Option<decide::Redacted> {
+    let ingress = config.agent_platform.as_ref()?.model_ingress.as_ref()?;
+    if !crate::ingress::serves(config, key) {
+        return None;
+    }
+    let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(raw) else { return None };
+    map.insert("endpoint".into(), Value::String(ingress.url.clone()));
+    map.insert("identifier".into(), Value::String(format!("{}{key}", ingress.identifier_prefix)));
+    map.insert("api_key".into(), Value::String(ingress.api_key.clone()));
+    Some(decide::Redacted(Value::Object(map).to_string()))
 }
 
 fn unknown_method(service: &str, method: &str) -> GitlabError {
@@ -356,5 +380,41 @@ mod tests {
         assert_eq!((forwarded(&o).cluster.as_str(), o.route.feature.as_deref()), ("duo_workflow", None));
         let com = config("gitlab_com", json!({"provider": "vendored"}));
         assert_eq!(forwarded(&plan(&com, &call("/grpc.health.v1.Health/Watch", None)).unwrap()).cluster, "duo_workflow_cloud");
+    }
+
+    #[test]
+    fn the_service_can_be_pointed_at_the_model_ingress() {
+        let with = |ingress: Value, ap: Value| {
+            let mut v = json!({
+                "configuration_type": "self_hosted",
+                "models": {"codestral": {"platform": "vllm", "cluster": "vllm", "authority": "vllm.internal:8000", "base_path": "/v1",
+                                          "model": "Codestral-22B-v0.1", "family": "codestral", "identifiers": ["custom_openai/Codestral-22B-v0.1"]}},
+                "agent_platform": {"cluster": "duo_workflow", "authority": "dws.internal:50052"},
+                "features": {"duo_agent_platform": {"provider": "self_hosted"}},
+                "default": {"provider": "self_hosted"},
+                "model_ingress": ingress,
+            });
+            v["agent_platform"]["model_ingress"] = ap;
+            Config::parse(v.to_string().as_bytes())
+        };
+        let ap = json!({"url": "http://gateway.internal:5052/v1", "api_key": "sk-dws-ingress"});
+        let c = with(json!({"enabled": true}), ap.clone()).unwrap();
+        let o = plan(&c, &call("/DuoWorkflow/ExecuteWorkflow", Some(SELF_HOSTED_MODEL))).unwrap();
+        let t = forwarded(&o);
+        let m: Value = serde_json::from_str(&t.metadata.as_ref().unwrap().0).unwrap();
+        assert_eq!(m["endpoint"], "http://gateway.internal:5052/v1");
+        assert_eq!(m["identifier"], "custom_openai/codestral");
+        assert_eq!(m["api_key"], "sk-dws-ingress", "the platform's key is replaced by the ingress key");
+        assert_eq!(m["feature_setting"], "duo_agent_platform_agentic_chat", "everything else stays");
+        assert!(!format!("{t:?}{c:?}").contains("sk-dws-ingress"), "the key never shows in debug output");
+        // without the block, or for a model the ingress does not serve: unchanged
+        let c = with(json!({"enabled": true}), Value::Null).unwrap();
+        assert!(forwarded(&plan(&c, &call("/DuoWorkflow/ExecuteWorkflow", Some(SELF_HOSTED_MODEL))).unwrap()).metadata.is_none());
+        let c = with(json!({"enabled": true, "models": []}), ap.clone()).unwrap();
+        assert!(forwarded(&plan(&c, &call("/DuoWorkflow/ExecuteWorkflow", Some(SELF_HOSTED_MODEL))).unwrap()).metadata.is_none());
+        // configuration errors name the field
+        assert_eq!(with(json!({"enabled": false}), ap.clone()).unwrap_err().path, "agent_platform.model_ingress");
+        let bad = json!({"url": "gateway:5052", "api_key": "k"});
+        assert_eq!(with(json!({"enabled": true}), bad).unwrap_err().path, "agent_platform.model_ingress.url");
     }
 }

@@ -90,6 +90,35 @@ pub struct Aigw {
 pub struct WorkflowService {
     pub cluster: String,
     pub authority: String,
+    /// `agent_platform` only: the service calls its self-hosted models through the gateway's
+    /// model ingress (the router rewrites the call's model metadata).
+    #[serde(default)]
+    pub model_ingress: Option<AgentIngress>,
+}
+
+/// `agent_platform.model_ingress`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentIngress {
+    /// The ingress as the Duo Workflow Service reaches it, e.g. `http://gateway.internal:5052/v1`.
+    pub url: String,
+    /// LiteLLM's provider prefix of the rewritten identifier.
+    #[serde(default = "default_identifier_prefix")]
+    pub identifier_prefix: String,
+    /// An ingress key duo_auth accepts (listed in its `ingress_keys` by SHA-256), given to the
+    /// service as the model's API key.
+    pub api_key: String,
+}
+
+fn default_identifier_prefix() -> String {
+    "custom_openai/".to_owned()
+}
+
+impl std::fmt::Debug for AgentIngress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never prints the key.
+        f.debug_struct("AgentIngress").field("url", &self.url).field("identifier_prefix", &self.identifier_prefix).finish_non_exhaustive()
+    }
 }
 
 pub const DEFAULT_CLUSTER_HEADER: &str = "x-duo-upstream";
@@ -237,6 +266,22 @@ impl Config {
         if let Some(a) = &raw.aigw {
             check_name("aigw.cluster", &a.cluster)?;
             check_authority("aigw.authority", &a.authority)?;
+        }
+        if let Some(i) = raw.agent_platform.as_ref().and_then(|s| s.model_ingress.as_ref()) {
+            let at = |f: &str| format!("agent_platform.model_ingress.{f}");
+            let scheme_ok = i.url.strip_prefix("http://").or_else(|| i.url.strip_prefix("https://")).is_some_and(|rest| !rest.is_empty());
+            if !scheme_ok || i.url.contains(char::is_whitespace) {
+                return Err(ConfigError::new(at("url"), format!("`{}` must be an http(s) URL of the model ingress", i.url)));
+            }
+            if i.api_key.trim().is_empty() {
+                return Err(ConfigError::new(at("api_key"), "must be an ingress key duo_auth accepts"));
+            }
+            if !raw.model_ingress.as_ref().is_some_and(|m| m.enabled) {
+                return Err(ConfigError::new("agent_platform.model_ingress", "needs the model ingress on (`model_ingress.enabled: true`)"));
+            }
+        }
+        if raw.agent_platform_vendor.as_ref().is_some_and(|s| s.model_ingress.is_some()) {
+            return Err(ConfigError::new("agent_platform_vendor.model_ingress", "GitLab's own service calls GitLab's models: only `agent_platform` takes it"));
         }
         for (key, s) in [("agent_platform", &raw.agent_platform), ("agent_platform_vendor", &raw.agent_platform_vendor)] {
             if let Some(s) = s {

@@ -32,6 +32,19 @@ pub struct Target {
     pub timeout_ms: Option<u64>,
     /// Key of the `models` entry (self-hosted only).
     pub model: Option<String>,
+    /// A new model-metadata header for the Agent Platform's call (its models through the model
+    /// ingress: `agent_platform.model_ingress`).
+    pub metadata: Option<Redacted>,
+}
+
+/// A header value holding a key: never in debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Redacted(..)")
+    }
 }
 
 /// Why a request was answered locally (metric and log label; never content).
@@ -188,6 +201,7 @@ fn vendor_target(config: &Config, endpoint: &Endpoint, raw_path: &str) -> Option
         strip_authorization: false,
         timeout_ms: None,
         model: None,
+        metadata: None,
     })
 }
 
@@ -201,6 +215,7 @@ fn aigw_target(config: &Config) -> Option<Target> {
         strip_authorization: false,
         timeout_ms: None,
         model: None,
+        metadata: None,
     })
 }
 
@@ -370,6 +385,7 @@ fn model_target(key: String, m: &crate::model::ModelConfig, route: &mut RouteInf
         strip_authorization: true,
         timeout_ms: m.timeout_ms,
         model: Some(key),
+        metadata: None,
     }
 }
 

@@ -269,6 +269,9 @@ impl Exchange {
         if let Some(ms) = t.timeout_ms {
             duo_kit::set_request_header("x-envoy-upstream-rq-timeout-ms", Some(&ms.to_string()))?;
         }
+        if let Some(metadata) = &t.metadata {
+            duo_kit::set_request_header(agent_platform::MODEL_METADATA_HEADER, Some(&metadata.0))?;
+        }
         if t.strip_authorization && self.sent_headers.contains("authorization") {
             duo_kit::set_request_header("authorization", None)?;
         }
