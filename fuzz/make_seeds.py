@@ -241,10 +241,9 @@ def router_stream_seeds():
         seeds[f"vllm-chat-{framing}"] = sel(0) + chat
         seeds[f"vllm-completions-{framing}"] = sel(1) + completions
         seeds[f"azure-chat-{framing}"] = sel(2) + chat.replace(b"\n\n", b"\r\n\r\n")
-    fixtures = pathlib.Path("/work/shared/fixtures/bedrock-eventstream")
-    # Only the synthetic fixtures (made by gen_eventstream.py); the `*_real` captures are another
-    # project's and are not copied.
-    for f in sorted(p for p in fixtures.glob("*.bin") if "_real" not in p.name) if fixtures.is_dir() else []:
+    # The committed synthetic Bedrock streams (duo-llm's test fixtures).
+    fixtures = pathlib.Path(__file__).resolve().parent.parent / "filters/llm/tests/data/stream"
+    for f in sorted(fixtures.glob("*.bin")):
         wire = 4 if "invoke" in f.name else 3
         seeds[f"bedrock-{f.stem}"] = bytes([wire, 3]) + f.read_bytes()
     seeds["truncated"] = b"\x00\x01" + chat[:40]

@@ -102,6 +102,14 @@ fn claim(source: &str, now: u64, kid_miss: bool, fetched_at: Option<u64>, refres
     None
 }
 
+/// Resumes a request held for keys or its body. If the host refuses, the request stays held
+/// (fails closed) until Envoy's own timeout ends it; the log says why.
+fn resume() {
+    if hostcalls::resume_http_request().is_err() {
+        log::error!("duo_auth: could not resume a held request; it stays held until Envoy's timeout");
+    }
+}
+
 /// Puts back the attempt a claim replaced when no call went out (at start the clusters are not
 /// callable until Envoy has initialized them): the next tick tries again instead of waiting for
 /// the retry period.
@@ -109,7 +117,9 @@ fn unclaim(source: &str, before: Attempt) {
     let key = attempt_key(source);
     if let Ok((_, cas)) = hostcalls::get_shared_data(&key) {
         // A CAS mismatch means another worker claimed meanwhile: its claim stands.
-        let _ = hostcalls::set_shared_data(&key, Some(&before.encode()), cas);
+        if hostcalls::set_shared_data(&key, Some(&before.encode()), cas).is_err() {
+            log::debug!("duo_auth: the fetch claim of {source} stays (another worker holds it)");
+        }
     }
 }
 
@@ -658,7 +668,7 @@ impl Context for Stream {
         let State::Refetching { token, info, view } = std::mem::replace(&mut self.state, State::Done) else { return };
         let action = self.decide(view, token, TokenKind::Gitlab, info, false);
         if action == Action::Continue {
-            let _ = hostcalls::resume_http_request();
+            resume();
         } else if let State::ChatBody { .. } = self.state
             && self.body_done {
                 let action = match self.request_body() {
@@ -674,7 +684,7 @@ impl Context for Stream {
                     }
                 };
                 if action == Action::Continue {
-                    let _ = hostcalls::resume_http_request();
+                    resume();
                 }
             }
     }
