@@ -6,6 +6,9 @@
 //! | [`PromptResponses`] | `/v2/prompts/*` | one `PromptResponse` JSON object per line: `{"content":"<delta>"}`; usage, when known, in a last `{"content":"","usage":{...}}` |
 //! | [`SuggestionsSse`] | `/v4/code/suggestions` | real SSE: `stream_start`, `content_chunk`..., `stream_end` |
 //!
+//! [`FenceLines`] wraps a framing for GitLab 19.x generation streams: the text goes on line by
+//! line with Markdown fence lines removed, as GitLab's newer gateway streams generations.
+//!
 //! None of the three has an error message GitLab understands in the middle of a stream, so a
 //! broken stream must be reset by the adapter (they return `false` from [`Reframer::broken`]).
 //! `/v2/chat/agent` (NDJSON `action`/`final_answer_delta`/`error` events) is another
@@ -92,6 +95,71 @@ impl Reframer for PromptResponses {
             &TokenUsage { input_tokens: usage.input_tokens, output_tokens: usage.output_tokens },
         );
         out.extend_from_slice(b"}}\n");
+    }
+}
+
+/// GitLab 19.x generation streams: whole lines only, each without a Markdown fence-opening line
+/// or trailing backticks (`crate::codec::generation::strip_code_block_markdown`); the last,
+/// unfinished line goes when the stream completes or breaks. Holds back at most one line.
+pub struct FenceLines {
+    inner: Box<dyn Reframer>,
+    line: String,
+}
+
+impl FenceLines {
+    pub fn new(inner: Box<dyn Reframer>) -> Self {
+        FenceLines { inner, line: String::new() }
+    }
+
+    fn pass(&mut self, piece: &str, out: &mut Vec<u8>) {
+        let piece = crate::codec::generation::strip_code_block_markdown(piece);
+        if !piece.is_empty() {
+            self.inner.text(&piece, out);
+        }
+    }
+
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        let rest = std::mem::take(&mut self.line);
+        if !rest.is_empty() {
+            self.pass(&rest, out);
+        }
+    }
+}
+
+impl Reframer for FenceLines {
+    fn content_type(&self) -> &'static str {
+        self.inner.content_type()
+    }
+
+    fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+        self.inner.extra_headers()
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        self.inner.start(out);
+    }
+
+    fn text(&mut self, text: &str, out: &mut Vec<u8>) {
+        self.line.push_str(text);
+        while let Some(nl) = self.line.find('\n') {
+            let line: String = self.line.drain(..=nl).collect();
+            self.pass(&line, out);
+        }
+    }
+
+    fn finish_reason(&mut self, reason: &str, out: &mut Vec<u8>) {
+        self.inner.finish_reason(reason, out);
+    }
+
+    fn complete(&mut self, usage: &Usage, out: &mut Vec<u8>) {
+        self.flush(out);
+        self.inner.complete(usage, out);
+    }
+
+    fn broken(&mut self, reason: &duo_llm::stream::StreamError, out: &mut Vec<u8>) -> bool {
+        // GitLab's gateway sends what it holds before the error ends the stream.
+        self.flush(out);
+        self.inner.broken(reason, out)
     }
 }
 
@@ -187,6 +255,41 @@ mod tests {
         let (text, ended) = translate(&framing, Platform::Vllm, Api::Completions, &body[..body.len() - 10]);
         assert_eq!(ended, Ended::Broken(StreamError::Truncated));
         assert!(!text.contains("stream_end"));
+    }
+
+    #[test]
+    fn fence_lines_pass_whole_lines_without_fences() {
+        let mut r = FenceLines::new(Framing::RawText.into_reframer());
+        let mut out = Vec::new();
+        r.start(&mut out);
+        for piece in ["``", "`go\nfunc ", "f() {\n", "}\n``", "`"] {
+            r.text(piece, &mut out);
+        }
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), "func f() {\n}\n", "the last line waits");
+        r.complete(&Usage::default(), &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "func f() {\n}\n", "a closing fence is nothing");
+        // over the SSE framing, through a real stream, split anywhere
+        let body = sample::stream(Dialect::OpenAi, &["```python\nx = 1", "\ny = 2\n```"], usage(1, 1)).unwrap();
+        let framing = Framing::SuggestionsSse { engine: "agent".into(), name: "g".into(), timestamp: 1, feature_flags: Vec::new() };
+        for split in 0..=body.len() {
+            let mut t = duo_llm::stream::StreamTranslator::new(Platform::Vllm, Api::Chat, Box::new(FenceLines::new(framing.clone().into_reframer())));
+            let mut out = Vec::new();
+            let (a, b) = body.split_at(split);
+            let _ = t.push(a, &mut out);
+            let _ = t.push(b, &mut out);
+            assert_eq!(t.finish(&mut out), Ended::Complete);
+            let text = String::from_utf8(out).unwrap();
+            let chunks: Vec<&str> = text.matches("\"content\":").collect();
+            assert_eq!(chunks.len(), 2, "{text}");
+            assert!(text.contains("{\"content\":\"x = 1\\n\"}") && text.contains("{\"content\":\"y = 2\\n\"}"), "{text}");
+            assert!(!text.contains("```") && text.ends_with("event: stream_end\ndata: null\n\n"), "{text}");
+        }
+        // a broken stream: what was held goes first, then (no error event here) a reset
+        let mut r = FenceLines::new(Framing::RawText.into_reframer());
+        let mut out = Vec::new();
+        r.text("partial", &mut out);
+        assert!(!r.broken(&StreamError::Truncated, &mut out));
+        assert_eq!(out, b"partial");
     }
 
     #[test]

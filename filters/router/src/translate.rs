@@ -298,6 +298,10 @@ impl Translation {
             }
             AnswerShape::CodeSuggestions | AnswerShape::PromptV1 | AnswerShape::ChatV1 => Framing::RawText,
         };
+        // GitLab 19.x streams generations line by line without Markdown fences.
+        if matches!(ctx.post, codec::PostProcess::Generation { .. }) && ctx.gitlab.is_19_or_later() {
+            return StreamTranslator::new(ctx.platform, api, Box::new(crate::framing::FenceLines::new(framing.into_reframer())));
+        }
         framing.translator(ctx.platform, api)
     }
 

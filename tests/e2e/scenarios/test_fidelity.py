@@ -230,3 +230,30 @@ def test_fidelity_chat_tool_outside_the_offered_set_is_not_available(e2e):
             assert events[0]["data"] == {"message": "tool not available", "retryable": False}, events
         else:
             assert events[0]["data"]["tool"] == tool, events
+
+
+def test_fidelity_generated_code_is_post_processed_as_gitlab_does(e2e):
+    """Whole generations get GitLab's post-processing (fences out, a newline after an unfinished
+    line, a repeated comment line dropped, whitespace-only → empty); 19.x generation streams
+    come line by line without fence lines; 18.4's streams are the model's text."""
+    st = e2e.stack("self_hosted")
+    gl = st.gitlab
+    for rails in VERSIONS:
+        path, body = rails.code_generation(CLAUDE_BEDROCK, "app/car.py", "class Car:\n    # speed up\n    def speed_up(self):",
+                                           "speed up")
+        st.fake(BEDROCK).enqueue(Answer(text="```python\n    # speed up\n        self.speed += 1\n```"))
+        r = st.post(path, json_body=body, headers=rails.headers(gl))
+        assert r.status == 200, (rails.version, r.body)
+        # (the dropped comment line's break stays: GitLab joins the lines that way)
+        assert [c["text"] for c in r.json()["choices"]] == ["\n\n        self.speed += 1\n"], (rails.version, r.json())
+
+        path, body = rails.code_generation(CLAUDE_BEDROCK, "main.go", "package main\n", "hello", stream=True)
+        pieces = ["```", "go\nfunc hel", "lo() {}\n", "```"]
+        st.fake(BEDROCK).enqueue(Answer(text="".join(pieces), pieces=pieces))
+        r = st.post(path, json_body=body, headers=rails.headers(gl))
+        assert r.status == 200, (rails.version, r.body)
+        if rails.major >= 19:
+            chunks = [d["choices"][0]["delta"]["content"] for e, d in _sse_events(r.text) if e == "content_chunk"]
+            assert chunks == ["func hello() {}\n"], chunks
+        else:
+            assert r.text == "".join(pieces), r.text

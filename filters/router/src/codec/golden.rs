@@ -46,7 +46,7 @@ fn request_outcome(r: Result<UpstreamRequest, GitlabError>) -> Value {
                 "path": r.path,
                 "headers": headers,
                 "stream": r.stream,
-                "answer": {"shape": format!("{:?}", r.answer.shape), "wire": format!("{:?}", r.answer.wire), "post": format!("{:?}", r.answer.post)},
+                "answer": {"shape": format!("{:?}", r.answer.shape), "wire": format!("{:?}", r.answer.wire), "post": post_name(&r.answer.post)},
                 "body": serde_json::from_slice::<Value>(&r.body).unwrap(),
             })
         }
@@ -64,6 +64,15 @@ fn answer_outcome(a: GitlabAnswer) -> Value {
         "usage": a.usage.input_tokens.map(|i| json!({"input_tokens": i, "output_tokens": a.usage.output_tokens.unwrap_or(0)})),
         "error": a.error,
     })
+}
+
+/// The post-processing kind (a generation's code above the cursor is the request's own text).
+fn post_name(p: &PostProcess) -> &'static str {
+    match p {
+        PostProcess::None => "None",
+        PostProcess::StripFences => "StripFences",
+        PostProcess::Generation { .. } => "Generation",
+    }
 }
 
 fn check(kind: &str, actual: BTreeMap<String, Value>, expected_src: &str, file: &str) {

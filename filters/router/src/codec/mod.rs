@@ -7,6 +7,7 @@
 //! through `duo_llm::stream` with GitLab's framings (`crate::framing`).
 
 mod errors;
+pub(crate) mod generation;
 pub(crate) mod inbound;
 
 #[cfg(test)]
@@ -149,11 +150,14 @@ pub struct AnswerCtx {
     pub chat_tools: Option<Vec<&'static str>>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PostProcess {
     None,
-    /// Chat-mode code completion / generation: drop a Markdown fence wrapped around the code.
+    /// Chat-mode code completion: drop a Markdown fence wrapped around the code.
     StripFences,
+    /// Code generation: GitLab's post-processing ([`generation::post_process`]) with the code
+    /// above the cursor; streamed for 19.x, fence lines stripped line by line.
+    Generation { above: String },
 }
 
 /// The upstream answer, as the adapter has it at the end of the response.
@@ -466,7 +470,8 @@ fn render_code(
     match &req.prompt {
         Some(Value::Array(_)) if generations => {
             let messages = chat_messages(req.prompt.as_ref().unwrap_or(&Value::Null))?;
-            return Ok((Rendered { messages, fim: None, params: default_code_params(call, true), stop: Vec::new() }, PostProcess::StripFences));
+            let post = PostProcess::Generation { above };
+            return Ok((Rendered { messages, fim: None, params: default_code_params(call, true), stop: Vec::new() }, post));
         }
         Some(Value::String(p)) if !generations && !p.is_empty() => {
             let r = if raw_wire {
@@ -485,6 +490,8 @@ fn render_code(
     if let Some(l) = lang {
         inputs.insert("language".into(), s(l));
     }
+    // GitLab post-processes a generation against the code above the cursor.
+    let generation_above = generations.then(|| above.clone());
     let (id, opts) = if generations {
         if let Some(Value::String(p)) = &req.prompt {
             inputs.insert("user_instruction".into(), s(p));
@@ -528,7 +535,11 @@ fn render_code(
             e
         }
     })?;
-    let post = if r.fim.is_some() { PostProcess::None } else { PostProcess::StripFences };
+    let post = match generation_above {
+        Some(above) => PostProcess::Generation { above },
+        None if r.fim.is_some() => PostProcess::None,
+        None => PostProcess::StripFences,
+    };
     Ok((r, post))
 }
 
@@ -642,7 +653,7 @@ pub fn translate_response(ctx: &AnswerCtx, resp: &UpstreamResponse<'_>, now_unix
 
 /// GitLab's answer for a completed text (also used by the stream side for its final record).
 pub fn success(ctx: &AnswerCtx, c: Completion, now_unix: u64) -> GitlabAnswer {
-    let text = post_process(ctx.post, &c.text);
+    let text = post_process(&ctx.post, &c.text);
     if ctx.shape == AnswerShape::ChatAgent {
         return GitlabAnswer {
             status: 200,
@@ -737,11 +748,13 @@ pub fn reported(ctx: &AnswerCtx) -> (&str, &str) {
     }
 }
 
-/// Drops a Markdown fence wrapped around the whole answer (chat-mode code suggestions).
-pub fn post_process(p: PostProcess, text: &str) -> String {
+/// The answer text as GitLab's gateway post-processes it (chat-mode completions: a wrapping
+/// fence dropped; generations: GitLab's generation post-processing).
+pub fn post_process(p: &PostProcess, text: &str) -> String {
     match p {
         PostProcess::None => text.to_owned(),
         PostProcess::StripFences => strip_fences(text).to_owned(),
+        PostProcess::Generation { above } => generation::post_process(above, text),
     }
 }
 
