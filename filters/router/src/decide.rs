@@ -837,6 +837,10 @@ mod tests {
             ("POST", "/v1/prompts/chat/nope", 404, r#"{"detail":"Prompt 'chat/nope' not found"}"#, Reason::UnknownPrompt),
             ("POST", "/v1/prompts/a%2Fb", 404, r#"{"detail":"Prompt 'a/b' not found"}"#, Reason::UnknownPrompt),
             ("POST", "/v1/chat/delete_everything", 404, r#"{"detail":"Not Found"}"#, Reason::NotFound),
+            // GitLab's code-embedding endpoints are not served (docs/fidelity.md, item 9).
+            ("POST", "/v1/embeddings/code_embeddings", 404, r#"{"detail":"Not Found"}"#, Reason::NotFound),
+            ("POST", "/v1/embeddings/code_embeddings/index", 404, r#"{"detail":"Not Found"}"#, Reason::NotFound),
+            ("POST", "/v1/embeddings/code_embeddings/search", 404, r#"{"detail":"Not Found"}"#, Reason::NotFound),
             ("GET", "/v2/code/completions", 405, r#"{"detail":"Method Not Allowed"}"#, Reason::MethodNotAllowed),
             ("POST", "/v1/code/user_access_token", 404, r#"{"detail":"Not Found"}"#, Reason::NotFound),
             ("GET", "/monitoring/healthz", 200, r#"{"status":"ok"}"#, Reason::Health),

@@ -45,6 +45,24 @@ fn bedrock_model_ids_are_encoded_once_for_sigv4() {
 }
 
 #[test]
+fn newer_bedrock_identifiers_cross_region_and_application_profiles() {
+    // Cross-region inference profiles (GitLab 18.5+ lists them): the prefix is not the provider.
+    for prefix in ["us", "eu", "apac", "global"] {
+        let id = format!("{prefix}.anthropic.claude-sonnet-4-20250514-v1:0");
+        assert_eq!(bedrock::invoke_wire(&id), Some(Wire::BedrockAnthropic), "{id}");
+        assert_eq!(bedrock::path(&id, Wire::BedrockConverse, true), format!("/model/{prefix}.anthropic.claude-sonnet-4-20250514-v1%3A0/converse-stream"));
+    }
+    // An application inference profile (`bedrock/converse/<ARN>` in GitLab) names no model
+    // family: Converse only, the ARN as one encoded path segment.
+    let arn = "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/a1b2c3d4e5";
+    assert_eq!(bedrock::invoke_wire(arn), None);
+    assert_eq!(
+        bedrock::path(arn, Wire::BedrockConverse, false),
+        "/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A123456789012%3Aapplication-inference-profile%2Fa1b2c3d4e5/converse"
+    );
+}
+
+#[test]
 fn the_gitlab_api_key_goes_only_to_the_auth_header() {
     let set = PromptSet::builtin().unwrap();
     let body = json!({"inputs": {"diff": "x"}, "model_metadata": {"api_key": SECRET, "name": "mistral"}}).to_string();

@@ -199,6 +199,32 @@ fn a_broken_chat_stream_ends_with_an_error_event_not_a_reset() {
 }
 
 #[test]
+fn an_application_inference_profile_identifier_routes_to_converse() {
+    let arn = "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/a1b2c3d4e5";
+    let identifier = format!("bedrock/converse/{arn}");
+    let v = json!({
+      "configuration_type": "self_hosted",
+      "cluster_header": "x-duo-upstream",
+      "models": { "claude_eu": { "platform": "bedrock", "cluster": "bedrock_eu_west_1",
+          "authority": "bedrock-runtime.eu-west-1.amazonaws.com", "model": arn, "family": "claude_3",
+          "identifiers": [identifier] } },
+      "default": { "provider": "self_hosted" }
+    });
+    let config = Config::parse(v.to_string().as_bytes()).unwrap();
+    let prompts = PromptSet::new(&config.prompts).unwrap();
+    let body = json!({"inputs": {"diff": "+a"}, "stream": false,
+        "model_metadata": {"provider": "bedrock", "name": "claude_3", "identifier": identifier}});
+    let Plan::NeedBody(pending) = decide::plan(&config, "POST", "/v2/prompts/generate_commit_message") else { panic!("needs its body") };
+    let outcome = decide::decide_body(&config, pending, &body);
+    let Decision::Forward(target) = outcome.decision else { panic!("forwarded: {:?}", outcome.decision) };
+    assert_eq!(target.model.as_deref(), Some("claude_eu"));
+    let ctx = RequestCtx { now_unix: 0, scopes: None, feature_flags: None, sent: SENT, cluster_header: "x-duo-upstream", gitlab_version: GitlabVersion::ASSUMED, request_id: "req-arn" };
+    let (_, edit) = Translation::request(&config, &prompts, &target, &outcome.endpoint.unwrap(), (&body, 100), &ctx).unwrap();
+    let path = edit.set.iter().find(|(k, _)| *k == ":path").map(|(_, v)| v.as_str());
+    assert_eq!(path, Some("/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A123456789012%3Aapplication-inference-profile%2Fa1b2c3d4e5/converse"));
+}
+
+#[test]
 fn chat_answers_for_19_close_with_the_stop_reason_and_usage_and_18_gets_neither() {
     let body = json!({"messages": [{"role": "user", "content": "hi"}],
         "model_metadata": {"provider": "bedrock", "name": "claude_3", "identifier": "bedrock/us.anthropic.claude-3-5-sonnet-20240620-v1:0"}});
