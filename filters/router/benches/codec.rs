@@ -116,45 +116,10 @@ fn bench_answer(c: &mut Criterion) {
     g.finish();
 }
 
-/// 200 upstream events pushed one by one (one body callback each), then the end: the time per
-/// element is the translator's cost per chunk.
-fn bench_stream(c: &mut Criterion) {
-    const CHUNKS: usize = 200;
-    let pieces: Vec<String> = (0..CHUNKS).map(|i| format!("word{i} ")).collect();
-    let mut g = c.benchmark_group("stream_translate");
-    for (name, platform, api) in [("openai_sse", Platform::Vllm, Api::Chat), ("bedrock_converse_stream", Platform::Bedrock, Api::Converse)] {
-        let dialect = Dialect::of(platform, api);
-        let mut events: Vec<Vec<u8>> = Vec::with_capacity(CHUNKS + 1);
-        for p in &pieces {
-            let mut ev = Vec::new();
-            sample::text_event(dialect, p, &mut ev).unwrap_or_else(|e| fail("event", e));
-            events.push(ev);
-        }
-        let mut end = Vec::new();
-        let usage = duo_llm::Usage::known(Some(300), Some(200), None);
-        sample::end_events(dialect, usage, &mut end).unwrap_or_else(|e| fail("end", e));
-        events.push(end);
-        let run = |events: &[Vec<u8>]| {
-            let mut t = Framing::RawText.translator(platform, api);
-            let mut out = Vec::with_capacity(4096);
-            for ev in events {
-                if t.push(ev, &mut out).is_err() {
-                    break;
-                }
-            }
-            (t.finish(&mut out).is_complete(), out.len())
-        };
-        let (complete, len) = run(&events);
-        if !complete || len == 0 {
-            fail(name, "the sample stream did not translate completely");
-        }
-        g.throughput(Throughput::Elements(CHUNKS as u64));
-        g.bench_function(format!("{name}_200_chunks"), |b| b.iter(|| run(black_box(&events))));
-    }
-    // The model ingress: a ConverseStream re-written as OpenAI chunks (the per-chunk target is 5 µs).
-    let dialect = Dialect::of(Platform::Bedrock, Api::Converse);
-    let mut events: Vec<Vec<u8>> = Vec::with_capacity(CHUNKS + 1);
-    for p in &pieces {
+/// One upstream event per piece, then the end (usage and end marker), as separate chunks.
+fn sample_events(dialect: Dialect, pieces: &[String]) -> Vec<Vec<u8>> {
+    let mut events: Vec<Vec<u8>> = Vec::with_capacity(pieces.len() + 1);
+    for p in pieces {
         let mut ev = Vec::new();
         sample::text_event(dialect, p, &mut ev).unwrap_or_else(|e| fail("event", e));
         events.push(ev);
@@ -162,23 +127,45 @@ fn bench_stream(c: &mut Criterion) {
     let mut end = Vec::new();
     sample::end_events(dialect, duo_llm::Usage::known(Some(300), Some(200), None), &mut end).unwrap_or_else(|e| fail("end", e));
     events.push(end);
-    let run = |events: &[Vec<u8>]| {
-        let id = duo_llm::serve::AnswerId { id: "chatcmpl-bench".into(), created: NOW, model: "claude".into() };
-        let writer = Box::new(duo_llm::serve::ChunkWriter::new(id, true));
-        let mut t = duo_llm::stream::StreamTranslator::new(Platform::Bedrock, Api::Converse, writer);
-        let mut out = Vec::with_capacity(4096);
-        for ev in events {
-            if t.push(ev, &mut out).is_err() {
-                break;
-            }
+    events
+}
+
+/// Pushes every event through a fresh translator: (ended complete, bytes written).
+fn translate_all(mut t: duo_llm::stream::StreamTranslator, events: &[Vec<u8>]) -> (bool, usize) {
+    let mut out = Vec::with_capacity(4096);
+    for ev in events {
+        if t.push(ev, &mut out).is_err() {
+            break;
         }
-        (t.finish(&mut out).is_complete(), out.len())
-    };
-    if !run(&events).0 {
-        fail("ingress", "the sample stream did not translate completely");
     }
-    g.throughput(Throughput::Elements(CHUNKS as u64));
-    g.bench_function("ingress_converse_to_openai_chunks_200_chunks", |b| b.iter(|| run(black_box(&events))));
+    (t.finish(&mut out).is_complete(), out.len())
+}
+
+/// 200 upstream events pushed one by one (one body callback each), then the end: the time per
+/// element is the translator's cost per chunk.
+fn bench_stream(c: &mut Criterion) {
+    const CHUNKS: usize = 200;
+    let pieces: Vec<String> = (0..CHUNKS).map(|i| format!("word{i} ")).collect();
+    let mut g = c.benchmark_group("stream_translate");
+    let ingress = || {
+        let id = duo_llm::serve::AnswerId { id: "chatcmpl-bench".into(), created: NOW, model: "claude".into() };
+        duo_llm::stream::StreamTranslator::new(Platform::Bedrock, Api::Converse, Box::new(duo_llm::serve::ChunkWriter::new(id, true)))
+    };
+    let cases: [(&str, Platform, Api, &dyn Fn() -> duo_llm::stream::StreamTranslator); 3] = [
+        ("openai_sse", Platform::Vllm, Api::Chat, &|| Framing::RawText.translator(Platform::Vllm, Api::Chat)),
+        ("bedrock_converse_stream", Platform::Bedrock, Api::Converse, &|| Framing::RawText.translator(Platform::Bedrock, Api::Converse)),
+        // The model ingress: a ConverseStream re-written as OpenAI chunks (target: 5 µs a chunk).
+        ("ingress_converse_to_openai_chunks", Platform::Bedrock, Api::Converse, &ingress),
+    ];
+    for (name, platform, api, translator) in cases {
+        let events = sample_events(Dialect::of(platform, api), &pieces);
+        let (complete, len) = translate_all(translator(), &events);
+        if !complete || len == 0 {
+            fail(name, "the sample stream did not translate completely");
+        }
+        g.throughput(Throughput::Elements(CHUNKS as u64));
+        g.bench_function(format!("{name}_200_chunks"), |b| b.iter(|| translate_all(translator(), black_box(&events))));
+    }
     g.finish();
 }
 
