@@ -256,7 +256,12 @@ def test_deployment_shipped_resilience_defaults(e2e):
             if ai[c["name"]] in ("vllm", "openai_compatible", "aigw"):
                 assert c.get("health_checks"), f"{where}: a self-run server without an active health check"
         for hcm in bootstrap.hcms(boot):
-            assert hcm.get("local_reply_config", {}).get("mappers"), f"{path.name}: no local_reply_config"
+            # The Agent Platform's gRPC listener keeps the filters' gRPC-shaped replies as sent
+            # (docs/envoy-facts.md E16): no JSON rewriting there.
+            if hcm.get("stat_prefix") == "duo_agent_platform":
+                assert "local_reply_config" not in hcm, f"{path.name}: gRPC replies must not be rewritten as JSON"
+            else:
+                assert hcm.get("local_reply_config", {}).get("mappers"), f"{path.name}: no local_reply_config"
             for vh in hcm["route_config"]["virtual_hosts"]:
                 for route in vh["routes"]:
                     if "route" in route:

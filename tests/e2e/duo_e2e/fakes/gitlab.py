@@ -262,7 +262,8 @@ class FakeGitLab(FakeServer):
             "x-gitlab-enabled-feature-flags": "",
             "x-gitlab-enabled-instance-verbose-ai-logs": "false",
             "X-Request-ID": str(uuid.uuid4()),
-            "X-Gitlab-Rails-Send-Start": f"{time.time():.3f}",
+            # Rounded down: a send time rounded up could be after the gateway's arrival time.
+            "X-Gitlab-Rails-Send-Start": f"{int(time.time() * 1000) / 1000:.3f}",
             "Content-Type": "application/json",
         }
         for k, v in extra.items():
