@@ -44,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
         reported_model: (status & 0x20 != 0).then(|| ("agent".into(), "prompt".into())),
         feature_flags: vec!["flag".into()],
         ingress: None,
+        chat_tools: None,
         gitlab: if status & 0x40 != 0 { duo_core::version::GitlabVersion::ASSUMED } else { duo_core::version::GitlabVersion::from_header(Some("19.2.0")) },
     };
     let headers = vec![("content-type".to_owned(), "application/json".to_owned()), ("retry-after".to_owned(), "3".to_owned())];

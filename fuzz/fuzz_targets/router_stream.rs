@@ -30,7 +30,7 @@ fn reframer(which: u8) -> Box<dyn Reframer> {
         2 => Framing::SuggestionsSse { engine: "vllm".into(), name: "codestral".into(), timestamp: 1, feature_flags: vec!["f".into()] }.into_reframer(),
         // Duo Chat for GitLab 18.x (no finish_reason, no usage event) and for 19.x.
         3 => Box::new(ChatAgentReframer::new(ChatEvents::default())),
-        _ => Box::new(ChatAgentReframer::new(ChatEvents { finish_reason: true, usage_model: Some("claude".into()) })),
+        _ => Box::new(ChatAgentReframer::new(ChatEvents { finish_reason: true, usage_model: Some("claude".into()), tools: Some(vec!["issue_reader", "build_reader"]) })),
     }
 }
 
