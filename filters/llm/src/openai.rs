@@ -35,13 +35,10 @@ fn azure_has_stream_options(model: &ModelTarget<'_>) -> bool {
     }
 }
 
-/// (path with query, body) for `wire`.
-pub fn build(model: &ModelTarget<'_>, wire: Wire, p: &LlmRequest) -> Result<(String, Vec<u8>), LlmError> {
-    let chat = wire == Wire::OpenaiChat;
-    if !chat && !p.tools.is_empty() {
-        return Err(LlmError::Unsupported("tools need the chat completions API".into()));
-    }
-    let path = match model.platform {
+/// The path (with query) of `wire` on the model's platform: Azure's deployment path and
+/// `api-version` (or the v1 API), else `<base_path>/chat/completions` or `/completions`.
+pub fn path(model: &ModelTarget<'_>, wire: Wire) -> String {
+    match model.platform {
         Platform::AzureOpenai => {
             let prefix = model.base_path.unwrap_or("").trim_end_matches('/');
             if azure_uses_v1(model) {
@@ -58,9 +55,18 @@ pub fn build(model: &ModelTarget<'_>, wire: Wire, p: &LlmRequest) -> Result<(Str
         }
         _ => {
             let base = model.base_path.unwrap_or("/v1").trim_end_matches('/');
-            format!("{base}/{}", if chat { "chat/completions" } else { "completions" })
+            format!("{base}/{}", if wire == Wire::OpenaiChat { "chat/completions" } else { "completions" })
         }
-    };
+    }
+}
+
+/// (path with query, body) for `wire`.
+pub fn build(model: &ModelTarget<'_>, wire: Wire, p: &LlmRequest) -> Result<(String, Vec<u8>), LlmError> {
+    let chat = wire == Wire::OpenaiChat;
+    if !chat && !p.tools.is_empty() {
+        return Err(LlmError::Unsupported("tools need the chat completions API".into()));
+    }
+    let path = path(model, wire);
     let mut body = Map::new();
     // Classic Azure deployments take the model from the path.
     if model.platform != Platform::AzureOpenai || azure_uses_v1(model) {

@@ -171,8 +171,7 @@ fn sanitize_id(request_id: &str) -> String {
 /// Azure deployments take it from the path instead).
 fn forward_openai(model: &ModelConfig, body: &Value) -> Result<(String, Vec<u8>), GitlabError> {
     let mut body = body.clone();
-    let (path, _) = openai::build(&model.target(), Wire::OpenaiChat, &LlmRequest::default())
-        .map_err(|e| error(500, "api_error", None, None, &e.to_string()))?;
+    let path = openai::path(&model.target(), Wire::OpenaiChat);
     if let Some(o) = body.as_object_mut() {
         let azure_classic = model.platform == Platform::AzureOpenai && !path.contains("/openai/v1/");
         if azure_classic {
