@@ -41,6 +41,13 @@ def duo_boot(model: str, verifier: str) -> dict[str, Any]:
             hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != JWT]
     vllm = next(c for c in bootstrap.clusters(boot) if c["name"] == "vllm_codestral")
     bootstrap.clusters(boot).append({**json.loads(json.dumps(vllm)), "name": "vllm_stream"})
+    # The bench measures the HTTP chain: the Agent Platform's gRPC listener and the Duo Workflow
+    # Service clusters (no fake here) stay out.
+    res = boot["static_resources"]
+    res["listeners"] = [l for l in res["listeners"]
+                        if not any(f.get("typed_config", {}).get("stat_prefix") == "duo_agent_platform"
+                                   for fc in l.get("filter_chains", []) for f in fc.get("filters", []))]
+    res["clusters"] = [c for c in res["clusters"] if not c["name"].startswith("duo_workflow")]
     return boot
 
 
