@@ -153,6 +153,7 @@ class FakeServer:
         self.history: list[Request] = []  # every request since start; `reset()` keeps it
         self._script: deque[Callable[[Request], Reply] | Reply] = deque()
         self._lock = threading.Lock()
+        self._conns: set[socket.socket] = set()  # open client connections (drop_connections)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -179,6 +180,19 @@ class FakeServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def drop_connections(self) -> int:
+        """Close every connection still open to this fake (`stop()` only closes the listening
+        socket: a client's pooled keep-alive connections would go on being served). With `stop()`
+        first, the client's next connection attempt is refused. Returns how many were closed."""
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return len(conns)
 
     @property
     def port(self) -> int:
@@ -299,6 +313,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep quiet
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.owner._lock:
+            self.owner._conns.add(self.connection)
+
+    def finish(self) -> None:
+        with self.owner._lock:
+            self.owner._conns.discard(self.connection)
+        super().finish()
 
     def _read_body(self) -> tuple[bytes, bool]:
         te = (self.headers.get("transfer-encoding") or "").lower()
