@@ -5,6 +5,7 @@ duo_router, router), at steady load from wrk, then the fault-injection scenarios
 
     ./build.sh soak                                   # 1M requests, then the faults
     SOAK_REQUESTS=200000 ./build.sh soak              # shorter
+    SOAK_BUDGET_S=3600 ./build.sh soak                # stop after the round that would overrun an hour
     .venv/bin/python tests/soak/run.py --faults-only  # (after ./build.sh build)
 
 Mix: code completions (vLLM), generate_commit_message (Azure), streamed explain_code (vLLM SSE),
@@ -16,6 +17,8 @@ would be the bottleneck at soak rates; the e2e layer checks every request strict
 Checks, per round of SOAK_REQUESTS/10 (the first round is the warm-up): Envoy's RSS after each
 round (growth after warm-up <= 5 %), zero 5xx in the access log, zero wasm VM reloads or new VMs
 (Envoy's wasm stats), access-log records == Envoy's downstream_rq_total (one record per request).
+With SOAK_BUDGET_S, no round starts that would end after the budget (judged by the rounds so far):
+the report then says how many requests were actually sent (`stopped_by_budget`).
 Report: target/soak/report.json and a table on stdout; exit status non-zero when a check fails."""
 
 from __future__ import annotations
@@ -232,6 +235,12 @@ def run_wrk(threads: int, connections: int, script: Path, port: int, env: dict[s
             proc.wait()
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process used so far (/proc/PID/stat, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -245,6 +254,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=int(os.environ.get("SOAK_CONNECTIONS", 8)))
     ap.add_argument("--threads", type=int, default=int(os.environ.get("SOAK_THREADS", 1)))
+    ap.add_argument("--budget-s", type=float, default=float(os.environ.get("SOAK_BUDGET_S", 0)) or None)
     ap.add_argument("--faults-only", action="store_true")
     ap.add_argument("--no-faults", action="store_true")
     args = ap.parse_args(argv)
@@ -279,15 +289,25 @@ def soak(args: argparse.Namespace, run_dir: Path) -> bool:
         print(f"soak: {args.requests} requests in {args.rounds} rounds of {per_round}, wrk -t{args.threads} "
               f"-c{args.connections} (round 1 is the warm-up)", flush=True)
         print(f"{'round':>5} {'requests':>9} {'seconds':>8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'records':>8} "
-              f"{'5xx':>4} {'RSS MiB':>8} statuses", flush=True)
+              f"{'5xx':>4} {'RSS MiB':>8} {'cpu ms':>6} statuses", flush=True)
+        started = time.monotonic()
+        stopped_by_budget = False
         for rnd in range(1, args.rounds + 1):
+            if args.budget_s and rows:
+                spent = time.monotonic() - started
+                if spent + spent / len(rows) > args.budget_s:
+                    stopped_by_budget = True
+                    print(f"soak: stopping after {len(rows)} rounds: round {rnd} would end after the {args.budget_s:.0f} s budget", flush=True)
+                    break
             out = run_dir / f"wrk-{rnd}.txt"
             rq_before = st.envoy.counter("http.duo_gateway.downstream_rq_total") or 0
             log_at = st.access_log_path.stat().st_size
             env = {**os.environ, "SOAK_QUOTA": str(max(1, per_round // args.threads)), "SOAK_OUT": str(out)}
             t0 = time.monotonic()
+            cpu0 = (cpu_s(st.envoy.proc.pid), cpu_s(models.proc.pid))
             run_wrk(args.threads, args.connections, script, st.port, env, out)
             secs = time.monotonic() - t0
+            cpu1 = (cpu_s(st.envoy.proc.pid), cpu_s(models.proc.pid))
             time.sleep(1.0)  # the last records of the round reach the file (flush interval 50 ms)
             rq = (st.envoy.counter("http.duo_gateway.downstream_rq_total") or 0) - rq_before
             with open(st.access_log_path, "rb") as f:
@@ -311,10 +331,15 @@ def soak(args: argparse.Namespace, run_dir: Path) -> bool:
             row = {"round": rnd, "requests": done, "envoy_requests": rq, "seconds": round(secs, 1),
                    "records": records, "unparsable_records": bad, "fivexx": fivexx, "rss_mib": round(rss, 1),
                    "statuses": statuses, "p50_ms": p50, "p99_ms": p99,
-                   "memory_allocated_mib": round((st.envoy.counter("server.memory_allocated") or 0) / 2**20, 1)}
+                   "memory_allocated_mib": round((st.envoy.counter("server.memory_allocated") or 0) / 2**20, 1),
+                   # CPU per request: what bounds the rate on a given box (gateway, model stand-in).
+                   "gateway_cpu_ms_per_request": round((cpu1[0] - cpu0[0]) * 1000 / max(done, 1), 3),
+                   "models_cpu_ms_per_request": round((cpu1[1] - cpu0[1]) * 1000 / max(done, 1), 3)}
             rows.append(row)
+            with open(run_dir / "rounds.jsonl", "a") as f:  # kept even when the run is cut short
+                f.write(json.dumps(row) + "\n")
             print(f"{rnd:>5} {done:>9} {secs:>8.1f} {done / secs:>7.0f} {p50:>7.1f} {p99:>7.1f} {records:>8} "
-                  f"{fivexx:>4} {rss:>8.1f} {statuses}", flush=True)
+                  f"{fivexx:>4} {rss:>8.1f} {row['gateway_cpu_ms_per_request']:>6.2f} {statuses}", flush=True)
             # The next round starts on an empty file (1M records would be ~1 GB).
             with open(st.access_log_path, "r+b") as f:
                 f.truncate(0)
@@ -334,6 +359,7 @@ def soak(args: argparse.Namespace, run_dir: Path) -> bool:
         "records": sum(r["records"] for r in rows),
         "fivexx": sum(r["fivexx"] for r in rows),
         "rss_after_warmup_mib": warm, "rss_peak_after_warmup_mib": peak, "rss_growth_pct": round(growth, 2),
+        "requests_planned": args.requests, "stopped_by_budget": stopped_by_budget,
         "vm_stats_before": vm_before, "vm_stats_after": vm_after, "rounds": rows,
         "wrk": {"threads": args.threads, "connections": args.connections},
     }
