@@ -56,6 +56,7 @@ class Load:
         self.statuses: Counter[str] = Counter()
         self.bad_errors: list[str] = []
         self.hits: list[Hit] = []
+        self.samples: dict[str, str] = {}  # the first error body of each status (for the report)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
@@ -77,6 +78,7 @@ class Load:
             with self._lock:
                 self.hits.append(Hit(t0, time.monotonic(), key, r.header("x-duo-auth-reason") or ""))
             if r.status >= 400:
+                self.samples.setdefault(key, r.text[:160])
                 try:
                     ok = isinstance(r.json(), dict)
                 except ValueError:
@@ -223,8 +225,11 @@ def _refused(st, fake, load: Load, headers: dict[str, str], seconds: float) -> d
     how long until GitLab's requests are served again."""
     port = fake.port
     fake.stop()
-    dropped = fake.drop_connections()
     t_down = time.monotonic()
+    dropped = 0
+    while time.monotonic() < t_down + 0.5:  # also a connection accepted just before the stop
+        dropped += fake.drop_connections()
+        time.sleep(0.05)
     time.sleep(seconds)
     fake.start(port)
     t_up = time.monotonic()
@@ -399,11 +404,11 @@ def run_all(run_dir: Path, seconds: float = 8.0) -> bool:
             ok = ok and served and not load.bad_errors and extra.get("ok", True)
             print(f"faults: {name:<26} {counts(load.statuses):<44} {vm:<6} {after.status}"
                   f"{'  non-JSON errors: ' + str(load.bad_errors[:2]) if load.bad_errors else ''}", flush=True)
-            if extra:
-                print(f"        {json.dumps(extra)}", flush=True)
+            if extra or load.samples:
+                print(f"        {json.dumps({**extra, 'error_samples': load.samples})}", flush=True)
             results.append({"fault": name, "what": what, "statuses": dict(load.statuses), "vm": vm,
                             "served_after": after.status, "non_json_errors": load.bad_errors[:5],
-                            "latency_ms": load.latency_ms(), **extra})
+                            "latency_ms": load.latency_ms(), "error_samples": load.samples, **extra})
             st.mark()
         for name, what, run in (("vm_crash", "a wasm VM traps under FAIL_RELOAD, 3 times", vm_crash),
                                 ("config_change", "duo_router's configuration changed through ECDS, twice", config_change)):
