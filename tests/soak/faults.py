@@ -207,7 +207,11 @@ def _rotation(st, gl, load: Load, seconds: float) -> dict[str, Any]:
     gl.current = old
     refetches = [r for r in gl.history if r.received_at >= time.time() - (t_end - t_rotate) - 1]
     new_all = fresh.between(0, float("inf"))
+    with fresh._lock:
+        refused = [h for h in fresh.hits if h.status != "200"]
     return {
+        # When the new key's refusals happened, seconds after the rotation (first sent, last answered).
+        "new_key_refused_between_s": [round(min(h.t0 for h in refused) - t_rotate, 3), round(max(h.t1 for h in refused) - t_rotate, 3)] if refused else None,
         "old_key_before_rotation": counts(load.between(0, t_rotate)),
         "old_key_both_published": counts(load.between(t_rotate, t_retire)),
         "old_key_after_retirement": counts(load.between(t_retire, t_end)),
@@ -284,17 +288,24 @@ def vm_crash(e2e: E2E, seconds: float) -> dict[str, Any]:
             t = time.monotonic()
             r = request(st.port, "POST", "/v2/code/completions", headers={**headers, **PROBE_CRASH},
                         body=json.dumps(completion()), timeout_s=30)
-            crashes.append((t, r.status))
+            crashes.append((t, time.monotonic(), r.status))
             time.sleep(4.0)
     out: list[dict[str, Any]] = []
-    for i, (t, status) in enumerate(crashes):
-        end = crashes[i + 1][0] if i + 1 < len(crashes) else float("inf")
-        with load._lock:
-            hits = [h for h in load.hits if t <= h.t0 < end]
-        failed = [h for h in hits if h.status != "200"]
-        last_fail = max((h.t1 for h in failed), default=t) - t
-        out.append({"crash_answer": status, "after_crash": counts(Counter(h.status for h in hits)),
-                    "served_again_after_s": round(last_fail, 2)})
+    with load._lock:
+        hits = list(load.hits)
+    for i, (t, t_answer, status) in enumerate(crashes):
+        # This crash's window: from 1 s before it (requests already in flight on the worker) to
+        # 1 s before the next one.
+        end = crashes[i + 1][0] - 1.0 if i + 1 < len(crashes) else float("inf")
+        window = [h for h in hits if t - 1.0 <= h.t0 < end]
+        failed = [h for h in window if h.status != "200"]
+        in_flight = [h for h in failed if h.t0 < t]  # sent before the crash, failed with it
+        later = [h for h in failed if h.t0 >= t]  # sent after it: the worker not serving yet
+        served_again = max((h.t1 for h in later), default=t_answer) - t
+        out.append({"crash_answer": status, "window": counts(Counter(h.status for h in window)),
+                    "failed_in_flight": len(in_flight), "failed_after": len(later),
+                    "failure_offsets_s": [[round(h.t0 - t, 3), round(h.t1 - t, 3)] for h in failed],
+                    "served_again_after_s": round(served_again, 3)})
     duo_after = {k: v for k, v in vm_stats(st.envoy).items() if k.startswith("wasm.duo_")}
     reloads = {k: v for k, v in vm_stats(st.envoy).items() if "e2e_probe" in k or "v8.created" in k}
     probe_stats = st.envoy.admin("/stats?filter=^wasm\\.e2e_probe\\.").strip().replace("\n", "; ")
