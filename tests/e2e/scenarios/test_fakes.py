@@ -4,7 +4,9 @@ Envoy's own signer and refuses a bad signature; our event-stream frames decode w
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import time
 
 import jwt
@@ -74,6 +76,39 @@ def test_vllm_fake_answers_and_refuses(e2e):
         finally:
             open_fake.stop()
     finally:
+        fake.stop()
+
+
+def test_fake_stopped_with_its_connections_closed_refuses(e2e):
+    """The refused-connection fault (tests/soak/faults.py): `stop()` alone closes only the
+    listening socket, so a client's keep-alive connection goes on being served; with
+    `drop_connections()` that connection is closed too and a new one is refused."""
+    fake = FakeVllm("vllm", served_models=["m1"], api_key="k1").start()
+    port = fake.port
+    body = json.dumps(CHAT)
+    h = {"Content-Type": "application/json", "Authorization": "Bearer k1"}
+    kept = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        kept.request("POST", "/v1/chat/completions", body=body, headers=h)
+        assert kept.getresponse().read() and not fake.refusals
+        fake.stop()
+        kept.request("POST", "/v1/chat/completions", body=body, headers=h)  # still served
+        assert kept.getresponse().status == 200
+        assert fake.drop_connections() == 1
+        try:
+            kept.request("POST", "/v1/chat/completions", body=body, headers=h)
+            status = kept.getresponse().status
+        except (ConnectionError, http.client.HTTPException, OSError):
+            status = None
+        assert status is None, f"the kept connection was served after drop_connections(): {status}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            refused = False
+        except ConnectionRefusedError:
+            refused = True
+        assert refused, "a new connection to the stopped fake was accepted"
+    finally:
+        kept.close()
         fake.stop()
 
 
