@@ -23,10 +23,19 @@ pub enum Feature {
     GlabAskGitCommand,
     DuoAgentPlatform,
     GenerateIssueDescription,
+    // The Agent Platform's own settings (GitLab 18.5+; docs/fidelity.md item 9): they run in the
+    // Duo Workflow Service and route like `DuoAgentPlatform`.
+    DuoAgentPlatformAgenticChat,
+    ReviewMergeRequestDap,
+    SastVulnerabilityFpDetection,
+    SecretVulnerabilityFpDetection,
+    SastVulnerabilityResolution,
+    SecurityReview,
+    ResolveDependencyBump,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 18] = [
+    pub const ALL: [Feature; 25] = [
         Feature::CodeCompletions,
         Feature::CodeGenerations,
         Feature::DuoChat,
@@ -45,6 +54,13 @@ impl Feature {
         Feature::GlabAskGitCommand,
         Feature::DuoAgentPlatform,
         Feature::GenerateIssueDescription,
+        Feature::DuoAgentPlatformAgenticChat,
+        Feature::ReviewMergeRequestDap,
+        Feature::SastVulnerabilityFpDetection,
+        Feature::SecretVulnerabilityFpDetection,
+        Feature::SastVulnerabilityResolution,
+        Feature::SecurityReview,
+        Feature::ResolveDependencyBump,
     ];
 
     /// The feature-setting name as GitLab spells it (and as the router config keys it).
@@ -68,11 +84,39 @@ impl Feature {
             Feature::GlabAskGitCommand => "glab_ask_git_command",
             Feature::DuoAgentPlatform => "duo_agent_platform",
             Feature::GenerateIssueDescription => "generate_issue_description",
+            Feature::DuoAgentPlatformAgenticChat => "duo_agent_platform_agentic_chat",
+            Feature::ReviewMergeRequestDap => "review_merge_request_dap",
+            Feature::SastVulnerabilityFpDetection => "sast_vulnerability_fp_detection",
+            Feature::SecretVulnerabilityFpDetection => "secret_vulnerability_fp_detection",
+            Feature::SastVulnerabilityResolution => "sast_vulnerability_resolution",
+            Feature::SecurityReview => "security_review",
+            Feature::ResolveDependencyBump => "resolve_dependency_bump",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Feature> {
         Feature::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Runs in the Duo Workflow Service (the Agent Platform's gRPC calls), not on the HTTP API.
+    pub fn agent_platform(self) -> bool {
+        matches!(
+            self,
+            Feature::DuoAgentPlatform
+                | Feature::DuoAgentPlatformAgenticChat
+                | Feature::ReviewMergeRequestDap
+                | Feature::SastVulnerabilityFpDetection
+                | Feature::SecretVulnerabilityFpDetection
+                | Feature::SastVulnerabilityResolution
+                | Feature::SecurityReview
+                | Feature::ResolveDependencyBump
+        )
+    }
+
+    /// The setting an Agent Platform feature without its own route follows: `duo_agent_platform`
+    /// (GitLab's Rails falls back to it for a workflow without a specific setting).
+    pub fn agent_platform_parent(self) -> Option<Feature> {
+        (self.agent_platform() && self != Feature::DuoAgentPlatform).then_some(Feature::DuoAgentPlatform)
     }
 
     /// Chat sub-features without their own setting follow `duo_chat`, as GitLab does.
@@ -417,5 +461,27 @@ mod tests {
         let subs: Vec<_> = Feature::ALL.into_iter().filter(|f| f.chat_parent().is_some()).collect();
         assert_eq!(subs.len(), 7);
         assert!(subs.iter().all(|f| f.name().starts_with("duo_chat_")));
+    }
+
+    #[test]
+    fn agent_platform_settings_fall_back_to_duo_agent_platform() {
+        let ap: Vec<_> = Feature::ALL.into_iter().filter(|f| f.agent_platform()).map(|f| f.name()).collect();
+        assert_eq!(
+            ap,
+            [
+                "duo_agent_platform",
+                "duo_agent_platform_agentic_chat",
+                "review_merge_request_dap",
+                "sast_vulnerability_fp_detection",
+                "secret_vulnerability_fp_detection",
+                "sast_vulnerability_resolution",
+                "security_review",
+                "resolve_dependency_bump",
+            ]
+        );
+        assert_eq!(Feature::DuoAgentPlatform.agent_platform_parent(), None);
+        assert_eq!(Feature::SastVulnerabilityFpDetection.agent_platform_parent(), Some(Feature::DuoAgentPlatform));
+        assert_eq!(Feature::ReviewMergeRequest.agent_platform_parent(), None, "the classic code review is an HTTP feature");
+        assert!(Feature::ALL.into_iter().all(|f| !(f.agent_platform() && f.chat_parent().is_some())));
     }
 }

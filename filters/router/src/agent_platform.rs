@@ -1,6 +1,7 @@
 //! The Agent Platform's gRPC calls (`/DuoWorkflow/<Method>`, `/grpc.health.v1.Health/<Method>`),
 //! pure: which Duo Workflow Service gets a call, or why it is refused. The payload is never read:
-//! the decision comes from the path, the protocol and GitLab's model-metadata header.
+//! the decision comes from the path, the protocol, GitLab's model-metadata header and its
+//! feature-setting header.
 //!
 //! Refusals are [`GitlabError`]s whose HTTP status maps to the gRPC code the adapter sends
 //! (`duo_core::grpc::GrpcStatus::from_http`): 403 → 7 PERMISSION_DENIED (disabled, residency and
@@ -16,6 +17,9 @@ use serde_json::Value;
 
 /// GitLab's model-metadata header on Agent Platform calls (JSON).
 pub const MODEL_METADATA_HEADER: &str = "x-gitlab-agent-platform-model-metadata";
+/// GitLab's name for the header naming an Agent Platform feature setting (its executor sends it
+/// with a flow's calls; docs/agent-platform.md "Which feature").
+pub const FEATURE_SETTING_HEADER: &str = "x-gitlab-agent-platform-feature-setting-name";
 /// Longest metadata accepted (GitLab's is well under 1 KiB).
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// The service of GitLab's contract (no proto package).
@@ -40,6 +44,8 @@ pub struct Call<'a> {
     pub path: &'a str,
     /// The model-metadata header, when sent.
     pub metadata: Option<&'a str>,
+    /// The feature-setting header, when sent.
+    pub feature_setting: Option<&'a str>,
     /// The request came over HTTP/2 (gRPC needs it; unknown counts as yes).
     pub http2: bool,
 }
@@ -86,16 +92,13 @@ fn parse_metadata(raw: &str) -> Result<Metadata, GitlabError> {
     Ok(Metadata { provider: text("provider"), endpoint: text("endpoint"), identifier: text("identifier"), feature_setting: text("feature_setting") })
 }
 
-/// The feature name a call is logged under: GitLab's `feature_setting` when it is a plausible
-/// setting name, else `duo_agent_platform`. Routing always follows the `duo_agent_platform`
-/// entry (a header must not pick another feature's route).
-fn feature_name(metadata: &Metadata) -> String {
-    metadata
-        .feature_setting
-        .as_deref()
-        .filter(|f| f.len() <= 64 && f.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
-        .unwrap_or(Feature::DuoAgentPlatform.name())
-        .to_owned()
+/// The Agent Platform feature a call belongs to: the metadata's `feature_setting` (Rails writes
+/// it for GitLab-managed models), else the feature-setting header, else `duo_agent_platform`.
+/// A name that is not an Agent Platform setting (unknown, newer, or an HTTP feature) counts as
+/// `duo_agent_platform`: it can neither pick an HTTP feature's route nor grow the metrics' labels.
+fn feature_of(metadata: &Metadata, header: Option<&str>) -> Feature {
+    let named = |name: Option<&str>| name.map(str::trim).and_then(Feature::from_name).filter(|f| f.agent_platform());
+    named(metadata.feature_setting.as_deref()).or_else(|| named(header)).unwrap_or(Feature::DuoAgentPlatform)
 }
 
 fn clip(s: &str) -> String {
@@ -132,8 +135,8 @@ fn target_for(config: &Config, route: &Route) -> Option<Target> {
 
 const FEATURE: &str = "duo_agent_platform";
 
-fn forbidden(why: &str) -> GitlabError {
-    GitlabError::detail(403, &format!("Unauthorized to access {FEATURE}: {why}"))
+fn forbidden(feature: Feature, why: &str) -> GitlabError {
+    GitlabError::detail(403, &format!("Unauthorized to access {}: {why}", feature.name()))
 }
 
 /// The decision for a gRPC call; `None` when the path is not the Agent Platform's or gRPC
@@ -145,7 +148,6 @@ pub fn plan(config: &Config, call: &Call<'_>) -> Option<Outcome> {
         return None;
     }
     let mut route = RouteInfo { configuration_type: Some(config.configuration_type.name().to_owned()), ..Default::default() };
-    let effective = config.route_for(Feature::DuoAgentPlatform).clone();
     if !call.http2 {
         let e = GitlabError::detail(426, "the Agent Platform speaks gRPC over HTTP/2; this request came over HTTP/1.1");
         return Some(decide::refuse(e, Reason::NotHttp2, route));
@@ -155,7 +157,7 @@ pub fn plan(config: &Config, call: &Call<'_>) -> Option<Outcome> {
             return Some(decide::refuse(unknown_method(service, method), Reason::NotFound, route));
         }
         // Health has no feature: ask whichever Duo Workflow Service is configured.
-        let target = target_for(config, &effective)
+        let target = target_for(config, config.route_for(Feature::DuoAgentPlatform))
             .or_else(|| target_for(config, &Route::SelfHosted { model: None }))
             .or_else(|| target_for(config, &Route::Vendored));
         return Some(match target {
@@ -174,16 +176,19 @@ pub fn plan(config: &Config, call: &Call<'_>) -> Option<Outcome> {
             return Some(decide::refuse(e, Reason::InvalidMetadata, route));
         }
     };
-    route.feature = Some(feature_name(&metadata));
+    // The feature's own entry, else duo_agent_platform's, else `default` (Config::route_for).
+    let feature = feature_of(&metadata, call.feature_setting);
+    let effective = config.route_for(feature).clone();
+    route.feature = Some(feature.name().to_owned());
     route.provider = Some(effective.provider().name().to_owned());
     route.model_identifier = metadata.identifier.as_deref().map(clip);
     if effective == Route::Disabled {
-        return Some(decide::refuse(GitlabError::forbidden_feature(FEATURE), Reason::Disabled, route));
+        return Some(decide::refuse(GitlabError::forbidden_feature(feature.name()), Reason::Disabled, route));
     }
     let gitlab_managed = metadata.provider.as_deref() == Some("gitlab");
     // Residency: nothing leaves the network in a self-hosted configuration.
     if gitlab_managed && config.configuration_type == ConfigurationType::SelfHosted {
-        let e = forbidden("a GitLab-managed model cannot be used in a self-hosted configuration");
+        let e = forbidden(feature, "a GitLab-managed model cannot be used in a self-hosted configuration");
         return Some(decide::refuse(e, Reason::Residency, route));
     }
     // Endpoint guard: the service would call this address with the request's key.
@@ -210,7 +215,7 @@ pub fn plan(config: &Config, call: &Call<'_>) -> Option<Outcome> {
         }
         None => {
             let which = if effective == Route::Vendored { "agent_platform_vendor" } else { "agent_platform" };
-            decide::refuse(forbidden(&format!("no Duo Workflow Service is configured (`{which}`)")), Reason::Disabled, route)
+            decide::refuse(forbidden(feature, &format!("no Duo Workflow Service is configured (`{which}`)")), Reason::Disabled, route)
         }
     })
 }
@@ -266,7 +271,7 @@ mod tests {
     }
 
     fn call<'a>(path: &'a str, metadata: Option<&'a str>) -> Call<'a> {
-        Call { path, metadata, http2: true }
+        Call { path, metadata, feature_setting: None, http2: true }
     }
 
     fn forwarded(o: &Outcome) -> &Target {
@@ -286,6 +291,8 @@ mod tests {
         }
     }
 
+    /// What Rails sends for a self-hosted model: no `feature_setting`.
+    const SELF_HOSTED_MODEL_NO_FEATURE: &str = r#"{"provider":"openai","name":"codestral","endpoint":"http://vllm.internal:8000/v1","api_key":"k","identifier":"custom_openai/Codestral-22B-v0.1"}"#;
     const SELF_HOSTED_MODEL: &str = r#"{"provider":"custom_openai","name":"codestral","endpoint":"http://vllm.internal:8000/v1","api_key":"k","identifier":"custom_openai/Codestral-22B-v0.1","feature_setting":"duo_agent_platform_agentic_chat"}"#;
 
     #[test]
@@ -416,5 +423,92 @@ mod tests {
         assert_eq!(with(json!({"enabled": false}), ap.clone()).unwrap_err().path, "agent_platform.model_ingress");
         let bad = json!({"url": "gateway:5052", "api_key": "k"});
         assert_eq!(with(json!({"enabled": true}), bad).unwrap_err().path, "agent_platform.model_ingress.url");
+    }
+
+    /// Every Agent Platform setting × every provider, named by GitLab's metadata (as Rails sends
+    /// it for a GitLab-managed model) or by the feature-setting header; hybrid, with
+    /// `duo_agent_platform` on the other service so the setting's own key is seen to win.
+    #[test]
+    fn each_agent_platform_setting_routes_by_its_own_key() {
+        let settings: Vec<Feature> = Feature::ALL.into_iter().filter(|f| f.agent_platform_parent().is_some()).collect();
+        assert_eq!(settings.len(), 7);
+        for f in settings {
+            for (route, want) in [(Route::SelfHosted { model: None }, Some("duo_workflow")), (Route::Vendored, Some("duo_workflow_cloud")), (Route::Disabled, None)] {
+                let provider = route.provider().name();
+                let parent = if route == Route::Vendored { json!({"provider": "self_hosted"}) } else { json!({"provider": "vendored"}) };
+                let mut c = config("hybrid", parent);
+                c.features.insert(f, route);
+                let managed = json!({"provider": "gitlab", "feature_setting": f.name(), "identifier": null}).to_string();
+                let by_metadata = call("/DuoWorkflow/ExecuteWorkflow", Some(&managed));
+                let mut by_header = call("/DuoWorkflow/ExecuteWorkflow", Some(SELF_HOSTED_MODEL_NO_FEATURE));
+                by_header.feature_setting = Some(f.name());
+                for (how, call) in [("metadata", by_metadata), ("header", by_header)] {
+                    let ctx = format!("{} {provider} by {how}", f.name());
+                    let o = plan(&c, &call).unwrap();
+                    assert_eq!(o.route.feature.as_deref(), Some(f.name()), "{ctx}");
+                    assert_eq!(o.route.provider.as_deref(), Some(provider), "{ctx}");
+                    match want {
+                        Some(cluster) => assert_eq!(forwarded(&o).cluster, cluster, "{ctx}"),
+                        None => {
+                            let (code, msg, why) = refused(&o);
+                            assert_eq!((code, why), (GrpcStatus::PermissionDenied, Reason::Disabled), "{ctx}");
+                            assert_eq!(msg, format!("Unauthorized to access {}", f.name()), "{ctx}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unnamed_or_unknown_settings_follow_duo_agent_platform() {
+        let mut c = config("hybrid", json!({"provider": "vendored"}));
+        c.features.insert(Feature::SastVulnerabilityFpDetection, Route::SelfHosted { model: None });
+        c.features.insert(Feature::DuoChat, Route::Disabled);
+        let goes = |metadata: Option<&str>, header: Option<&str>| {
+            let mut k = call("/DuoWorkflow/ExecuteWorkflow", metadata);
+            k.feature_setting = header;
+            let o = plan(&c, &k).unwrap();
+            (forwarded(&o).cluster.clone(), o.route.feature.clone().unwrap_or_default())
+        };
+        let cloud = ("duo_workflow_cloud".to_owned(), "duo_agent_platform".to_owned());
+        // No name at all (a self-hosted model's metadata carries none): duo_agent_platform.
+        assert_eq!(goes(Some(SELF_HOSTED_MODEL_NO_FEATURE), None), cloud);
+        assert_eq!(goes(None, None), cloud);
+        // A setting without a key of its own: duo_agent_platform's route, under its own name.
+        let chat = r#"{"provider":"gitlab","feature_setting":"duo_agent_platform_agentic_chat"}"#;
+        assert_eq!(goes(Some(chat), None), ("duo_workflow_cloud".to_owned(), "duo_agent_platform_agentic_chat".to_owned()));
+        // Names that are not Agent Platform settings never pick a route (nor a metrics label).
+        for name in ["duo_chat", "code_completions", "duo_developer", "SAST_VULNERABILITY_FP_DETECTION", "", "x\\u0000y"] {
+            let m = format!(r#"{{"provider":"gitlab","feature_setting":"{name}"}}"#);
+            assert_eq!(goes(Some(&m), None), cloud, "{name}");
+            assert_eq!(goes(None, Some(name)), cloud, "{name}");
+        }
+        // The metadata (written by Rails) wins over the header.
+        let sast = r#"{"provider":"gitlab","feature_setting":"sast_vulnerability_fp_detection"}"#;
+        assert_eq!(goes(Some(sast), Some("duo_agent_platform_agentic_chat")).0, "duo_workflow");
+        assert_eq!(goes(Some(chat), Some("sast_vulnerability_fp_detection")).0, "duo_workflow_cloud");
+        assert_eq!(goes(Some(SELF_HOSTED_MODEL_NO_FEATURE), Some(" sast_vulnerability_fp_detection ")).0, "duo_workflow");
+    }
+
+    #[test]
+    fn the_guards_hold_whichever_setting_is_named() {
+        // self_hosted configuration: a flow on your service still gets the residency and endpoint guards.
+        let mut c = config("self_hosted", json!({"provider": "disabled"}));
+        c.features.insert(Feature::SecretVulnerabilityFpDetection, Route::SelfHosted { model: None });
+        let managed = r#"{"provider":"gitlab","feature_setting":"secret_vulnerability_fp_detection"}"#;
+        let (code, msg, why) = refused(&plan(&c, &call("/DuoWorkflow/ExecuteWorkflow", Some(managed))).unwrap());
+        assert_eq!((code, why), (GrpcStatus::PermissionDenied, Reason::Residency));
+        assert!(msg.starts_with("Unauthorized to access secret_vulnerability_fp_detection: a GitLab-managed model"), "{msg}");
+        let elsewhere = SELF_HOSTED_MODEL_NO_FEATURE.replace("vllm.internal:8000", "attacker.example:8000");
+        let mut k = call("/DuoWorkflow/ExecuteWorkflow", Some(&elsewhere));
+        k.feature_setting = Some("secret_vulnerability_fp_detection");
+        assert_eq!(refused(&plan(&c, &k).unwrap()).2, Reason::EndpointMismatch);
+        k.metadata = Some(SELF_HOSTED_MODEL_NO_FEATURE);
+        let o = plan(&c, &k).unwrap();
+        assert_eq!((forwarded(&o).cluster.as_str(), o.route.model_name.as_deref()), ("duo_workflow", Some("codestral")));
+        // Without the header the same call is duo_agent_platform's, which is disabled here.
+        k.feature_setting = None;
+        assert_eq!(refused(&plan(&c, &k).unwrap()).1, "Unauthorized to access duo_agent_platform");
     }
 }

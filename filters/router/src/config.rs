@@ -353,12 +353,14 @@ impl Config {
 
     /// The route in effect for a feature (before per-request rules): `gitlab_com` sends
     /// everything but `disabled` entries to the vendor; an explicit entry wins; chat sub-features
-    /// follow `duo_chat`; everything else follows `default`.
+    /// follow `duo_chat`, the Agent Platform's flow and chat settings `duo_agent_platform`;
+    /// everything else follows `default`.
     pub fn route_for(&self, feature: Feature) -> &Route {
         if let Some(r) = self.features.get(&feature) {
             return r;
         }
-        if let Some(r) = feature.chat_parent().and_then(|p| self.features.get(&p)) {
+        let parent = feature.chat_parent().or_else(|| feature.agent_platform_parent());
+        if let Some(r) = parent.and_then(|p| self.features.get(&p)) {
             return r;
         }
         &self.default
@@ -410,7 +412,7 @@ impl RouteCompiler<'_> {
                     );
                 }
                 // The Duo Workflow Service runs its own agent loop and picks its models itself.
-                Some(Feature::DuoAgentPlatform) => {
+                Some(f) if f.agent_platform() => {
                     if r.model.is_some() {
                         return err(format!("{path}.model"), "the Agent Platform's service picks its models; give no `model`".into());
                     }
@@ -609,6 +611,10 @@ mod tests {
             (|v| v["features"]["generate_issue_description"] = json!({"provider": "self_hosted"}), "features.generate_issue_description.provider", "allow_self_hosted_issue_description"),
             (|v| v["features"]["duo_agent_platform"] = json!({"provider": "self_hosted"}), "features.duo_agent_platform.provider", "`agent_platform` block"),
             (|v| { v["agent_platform"] = json!({"cluster": "dws", "authority": "dws:50052"}); v["features"]["duo_agent_platform"] = json!({"provider": "self_hosted", "model": "codestral"}); }, "features.duo_agent_platform.model", "picks its models"),
+            (|v| v["features"]["sast_vulnerability_fp_detection"] = json!({"provider": "self_hosted"}), "features.sast_vulnerability_fp_detection.provider", "`agent_platform` block"),
+            (|v| { v["agent_platform"] = json!({"cluster": "dws", "authority": "dws:50052"}); v["features"]["duo_agent_platform_agentic_chat"] = json!({"provider": "self_hosted", "model": "codestral"}); }, "features.duo_agent_platform_agentic_chat.model", "picks its models"),
+            (|v| { v["configuration_type"] = json!("self_hosted"); v["features"] = json!({"security_review": {"provider": "vendored"}}); }, "features.security_review.provider", "use `hybrid`"),
+            (|v| v["features"]["duo_developer"] = json!({"provider": "disabled"}), "features.duo_developer", "unknown feature"),
             (|v| v["agent_platform"] = json!({"cluster": "dws", "authority": "a b"}), "agent_platform.authority", "host[:port]"),
             (|v| { v["configuration_type"] = json!("self_hosted"); v["features"] = json!({}); v["agent_platform_vendor"] = json!({"cluster": "c", "authority": "c:443"}); }, "agent_platform_vendor", "never sends"),
             (|v| v["max_request_bytes"] = json!(0), "max_request_bytes", "between 1 and"),
@@ -644,6 +650,28 @@ mod tests {
         let c = parse(&v).unwrap();
         assert_eq!(c.route_for(Feature::GenerateIssueDescription), &Route::SelfHosted { model: Some("gpt4o".into()) });
         assert_eq!((c.max_request_bytes, c.body_wait_ms), (600_000, 0));
+    }
+
+    #[test]
+    fn agent_platform_settings_are_keys_that_fall_back_to_duo_agent_platform() {
+        let mut v = example();
+        v["agent_platform"] = json!({"cluster": "duo_workflow", "authority": "dws.internal:50052"});
+        v["features"]["duo_agent_platform"] = json!({"provider": "self_hosted"});
+        v["features"]["sast_vulnerability_fp_detection"] = json!({"provider": "vendored"});
+        v["features"]["secret_vulnerability_fp_detection"] = json!({"provider": "disabled"});
+        v["default"] = json!({"provider": "disabled"});
+        let c = parse(&v).unwrap();
+        assert_eq!(c.route_for(Feature::SastVulnerabilityFpDetection), &Route::Vendored);
+        assert_eq!(c.route_for(Feature::SecretVulnerabilityFpDetection), &Route::Disabled);
+        // No key of their own: duo_agent_platform's route, not `default`.
+        for f in [Feature::DuoAgentPlatformAgenticChat, Feature::SastVulnerabilityResolution, Feature::ResolveDependencyBump] {
+            assert_eq!(c.route_for(f), &Route::SelfHosted { model: None }, "{}", f.name());
+        }
+        v["features"].as_object_mut().unwrap().remove("duo_agent_platform");
+        let c = parse(&v).unwrap();
+        assert_eq!(c.route_for(Feature::SecurityReview), &Route::Disabled, "then `default`");
+        // The classic (HTTP) code review is not an Agent Platform setting.
+        assert_eq!(c.route_for(Feature::ReviewMergeRequest), &Route::Aigw);
     }
 
     #[test]

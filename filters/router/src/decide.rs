@@ -232,7 +232,7 @@ fn feature_label(endpoint: &Endpoint) -> String {
 pub fn plan(config: &Config, method: &str, raw_path: &str) -> Plan {
     // gRPC (the Agent Platform, gRPC health): the adapter calls `agent_platform::plan` itself with
     // the metadata header and the protocol; here (e.g. `./build.sh explain`) without them.
-    let call = crate::agent_platform::Call { path: raw_path, metadata: None, http2: true };
+    let call = crate::agent_platform::Call { path: raw_path, metadata: None, feature_setting: None, http2: true };
     if let Some(outcome) = crate::agent_platform::plan(config, &call) {
         return Plan::Decided(outcome);
     }
@@ -593,9 +593,17 @@ mod tests {
             Feature::SummarizeReview => "/v1/prompts/summarize_review",
             Feature::ResolveVulnerability => "/v1/prompts/resolve_vulnerability",
             Feature::GlabAskGitCommand => "/v1/prompts/glab_ask_git_command",
-            Feature::DuoAgentPlatform => "/DuoWorkflow/ExecuteWorkflow",
             Feature::GenerateIssueDescription => "/v1/prompts/generate_description",
+            // Only the metadata names the other Agent Platform settings (agent_platform.rs tests).
+            f if f.agent_platform() => "/DuoWorkflow/ExecuteWorkflow",
+            _ => unreachable!("every feature has a path"),
         }
+    }
+
+    /// Every feature the path alone decides (the Agent Platform's flow and chat settings need
+    /// GitLab's metadata; agent_platform.rs tests them).
+    fn by_path() -> impl Iterator<Item = Feature> {
+        Feature::ALL.into_iter().filter(|f| f.agent_platform_parent().is_none())
     }
 
     /// A body in which GitLab names `identifier` (and `endpoint`) where this feature's call puts it.
@@ -645,7 +653,7 @@ mod tests {
     /// Every feature × every provider value, as an explicit `features` entry in a hybrid setup.
     #[test]
     fn every_feature_times_every_provider() {
-        for f in Feature::ALL {
+        for f in by_path() {
             for p in Provider::ALL {
                 let feature_entry = |model: Option<&str>| {
                     let mut e = json!({ "provider": p.name() });
@@ -748,7 +756,7 @@ mod tests {
     #[test]
     fn unlisted_features_follow_duo_chat_then_default() {
         let c = config("hybrid", json!({"duo_chat": {"provider": "aigw"}}), json!({"provider": "vendored"}), json!({}));
-        for f in Feature::ALL {
+        for f in by_path() {
             let p = plan(&c, "POST", path_of(f));
             let want = match f {
                 Feature::DuoAgentPlatform => "duo_workflow_cloud",
@@ -770,7 +778,7 @@ mod tests {
             .as_bytes(),
         )
         .unwrap();
-        for f in Feature::ALL {
+        for f in by_path() {
             let o = decided(plan(&c, "POST", path_of(f)));
             if f == Feature::SummarizeReview {
                 assert_eq!(replied(&o).1, Reason::Disabled);

@@ -477,7 +477,8 @@ impl HttpContext for Exchange {
             // Unknown protocol counts as HTTP/2: only a known HTTP/1.x is refused.
             let http2 = !duo_kit::property(&["request", "protocol"]).is_some_and(|p| p.starts_with(b"HTTP/1"));
             let metadata = headers.get(agent_platform::MODEL_METADATA_HEADER);
-            let call = agent_platform::Call { path: &path, metadata: metadata.as_deref(), http2 };
+            let feature_setting = headers.get(agent_platform::FEATURE_SETTING_HEADER);
+            let call = agent_platform::Call { path: &path, metadata: metadata.as_deref(), feature_setting: feature_setting.as_deref(), http2 };
             if let Some(outcome) = agent_platform::plan(&config, &call) {
                 self.sent_headers = headers;
                 return self.apply(&config, outcome, None);
