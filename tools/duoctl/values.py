@@ -62,6 +62,10 @@ STATS_CONFIG = {
 
 PLATFORMS = ("vllm", "openai_compatible", "bedrock", "azure_openai")
 PROVIDERS = ("self_hosted", "vendored", "disabled", "aigw")
+# The Agent Platform's chat and flow settings (duo_core::catalogue::Feature::agent_platform).
+AGENT_PLATFORM_FEATURES = ("duo_agent_platform_agentic_chat", "review_merge_request_dap", "sast_vulnerability_fp_detection",
+                           "secret_vulnerability_fp_detection", "sast_vulnerability_resolution", "security_review",
+                           "resolve_dependency_bump")
 DEFAULT_CA = "/etc/ssl/certs/ca-certificates.crt"
 CUSTOMERS_DOT = "https://customers.gitlab.com"
 VENDOR_URL = "https://cloud.gitlab.com/ai"
@@ -236,18 +240,22 @@ class Builder:
             self.cluster("python_aigw", scheme, host, port)
             router["aigw"] = {"cluster": "python_aigw", "authority": _authority(scheme, host, port)}
 
-        # The Agent Platform (gRPC): your Duo Workflow Service for `self_hosted`, GitLab's for `vendored`.
+        # The Agent Platform (gRPC): your Duo Workflow Service for `self_hosted`, GitLab's for
+        # `vendored`. Its chat and flow settings without an entry follow duo_agent_platform.
         ap = features.get("duo_agent_platform", default)
+        ap_routes = [ap] + [features[f] for f in AGENT_PLATFORM_FEATURES if f in features]
+        explicit_self_hosted = [f for f in ("duo_agent_platform", *AGENT_PLATFORM_FEATURES)
+                                if f in features and features[f]["provider"] == "self_hosted"]
         self.agent_platform = False
-        if ap["provider"] == "self_hosted" and "duo_workflow_url" in v:
+        if any(r["provider"] == "self_hosted" for r in ap_routes) and "duo_workflow_url" in v:
             scheme, host, port, _ = _url(v, "duo_workflow_url", "values")
             self.cluster("duo_workflow", scheme, host, port, self.http2(scheme))
             router["agent_platform"] = {"cluster": "duo_workflow", "authority": _authority(scheme, host, port)}
             self.agent_platform = True
-        elif ap["provider"] == "self_hosted" and "duo_agent_platform" in features:
-            raise ValuesError(v.line_of("features"), "features.duo_agent_platform: self_hosted needs duo_workflow_url "
+        elif explicit_self_hosted:
+            raise ValuesError(v.line_of("features"), f"features.{explicit_self_hosted[0]}: self_hosted needs duo_workflow_url "
                               "(your Duo Workflow Service, e.g. http://dws.internal:50052)")
-        elif ap["provider"] == "vendored":
+        if any(r["provider"] == "vendored" for r in ap_routes):
             scheme, host, port, _ = _url(_dws_cloud(), "u", "values")
             self.cluster("duo_workflow_cloud", scheme, host, port, self.http2(scheme))
             router["agent_platform_vendor"] = {"cluster": "duo_workflow_cloud", "authority": _authority(scheme, host, port)}

@@ -3,6 +3,7 @@
 
 use duo_core::catalogue::Endpoint;
 use duo_core::errors::GitlabError;
+use duo_router::agent_platform;
 use duo_router::config::{Config, Provider};
 use duo_router::decide::{self, Decision, Outcome, Plan, Reason, Target};
 use duo_router::prompts::PromptSet;
@@ -122,7 +123,17 @@ pub fn explain(config: &Config, args: &Args, body: &[u8]) -> Result<Report, Stri
         answer: None,
         upstream: None,
     };
-    let outcome = match decide::plan(config, &args.method, &args.path) {
+    // gRPC first, with the headers the filter reads there (GitLab's model metadata and feature
+    // setting name the Agent Platform feature and model).
+    let sent = |name: &str| args.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    let call = agent_platform::Call {
+        path: &args.path,
+        metadata: sent(agent_platform::MODEL_METADATA_HEADER),
+        feature_setting: sent(agent_platform::FEATURE_SETTING_HEADER),
+        http2: true,
+    };
+    let grpc = agent_platform::plan(config, &call);
+    let outcome = match grpc.map(Plan::Decided).unwrap_or_else(|| decide::plan(config, &args.method, &args.path)) {
         Plan::Decided(o) => o,
         // As the filter: the size limit first, then the body must be a JSON object, then the model.
         Plan::NeedBody(pending) if body.len() as u64 > config.max_request_bytes => {
@@ -217,6 +228,11 @@ fn upstream(target: &Target, sent: &[(String, String)], up: Option<(RequestEdit,
     if target.strip_authorization {
         drop("authorization", &mut headers);
     }
+    // `agent_platform.model_ingress`: the metadata as the router rewrites it.
+    if let Some(m) = &target.metadata {
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case(agent_platform::MODEL_METADATA_HEADER));
+        headers.push((agent_platform::MODEL_METADATA_HEADER.to_owned(), m.0.clone()));
+    }
     let (method, path, body, stream) = match up {
         Some((edit, stream)) => {
             for name in &edit.remove {
@@ -260,7 +276,7 @@ fn upstream(target: &Target, sent: &[(String, String)], up: Option<(RequestEdit,
 
 /// Header values that are credentials: shown as `****` (the scheme of `authorization` kept).
 fn shown(name: &str, value: &str) -> String {
-    match name {
+    match name.to_ascii_lowercase().as_str() {
         "authorization" => match value.split_once(' ') {
             Some((scheme, _)) => format!("{scheme} ****"),
             None => "****".to_owned(),
@@ -268,6 +284,14 @@ fn shown(name: &str, value: &str) -> String {
         "api-key" | "x-api-key" | "x-amz-security-token" | "x-gitlab-oidc-token" | "cookie" => {
             "****".to_owned()
         }
+        // GitLab's model metadata carries the model's key (or, rewritten, the ingress key).
+        agent_platform::MODEL_METADATA_HEADER => match serde_json::from_str::<Value>(value) {
+            Ok(mut v) => {
+                mask(&mut v);
+                v.to_string()
+            }
+            Err(_) => "****".to_owned(),
+        },
         _ => value.to_owned(),
     }
 }

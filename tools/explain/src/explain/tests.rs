@@ -220,3 +220,37 @@ fn arguments() {
         );
     }
 }
+
+#[test]
+fn agent_platform_calls_follow_the_named_setting_and_never_show_a_key() {
+    let mut v: Value = serde_json::from_str(CONFIG).unwrap_or_default();
+    v["agent_platform"] = json!({"cluster": "duo_workflow", "authority": "dws.internal:50052",
+        "model_ingress": {"url": "http://gateway.internal:5052/v1", "api_key": "sk-ingress-secret"}});
+    v["agent_platform_vendor"] = json!({"cluster": "duo_workflow_cloud", "authority": "duo-workflow-svc.runway.gitlab.net"});
+    v["model_ingress"] = json!({"enabled": true});
+    v["features"]["duo_agent_platform"] = json!({"provider": "self_hosted"});
+    v["features"]["sast_vulnerability_fp_detection"] = json!({"provider": "vendored"});
+    let config = match Config::parse(v.to_string().as_bytes()) {
+        Ok(c) => c,
+        Err(e) => unreachable!("test config: {e}"),
+    };
+    let run = |headers: &[(&str, &str)]| match explain(&config, &args("/DuoWorkflow/ExecuteWorkflow", headers), b"") {
+        Ok(r) => r,
+        Err(e) => unreachable!("{e}"),
+    };
+    let managed = r#"{"provider":"gitlab","feature_setting":"sast_vulnerability_fp_detection"}"#;
+    let r = run(&[("X-Gitlab-Agent-Platform-Model-Metadata", managed)]);
+    assert_eq!(r.outcome.route.feature.as_deref(), Some("sast_vulnerability_fp_detection"));
+    assert_eq!(r.upstream.as_ref().map(|u| u.target.cluster.as_str()), Some("duo_workflow_cloud"));
+    // A self-hosted model and the feature-setting header: your service, the metadata rewritten
+    // for the ingress, and neither key printed.
+    let own = r#"{"provider":"openai","name":"codestral","endpoint":"http://vllm.internal:8000/v1","api_key":"sk-model-secret","identifier":"custom_openai/Codestral-22B-v0.1"}"#;
+    let r = run(&[("x-gitlab-agent-platform-model-metadata", own), ("x-gitlab-agent-platform-feature-setting-name", "duo_agent_platform_agentic_chat")]);
+    assert_eq!(r.outcome.route.feature.as_deref(), Some("duo_agent_platform_agentic_chat"));
+    assert_eq!(r.upstream.as_ref().map(|u| u.target.cluster.as_str()), Some("duo_workflow"));
+    let (text, json) = (r.to_text(), r.to_json());
+    for out in [&text, &json] {
+        assert!(out.contains("gateway.internal:5052") && out.contains("custom_openai/codestral"), "{out}");
+        assert!(!out.contains("sk-ingress-secret") && !out.contains("sk-model-secret"), "{out}");
+    }
+}
