@@ -13,18 +13,21 @@ HTTP/1.1 a clear error, `disabled` 7, `vendored` to GitLab's service."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
+import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from duo_e2e import bootstrap, dws_proto
+from duo_e2e import ROOT, Answer, bootstrap, dws_proto, scenario
 from duo_e2e.client import request
 from duo_e2e.fakes.duo_workflow import AUDIENCE, FakeDuoWorkflow
 from duo_e2e.fakes.gitlab import SigningKey
@@ -405,3 +408,146 @@ def test_agent_platform_disabled_is_permission_denied(e2e):
         r = c.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT_S)
         assert r.status == health_pb2.HealthCheckResponse.SERVING
     fake.assert_nothing_received()
+
+
+def _explain(boot: Path, path: str, *headers: tuple[str, str]) -> dict[str, Any]:
+    """`./build.sh explain --json` on a bootstrap (the first run may compile tools/explain)."""
+    args = [str(ROOT / "build.sh"), "explain", "--config", str(boot), "--path", path, "--json"]
+    for k, v in headers:
+        args += ["--header", f"{k}: {v}"]
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout)
+
+
+@scenario(timeout_s=900)  # `./build.sh explain` may compile tools/explain
+def test_agent_platform_settings_route_by_their_own_keys(e2e):
+    """hybrid.yaml (duo_agent_platform on your service) plus two flow settings: SAST false-positive
+    detection on GitLab's service, secret false-positive detection disabled. GitLab names the
+    setting in the model metadata (GitLab-managed models) or in its feature-setting header; a
+    setting without a key of its own, or no name at all, follows duo_agent_platform."""
+    def patch(boot: dict[str, Any]) -> None:
+        bootstrap.patch_plugin(boot, "duo_router", lambda c: c["features"].update(
+            sast_vulnerability_fp_detection={"provider": "vendored"},
+            secret_vulnerability_fp_detection={"provider": "disabled"}))
+
+    st = e2e.stack("hybrid", name="agent_platform_hybrid_settings", patch=patch)
+    _wait_ready(st, "hybrid")
+    own, cloud = st.fake(DWS), st.fake("duo_workflow_cloud")
+    own.reset()
+    cloud.reset()
+
+    def managed(setting: str) -> str:
+        return json.dumps({"provider": "gitlab", "feature_setting": setting, "identifier": None})
+
+    self_hosted = json.dumps({k: v for k, v in METADATA.items() if k != "feature_setting"})  # Rails sends none
+    cases = [  # (what, metadata, feature-setting header, the service that gets it, logged feature)
+        ("sast by metadata", managed("sast_vulnerability_fp_detection"), "", cloud, "sast_vulnerability_fp_detection"),
+        ("agentic chat falls back", managed("duo_agent_platform_agentic_chat"), "", own, "duo_agent_platform_agentic_chat"),
+        ("sast by header", self_hosted, "sast_vulnerability_fp_detection", cloud, "sast_vulnerability_fp_detection"),
+        ("no name", self_hosted, "", own, "duo_agent_platform"),
+        ("not an Agent Platform setting", managed("duo_chat"), "duo_chat", own, "duo_agent_platform"),
+    ]
+    with _Client(st) as c:
+        for what, meta, header, service, feature in cases:
+            before = (len(own.received()), len(cloud.received()))
+            md = _metadata(st, x_gitlab_agent_platform_model_metadata=meta, x_gitlab_agent_platform_feature_setting_name=header)
+            r = c.stub.ListTools(c.pb2.ListToolsRequest(), metadata=md, timeout=TIMEOUT_S)
+            assert len(r.tools) == 2, what
+            after = (len(own.received()), len(cloud.received()))
+            want = (before[0] + (service is own), before[1] + (service is cloud))
+            assert after == want, (what, before, after)
+            got = service.received("/DuoWorkflow/ListTools")[-1]
+            assert got.headers.get("x-gitlab-agent-platform-model-metadata") == meta, what  # never changed here
+            recs = _records(st, dict(md)["x-request-id"])
+            assert len(recs) == 1 and recs[0].get("feature") == feature, (what, recs)
+            assert recs[0].get("upstream_cluster") == service.name, (what, recs[0])
+        # Disabled, named either way: 7 naming the setting, nothing forwarded.
+        before = (len(own.received()), len(cloud.received()))
+        for meta, header in ((managed("secret_vulnerability_fp_detection"), ""), (self_hosted, "secret_vulnerability_fp_detection")):
+            md = _metadata(st, x_gitlab_agent_platform_model_metadata=meta, x_gitlab_agent_platform_feature_setting_name=header)
+            e = _rpc_error(lambda: c.stub.ListTools(c.pb2.ListToolsRequest(), metadata=md, timeout=TIMEOUT_S))
+            assert (e.code(), e.details()) == (grpc.StatusCode.PERMISSION_DENIED, "Unauthorized to access secret_vulnerability_fp_detection"), e
+            recs = _records(st, dict(md)["x-request-id"])
+            assert len(recs) == 1 and recs[0].get("feature") == "secret_vulnerability_fp_detection" and recs[0].get("grpc_status") == 7, recs
+        assert (len(own.received()), len(cloud.received())) == before, "a disabled setting reached a service"
+    # `./build.sh explain` decides the same way from the same headers, on the same bootstrap.
+    boot = st.run_dir / f"{st.name}.yaml"
+    out = _explain(boot, "/DuoWorkflow/ExecuteWorkflow", ("x-gitlab-agent-platform-feature-setting-name", "sast_vulnerability_fp_detection"))
+    assert out["feature"] == "sast_vulnerability_fp_detection" and out["upstream"]["cluster"] == "duo_workflow_cloud", out
+    out = _explain(boot, "/DuoWorkflow/ExecuteWorkflow", ("x-gitlab-agent-platform-model-metadata", managed("secret_vulnerability_fp_detection")))
+    assert out["feature"] == "secret_vulnerability_fp_detection" and out["answer"]["status"] == 403, out
+
+
+INGRESS_KEY = "sk-e2e-dws-through-the-ingress"
+INGRESS_URL = "http://gateway.ingress.test:5052/v1"  # the gateway as the service would reach it
+
+
+def _ingress_patch(boot: dict[str, Any]) -> None:
+    def auth(conf: dict[str, Any]) -> None:
+        conf["ingress_keys"] = [{"name": "dws", "sha256": hashlib.sha256(INGRESS_KEY.encode()).hexdigest()}]
+
+    def router(conf: dict[str, Any]) -> None:
+        conf["model_ingress"] = {"enabled": True}
+        conf["agent_platform"]["model_ingress"] = {"url": INGRESS_URL, "api_key": INGRESS_KEY}
+
+    bootstrap.patch_plugin(boot, "duo_auth", auth)
+    bootstrap.patch_plugin(boot, "duo_router", router)
+
+
+def test_agent_platform_model_calls_go_through_the_model_ingress(e2e):
+    """`agent_platform.model_ingress`: the service gets metadata pointing at the gateway's own
+    `/v1/chat/completions` with an ingress key instead of the model's, then (as the real service
+    does, through LiteLLM's `custom_openai/<model>`) calls the model there: duo_auth checks the
+    ingress key, duo_router sends the call to vLLM with the served model name. No record holds
+    either key."""
+    import litellm  # noqa: F401 - imported here so the fake's first model call is not slowed by it
+
+    st = e2e.stack("self_hosted", name="agent_platform_ingress", patch=_ingress_patch,
+                   fakes={DWS: FakeDuoWorkflow(DWS, call_model=True)})
+    _wait_ready(st, "ingress")
+    dws: FakeDuoWorkflow = st.fake(DWS)
+    dws.resolve = {urlsplit(INGRESS_URL).netloc: f"127.0.0.1:{st.port}"}
+    vllm = st.fake("vllm_codestral")
+    dws.reset()
+    vllm.reset()
+    vllm.enqueue(Answer(text="answered through the ingress"))
+    pb = dws_proto.load()[0]
+    md = _metadata(st)
+    request_id = dict(md)["x-request-id"]
+
+    def events() -> Iterator[Any]:
+        yield pb.ClientEvent(startRequest=pb.StartWorkflowRequest(workflowID="wf-ingress", goal="say hi"))
+        yield pb.ClientEvent(stopWorkflow=pb.StopWorkflowRequest(reason="done"))
+
+    with _Client(st) as c:
+        responses = list(c.stub.ExecuteWorkflow(events(), metadata=md, timeout=60))
+    assert responses and responses[-1].newCheckpoint.status == "FINISHED", responses
+
+    call = dws.received("/DuoWorkflow/ExecuteWorkflow")[-1]
+    got = json.loads(call.headers["x-gitlab-agent-platform-model-metadata"])
+    assert got == {**METADATA, "endpoint": INGRESS_URL, "identifier": "custom_openai/codestral", "api_key": INGRESS_KEY}, got
+    assert API_KEY not in json.dumps(call.header_list), "the model's own key reached the service"
+    assert call.model_calls == [{"endpoint": INGRESS_URL, "identifier": "custom_openai/codestral",
+                                 "answer": "answered through the ingress"}], call.model_calls
+    # vLLM got the served model name, and neither key.
+    sent = vllm.received("/v1/chat/completions")
+    assert len(sent) == 1 and sent[0].json()["model"] == "Codestral-22B-v0.1", sent
+    upstream = json.dumps(sent[0].header_list)
+    assert INGRESS_KEY not in upstream and API_KEY not in upstream, upstream
+
+    # The gRPC call's record and the ingress call's record: the model named, no key in either.
+    recs = _records(st, request_id)
+    assert len(recs) == 1 and recs[0].get("grpc_method") == "DuoWorkflow/ExecuteWorkflow", recs
+    assert recs[0].get("model_name") == "codestral" and recs[0].get("grpc_status") == 0, recs[0]
+    deadline = time.time() + 10
+    while True:
+        ingress = [r for r in st.access_log() if isinstance(r, dict) and r.get("feature") == "model_ingress"]
+        if ingress or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(ingress) == 1 and ingress[0].get("ingress_key_name") == "dws" and ingress[0].get("model_name") == "codestral", ingress
+    for rec in (recs[0], ingress[0]):
+        line = json.dumps(rec)
+        assert INGRESS_KEY not in line and API_KEY not in line, f"a key in the access log: {line}"
+

@@ -16,6 +16,13 @@ ExecuteWorkflow, scripted like an agent that asks the executor to read files:
     heartbeat               -> (nothing; recorded)
     stopWorkflow            -> Action(newCheckpoint status "FINISHED"), then the call ends OK
 `fail_next(code, message)` makes the next DuoWorkflow call end with that status instead.
+
+With `call_model=True` the fake also does what the real service does with a self-hosted model
+before it answers the startRequest: it calls the model the metadata names through LiteLLM
+(`litellm.completion(model=identifier, api_base=endpoint, api_key=api_key)`, the
+`custom_openai/<model>` route) and records what happened in `Call.model_calls`. Test hosts are
+not in DNS: `resolve` maps the endpoint's host:port to where it really listens; an endpoint
+that is not mapped is not called (recorded as an error).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import uuid
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any, Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import jwt  # PyJWT
@@ -52,6 +60,8 @@ class Call(Request):
     events: list[Any] = field(default_factory=list)
     grpc_status: grpc.StatusCode | None = None
     claims: dict[str, Any] = field(default_factory=dict)
+    # `call_model`: {"endpoint", "identifier", "answer" or "error"} per model call the fake made.
+    model_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _Abort(Exception):
@@ -64,8 +74,10 @@ class FakeDuoWorkflow(FakeServer):
     kind = "duo_workflow"
 
     def __init__(self, name: str = "duo_workflow", gitlabs: list[FakeGitLab] | None = None,
-                 key: SigningKey | None = None, rotated_from: SigningKey | None = None):
+                 key: SigningKey | None = None, rotated_from: SigningKey | None = None, call_model: bool = False):
         super().__init__(name)
+        self.call_model = call_model
+        self.resolve: dict[str, str] = {}  # "host:port" of a metadata endpoint -> "127.0.0.1:<port>"
         self.gitlabs = list(gitlabs or [])
         self.key = key or SigningKey()  # the service's self-signing key (DUO_WORKFLOW_SELF_SIGNED_JWT)
         self.old_key = rotated_from  # the validation key during a rotation
@@ -183,6 +195,27 @@ class FakeDuoWorkflow(FakeServer):
             if not isinstance(doc, dict):
                 raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "fake: model metadata is not an object")
 
+    def model_call(self, call: Call, prompt: str) -> None:
+        """The service's model call for this workflow (call_model=True), recorded on `call`."""
+        meta = json.loads(call.headers.get(METADATA_HEADER) or "{}")
+        endpoint, identifier = str(meta.get("endpoint") or ""), str(meta.get("identifier") or "")
+        record: dict[str, Any] = {"endpoint": endpoint, "identifier": identifier}
+        call.model_calls.append(record)
+        parts = urlsplit(endpoint)
+        real = self.resolve.get(parts.netloc)
+        if not parts.scheme or real is None:
+            record["error"] = f"fake: no address for {endpoint!r}"
+            return
+        import litellm  # heavy: only for the scenarios that call a model
+
+        try:
+            r = litellm.completion(model=identifier, api_base=urlunsplit(parts._replace(netloc=real)),
+                                   api_key=meta.get("api_key"), messages=[{"role": "user", "content": prompt}],
+                                   max_tokens=32, timeout=20, num_retries=0)
+            record["answer"] = r.choices[0].message.content
+        except Exception as e:  # noqa: BLE001 - recorded for the scenario to assert on
+            record["error"] = f"{type(e).__name__}: {e}"
+
     def begin(self, method: str, context: grpc.ServicerContext) -> Call:
         header_list = [(k.lower(), v if isinstance(v, str) else v.decode("latin-1")) for k, v in context.invocation_metadata()]
         call = Call(method="POST", target=f"/DuoWorkflow/{method}", path=f"/DuoWorkflow/{method}", query={},
@@ -225,6 +258,8 @@ class _Servicer:
             call.events.append(event)
             kind = event.WhichOneof("response")
             if kind == "startRequest":
+                if self.fake.call_model:
+                    self.fake.model_call(call, event.startRequest.goal)
                 yield pb.Action(requestID="1", runReadFile=pb.ReadFile(filepath="step-1.txt"))
             elif kind == "actionResponse":
                 try:
