@@ -138,6 +138,29 @@ def test_tooling_check_command(e2e):
     assert len(lines) == 2, lines
 
 
+def test_tooling_check_accepts_the_agent_platform_settings(e2e):
+    """The Agent Platform's settings as values keys: a flow on GitLab's service (hybrid) brings the
+    `agent_platform_vendor` target, `./build.sh check` (the router's own parser in real Envoy)
+    accepts them, and a setting the router does not know is refused at its line."""
+    text = VALUES.read_text().replace("configuration_type: self_hosted", "configuration_type: hybrid", 1)
+    text = text.replace("  duo_agent_platform: self_hosted", "  duo_agent_platform: self_hosted\n"
+                        "  sast_vulnerability_fp_detection: vendored\n  secret_vulnerability_fp_detection: disabled", 1)
+    assert "sast_vulnerability_fp_detection: vendored" in text
+    gen = e2e.run_dir / "tooling-agent-platform-settings.yaml"
+    gen.write_text(values.render(text))
+    router = bootstrap.plugin_json(yaml.safe_load(gen.read_text()), "duo_router") or {}
+    assert router["features"]["sast_vulnerability_fp_detection"] == {"provider": "vendored"}, router["features"]
+    assert router["agent_platform"]["cluster"] == "duo_workflow" and router["agent_platform_vendor"]["cluster"] == "duo_workflow_cloud", router
+    envoy = ["--envoy", str(ENVOY), "--cwd", str(ROOT)]
+    ok = _duoctl("check", *envoy, str(gen))
+    assert ok.returncode == 0 and ok.stdout.strip() == f"{gen}: ok", (ok.stdout, ok.stderr)
+    unknown = gen.read_text().replace('"secret_vulnerability_fp_detection"', '"secret_vulnerability_fp_detektion"', 1)
+    bad = e2e.run_dir / "tooling-agent-platform-unknown.yaml"
+    bad.write_text(unknown)
+    r = _duoctl("check", *envoy, str(bad))
+    assert r.returncode == 1 and "features.secret_vulnerability_fp_detektion" in r.stdout, (r.stdout, r.stderr)
+
+
 # ---- config ---------------------------------------------------------------------------------
 
 def test_tooling_config_refuses_bad_values_in_one_line(e2e):
