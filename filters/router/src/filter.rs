@@ -20,7 +20,7 @@ use crate::config::{Config, Provider};
 use crate::decide::{self, Decision, Outcome, Pending, Plan, Reason, Target};
 use crate::metrics;
 use crate::prompts::PromptSet;
-use crate::translate::{HeadersPlan, RequestCtx, Translation};
+use crate::translate::{HeadersPlan, RequestCtx, RequestEdit, Translation};
 use duo_core::catalogue::Endpoint;
 use duo_core::errors::{self, GitlabError};
 use duo_core::handoff::{self, AuthInfo, RouteInfo};
@@ -180,6 +180,13 @@ impl RootContext for Root {
     }
 }
 
+/// Request headers to change in one write ([`duo_kit::edit_request_headers`]).
+#[derive(Default)]
+struct HeaderChanges<'a> {
+    remove: Vec<&'a str>,
+    set: Vec<(&'a str, &'a str)>,
+}
+
 /// One request/response exchange through the router.
 struct Exchange {
     id: u32,
@@ -242,40 +249,39 @@ impl Exchange {
                 self.reply(&reply)
             }
             Decision::Forward(target) => {
-                if let Err(e) = self.set_target_headers(config, &target) {
+                self.shared.borrow_mut().count(&metrics::routed(target.provider.name(), &label));
+                log::debug!("duo_router: #{} {label}: {} -> {}", self.id, target.provider.name(), target.cluster);
+                let translated = match (target.provider, &endpoint, body) {
+                    (Provider::SelfHosted, Some(endpoint), Some(body)) => match self.translate_request(config, &target, endpoint, body) {
+                        Ok(t) => Some((t, body.1.len())),
+                        Err(e) => return self.reply(&e),
+                    },
+                    _ => None,
+                };
+                let timeout = target.timeout_ms.map(|ms| ms.to_string());
+                let mut headers = target_headers(config, &target, timeout.as_deref());
+                if let Some(((_, edit), _)) = &translated {
+                    headers.remove.extend(edit.remove.iter().map(String::as_str));
+                    headers.set.extend(edit.set.iter().map(|(k, v)| (*k, v.as_str())));
+                }
+                if let Err(e) = duo_kit::edit_request_headers(&headers.remove, &headers.set) {
                     log::error!("duo_router: #{} could not set the upstream headers ({e:?})", self.id);
                     return self.reply(&GitlabError::inference_failed());
                 }
-                self.shared.borrow_mut().count(&metrics::routed(target.provider.name(), &label));
-                log::debug!("duo_router: #{} {label}: {} -> {}", self.id, target.provider.name(), target.cluster);
-                if target.provider == Provider::SelfHosted
-                    && let (Some(endpoint), Some(body)) = (&endpoint, body)
-                    && let Err(e) = self.rewrite_request(config, &target, endpoint, body)
-                {
-                    return self.reply(&e);
+                if let Some(((mut translation, edit), old_len)) = translated {
+                    if duo_kit::replace_body(duo_kit::Body::Request, old_len, &edit.body).is_err() {
+                        log::error!("duo_router: #{} could not replace the request body", self.id);
+                        return self.reply(&GitlabError::inference_failed());
+                    }
+                    if let Some(limit) = duo_kit::filter_state::<usize>(handoff::CONTENT_WANTED) {
+                        translation.capture_content(limit, &edit.body);
+                    }
+                    self.translation = Some(translation);
                 }
                 self.target = Some(target);
                 Action::Continue
             }
         }
-    }
-
-    fn set_target_headers(&self, config: &Config, t: &Target) -> Result<(), proxy_wasm::types::Status> {
-        duo_kit::set_request_header(&config.cluster_header, Some(&t.cluster))?;
-        duo_kit::set_request_header(":authority", Some(&t.authority))?;
-        if let Some(path) = &t.path {
-            duo_kit::set_request_header(":path", Some(path))?;
-        }
-        if let Some(ms) = t.timeout_ms {
-            duo_kit::set_request_header("x-envoy-upstream-rq-timeout-ms", Some(&ms.to_string()))?;
-        }
-        if let Some(metadata) = &t.metadata {
-            duo_kit::set_request_header(agent_platform::MODEL_METADATA_HEADER, Some(&metadata.0))?;
-        }
-        if t.strip_authorization && self.sent_headers.contains("authorization") {
-            duo_kit::set_request_header("authorization", None)?;
-        }
-        Ok(())
     }
 
     /// The whole body of a self-hosted request is there: decide and apply.
@@ -294,9 +300,10 @@ impl Exchange {
         }
     }
 
-    /// Applies [`Translation::request`]: headers removed and set, body replaced. Any failed
-    /// host call fails the request (nothing has gone upstream).
-    fn rewrite_request(&mut self, config: &Config, target: &Target, endpoint: &Endpoint, (json, body): (&Value, &[u8])) -> Result<(), GitlabError> {
+    /// [`Translation::request`] for this request: the translation of its answer and the edit
+    /// that makes the platform's request (applied by [`Self::apply`], nothing here calls the
+    /// host but to read the auth hand-off).
+    fn translate_request(&self, config: &Config, target: &Target, endpoint: &Endpoint, (json, body): (&Value, &[u8])) -> Result<(Translation, RequestEdit), GitlabError> {
         let prompts = self.prompts.clone().ok_or_else(GitlabError::inference_failed)?;
         let scopes = duo_kit::filter_state::<AuthInfo>(handoff::AUTH).filter(|a| a.result == "ok").map(|a| a.scopes);
         let flags = self.sent_headers.get("x-gitlab-enabled-feature-flags");
@@ -311,20 +318,7 @@ impl Exchange {
             cluster_header: &config.cluster_header,
             gitlab_version: GitlabVersion::from_header(self.sent_headers.get("x-gitlab-version").as_deref()),
         };
-        let (mut translation, edit) = Translation::request(config, &prompts, target, endpoint, (json, body.len()), &ctx)?;
-        let host = |r: Result<(), proxy_wasm::types::Status>| r.map_err(|_| GitlabError::inference_failed());
-        for name in &edit.remove {
-            host(duo_kit::set_request_header(name, None))?;
-        }
-        for (name, value) in &edit.set {
-            host(duo_kit::set_request_header(name, Some(value)))?;
-        }
-        host(duo_kit::replace_body(duo_kit::Body::Request, body.len(), &edit.body))?;
-        if let Some(limit) = duo_kit::filter_state::<usize>(handoff::CONTENT_WANTED) {
-            translation.capture_content(limit, &edit.body);
-        }
-        self.translation = Some(translation);
-        Ok(())
+        Translation::request(config, &prompts, target, endpoint, (json, body.len()), &ctx)
     }
 
     /// Upstream response headers of a self-hosted call, per the translation's plan.
@@ -449,6 +443,28 @@ impl Exchange {
             None => hand_off(handoff::USAGE, &handoff::UsageInfo { upstream_status: self.upstream_status, ..Default::default() }),
         }
     }
+}
+
+/// The headers every forwarded request gets: the cluster to route to, the upstream's authority
+/// and path, its timeout, the Agent Platform's model metadata; GitLab's JWT goes where the target
+/// says so.
+fn target_headers<'t>(config: &'t Config, t: &'t Target, timeout_ms: Option<&'t str>) -> HeaderChanges<'t> {
+    let mut changes = HeaderChanges::default();
+    changes.set.push((config.cluster_header.as_str(), t.cluster.as_str()));
+    changes.set.push((":authority", t.authority.as_str()));
+    if let Some(path) = &t.path {
+        changes.set.push((":path", path.as_str()));
+    }
+    if let Some(ms) = timeout_ms {
+        changes.set.push(("x-envoy-upstream-rq-timeout-ms", ms));
+    }
+    if let Some(metadata) = &t.metadata {
+        changes.set.push((agent_platform::MODEL_METADATA_HEADER, metadata.0.as_str()));
+    }
+    if t.strip_authorization {
+        changes.remove.push("authorization");
+    }
+    changes
 }
 
 /// Envoy's `response.code_details` says the answer came from the upstream (`via_upstream`), not
