@@ -132,57 +132,7 @@ pub fn claims_from_payload_map(bytes: &[u8]) -> Option<Claims> {
     claims_from_metadata(|claim| pairs.iter().find(|(k, _)| *k == claim.as_bytes()).map(|(_, v)| *v))
 }
 
-/// Decodes proxy-wasm's pair encoding: u32 count, count x (u32 key len, u32 value len), then
-/// each key and value followed by a NUL byte. `None` if the bytes are not exactly that. Borrows:
-/// a GitLab token's payload has ~40 strings, and copying each was most of this filter's work.
-pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
-    let u32_at = |at: usize| -> Option<usize> {
-        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
-        Some(u32::from_le_bytes(b) as usize)
-    };
-    let count = u32_at(0)?;
-    if count > bytes.len() / 8 {
-        return None;
-    }
-    let mut sizes = Vec::with_capacity(count);
-    for i in 0..count {
-        sizes.push((u32_at(4 + i * 8)?, u32_at(8 + i * 8)?));
-    }
-    let mut at = 4 + count * 8;
-    let mut out = Vec::with_capacity(count);
-    for (k, v) in sizes {
-        let key = bytes.get(at..at + k)?;
-        if bytes.get(at + k) != Some(&0) {
-            return None;
-        }
-        at += k + 1;
-        let value = bytes.get(at..at + v)?;
-        if bytes.get(at + v) != Some(&0) {
-            return None;
-        }
-        at += v + 1;
-        out.push((key, value));
-    }
-    (at == bytes.len()).then_some(out)
-}
-
-/// The inverse of [`decode_pairs`]: the bytes Envoy returns for a map or list property (for
-/// tests, benchmarks and fuzz targets that stand in for Envoy).
-#[cfg(any(test, feature = "testing"))]
-pub fn encode_pairs(items: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut out = (items.len() as u32).to_le_bytes().to_vec();
-    for (k, v) in items {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in items {
-        out.extend_from_slice(k);
-        out.push(0);
-        out.extend_from_slice(v);
-        out.push(0);
-    }
-    out
-}
+pub use duo_core::pairs::{decode_pairs, encode_pairs};
 
 /// A list of strings: pair-encoded (each element in the key or value position), or a JSON array,
 /// or a single string.

@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod handoff;
 pub mod limits;
 pub mod metrics;
+pub mod pairs;
 pub mod validate;
 pub mod version;
 

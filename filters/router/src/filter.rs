@@ -204,8 +204,8 @@ struct Exchange {
     /// Status of an upstream that is not translated (vendored, aigw).
     upstream_status: Option<u32>,
     usage_published: bool,
-    /// The request headers as GitLab sent them: only headers it sent are removed (each removal
-    /// is a host call).
+    /// The request headers as GitLab sent them (read once; the decision and the translation
+    /// read what they need from here).
     sent_headers: duo_kit::Headers,
     /// A gRPC call (the Agent Platform): local replies are gRPC-shaped.
     grpc: bool,

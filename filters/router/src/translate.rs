@@ -30,8 +30,8 @@ pub struct RequestCtx<'a> {
     pub scopes: Option<Vec<String>>,
     /// GitLab's `x-gitlab-enabled-feature-flags`.
     pub feature_flags: Option<&'a str>,
-    /// The request headers GitLab sent, lower-case (only those are removed: each removal is a
-    /// host call).
+    /// The request headers GitLab sent, lower-case: those off [`FORWARDED_REQUEST_HEADERS`] are
+    /// removed.
     pub sent: &'a [&'a str],
     /// The header the router routes by (set by the decision, never removed here).
     pub cluster_header: &'a str,
