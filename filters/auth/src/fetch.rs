@@ -91,6 +91,10 @@ pub(crate) struct Attempt {
     /// Unix seconds of the last refetch caused by an unknown `kid`.
     #[serde(default)]
     pub(crate) kid_miss_at: Option<u64>,
+    /// That refetch has not ended yet (set by the claim, cleared by the worker that made it when
+    /// its answer came, whatever it was). Requests with unknown kids on any worker wait for it.
+    #[serde(default)]
+    pub(crate) kid_miss_pending: bool,
 }
 
 impl Attempt {
@@ -115,6 +119,45 @@ pub(crate) fn refresh_due(now: u64, fetched_at: Option<u64>, attempt: &Attempt, 
 /// Whether an unknown `kid` may trigger a refetch of this source now.
 pub(crate) fn kid_refetch_allowed(now: u64, attempt: &Attempt) -> bool {
     attempt.kid_miss_at.is_none_or(|t| now >= t.saturating_add(KID_REFETCH_INTERVAL_S) || now < t)
+}
+
+/// How long a kid-miss refetch can take: discovery and JWKS calls, each bounded by the fetch
+/// timeout, plus a second for the whole-second clock.
+pub(crate) fn refetch_window_s(fetch_timeout_ms: u64) -> u64 {
+    2 * fetch_timeout_ms.div_ceil(1000) + 1
+}
+
+/// The kid-miss refetches under way across sources (pending and within their window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct UnderWay {
+    /// When the oldest and the newest of them started (unix seconds).
+    pub(crate) oldest: u64,
+    pub(crate) newest: u64,
+    /// When the last of them stops being waited for: a worker that died mid-fetch cannot hold
+    /// waiters longer than the window.
+    pub(crate) until: u64,
+}
+
+impl UnderWay {
+    /// Reads the sources' attempts; `None` when no refetch is under way.
+    pub(crate) fn of(now: u64, attempts: impl IntoIterator<Item = Attempt>, window_s: u64) -> Option<UnderWay> {
+        attempts
+            .into_iter()
+            .filter_map(|a| {
+                let started = a.kid_miss_at.filter(|_| a.kid_miss_pending)?;
+                let until = started.saturating_add(window_s);
+                (now < until).then_some(UnderWay { oldest: started, newest: started, until })
+            })
+            .reduce(|a, b| UnderWay { oldest: a.oldest.min(b.oldest), newest: a.newest.max(b.newest), until: a.until.max(b.until) })
+    }
+}
+
+/// Whether a request that joined the refetches under way at `joined` (their [`UnderWay`] then)
+/// should decide now: every refetch it joined has ended (none left, or only ones started later,
+/// which it did not join: a kid refetch of one source starts at most every 5 s), or their window
+/// has passed.
+pub(crate) fn waiter_due(now: u64, joined: &UnderWay, current: Option<&UnderWay>) -> bool {
+    now >= joined.until || current.is_none_or(|c| c.oldest > joined.newest)
 }
 
 #[cfg(test)]
@@ -166,12 +209,12 @@ mod tests {
     fn refresh_schedule() {
         let none = Attempt::default();
         assert!(refresh_due(1000, None, &none, 3600), "at start");
-        let tried = Attempt { scheduled_at: Some(1000), kid_miss_at: None };
+        let tried = Attempt { scheduled_at: Some(1000), ..Attempt::default() };
         assert!(!refresh_due(1000, None, &tried, 3600));
         assert!(refresh_due(1001, None, &tried, 3600), "fast retry while no keys");
         assert!(!refresh_due(1000 + 3599, Some(1000), &tried, 3600));
         assert!(refresh_due(1000 + 3600, Some(1000), &tried, 3600), "every refresh_interval_s");
-        let failed_refresh = Attempt { scheduled_at: Some(4600), kid_miss_at: None };
+        let failed_refresh = Attempt { scheduled_at: Some(4600), ..Attempt::default() };
         assert!(!refresh_due(4620, Some(1000), &failed_refresh, 3600));
         assert!(refresh_due(4630, Some(1000), &failed_refresh, 3600), "slower retry with keys");
     }
@@ -179,10 +222,43 @@ mod tests {
     #[test]
     fn kid_refetch_is_rate_limited() {
         assert!(kid_refetch_allowed(100, &Attempt::default()));
-        let a = Attempt { scheduled_at: None, kid_miss_at: Some(100) };
+        let a = Attempt { kid_miss_at: Some(100), ..Attempt::default() };
         assert!(!kid_refetch_allowed(104, &a));
         assert!(kid_refetch_allowed(105, &a));
         assert_eq!(Attempt::decode(Some(&a.encode())), a);
         assert_eq!(Attempt::decode(Some(b"junk")), Attempt::default());
+        // Written by a version without the pending flag: nothing is under way.
+        assert_eq!(Attempt::decode(Some(br#"{"kid_miss_at":100}"#)), a);
+    }
+
+    #[test]
+    fn a_refetch_is_waited_for_while_pending_and_within_its_window() {
+        let window = refetch_window_s(5000);
+        assert_eq!(window, 11);
+        assert_eq!(refetch_window_s(1), 3);
+        let pending = Attempt { kid_miss_at: Some(100), kid_miss_pending: true, ..Attempt::default() };
+        let at = |now| UnderWay::of(now, [pending], window);
+        assert_eq!(at(100), Some(UnderWay { oldest: 100, newest: 100, until: 111 }));
+        assert_eq!(at(110).map(|u| u.until), Some(111));
+        assert_eq!(at(111), None, "a fetcher that died holds no one past the window");
+        let ended = Attempt { kid_miss_pending: false, ..pending };
+        assert_eq!(UnderWay::of(101, [ended], window), None);
+        assert_eq!(UnderWay::of(101, [Attempt::default()], window), None);
+        assert_eq!(Attempt::decode(Some(&pending.encode())), pending);
+        let other = Attempt { kid_miss_at: Some(103), kid_miss_pending: true, ..Attempt::default() };
+        assert_eq!(UnderWay::of(104, [pending, ended, other], window), Some(UnderWay { oldest: 100, newest: 103, until: 114 }));
+    }
+
+    #[test]
+    fn a_waiter_decides_when_what_it_joined_has_ended() {
+        let joined = UnderWay { oldest: 100, newest: 100, until: 111 };
+        assert!(!waiter_due(100, &joined, Some(&joined)), "still under way");
+        assert!(waiter_due(100, &joined, None), "ended (keys stored or the fetch failed)");
+        // The joined refetch ended and the next one (a junk kid 5 s later) started before this
+        // worker's tick looked: that one is not waited for.
+        assert!(waiter_due(105, &joined, Some(&UnderWay { oldest: 105, newest: 105, until: 116 })));
+        // Another source's refetch started later while the joined one is still under way: wait.
+        assert!(!waiter_due(101, &joined, Some(&UnderWay { oldest: 100, newest: 101, until: 112 })));
+        assert!(waiter_due(111, &joined, Some(&joined)), "window passed");
     }
 }

@@ -6,9 +6,12 @@
 //! `duo_auth.keys` (CAS loop). Request contexts read that entry and prepare the keys once per
 //! version (the shared-data CAS), per VM. An unknown `kid` makes the request context refetch
 //! (at most once per source every 5 s across workers) and decide again when the answer comes.
+//! Requests with unknown kids that arrive, on any worker, while that refetch is under way wait
+//! for it rather than being refused (GitLab signs with a new key from its first request on):
+//! the fetching request wakes the waiters of its own VM, each root's tick those of its worker.
 
 use crate::config::{Config, Verifier};
-use crate::fetch::{Attempt, Fetch, FetchRequest, FetchStep, kid_refetch_allowed, refresh_due};
+use crate::fetch::{Attempt, Fetch, FetchRequest, FetchStep, kid_refetch_allowed, refetch_window_s, refresh_due, waiter_due, UnderWay};
 use crate::jwt_authn::{self, Failed};
 use crate::keys::{KeyRing, SharedKeys, StoredKey};
 use crate::metrics;
@@ -24,16 +27,19 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, UNIX_EPOCH};
 
 const KEYS_KEY: &str = "duo_auth.keys";
 const CAS_RETRIES: usize = 8;
+/// Requests one VM holds for a refetch under way; more are refused (401 `unknown_kid`), so a
+/// flood of junk kids during a rotation cannot hold unbounded memory.
+const MAX_WAITERS: usize = 1024;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { config: None, vm: Rc::new(RefCell::new(Vm::default())), fetches: HashMap::new(), tick: Duration::ZERO, configured_at: 0, warned_uncallable: HashSet::new() })
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> {
+        Box::new(Root { id, config: None, vm: Rc::new(RefCell::new(Vm::default())), fetches: HashMap::new(), configured_at: 0, warned_uncallable: HashSet::new() })
     });
 }}
 
@@ -51,11 +57,28 @@ struct Vm {
     ring: Option<(u32, Rc<KeyRing>)>,
     user_cache: Option<TokenCache>,
     counters: Counters,
+    /// Requests waiting for a kid-miss refetch another request started.
+    waiters: Vec<Waiter>,
+    /// The root's tick period (a request context sets it too: the host applies it to its root).
+    tick: Duration,
+}
+
+/// A request held until the refetches under way when it came end (or their window passes).
+struct Waiter {
+    id: u32,
+    stream: Weak<RefCell<Stream>>,
+    joined: UnderWay,
 }
 
 impl Default for Vm {
     fn default() -> Self {
-        Vm { ring: None, user_cache: None, counters: Counters::new("duo_auth", metrics::DROPPED, metrics::MAX_NAMES) }
+        Vm {
+            ring: None,
+            user_cache: None,
+            counters: Counters::new("duo_auth", metrics::DROPPED, metrics::MAX_NAMES),
+            waiters: Vec::new(),
+            tick: Duration::ZERO,
+        }
     }
 }
 
@@ -90,6 +113,7 @@ fn claim(source: &str, now: u64, kid_miss: bool, fetched_at: Option<u64>, refres
         let mut attempt = before;
         if kid_miss {
             attempt.kid_miss_at = Some(now);
+            attempt.kid_miss_pending = true;
         } else {
             attempt.scheduled_at = Some(now);
         }
@@ -140,6 +164,68 @@ fn store_keys(source: &str, keys: Vec<StoredKey>, now: u64) -> bool {
 fn fetched_at(source: &str) -> Option<u64> {
     let (bytes, _) = hostcalls::get_shared_data(KEYS_KEY).unwrap_or((None, None));
     SharedKeys::decode(bytes.as_deref()).fetched_at(source)
+}
+
+/// Marks a source's kid-miss refetch as ended (CAS loop), so waiters on every worker decide.
+fn end_kid_miss(source: &str) {
+    let key = attempt_key(source);
+    for _ in 0..CAS_RETRIES {
+        let Ok((bytes, cas)) = hostcalls::get_shared_data(&key) else { return };
+        let mut attempt = Attempt::decode(bytes.as_deref());
+        if !attempt.kid_miss_pending {
+            return;
+        }
+        attempt.kid_miss_pending = false;
+        match hostcalls::set_shared_data(&key, Some(&attempt.encode()), cas) {
+            Ok(()) => return,
+            Err(Status::CasMismatch) => continue,
+            Err(_) => break,
+        }
+    }
+    log::warn!("duo_auth: source '{source}': could not mark the kid refetch as ended; waiters decide when its window ends");
+}
+
+/// The kid-miss refetches under way (any worker's), if any.
+fn refetches_under_way(cfg: &Config, now: u64) -> Option<UnderWay> {
+    let attempts = cfg.jwks_sources.iter().filter_map(|src| {
+        let (bytes, _) = hostcalls::get_shared_data(&attempt_key(&src.name)).ok()?;
+        Some(Attempt::decode(bytes.as_deref()))
+    });
+    UnderWay::of(now, attempts, refetch_window_s(cfg.fetch_timeout_ms))
+}
+
+/// Lets the waiters whose refetch ended (or whose window passed) decide, each in its own context;
+/// then host calls act on `back_to` again.
+fn wake_waiters(cfg: &Config, vm: &RefCell<Vm>, back_to: u32) {
+    if vm.borrow().waiters.is_empty() {
+        return;
+    }
+    let now = now();
+    let current = refetches_under_way(cfg, now);
+    let due: Vec<Waiter> = {
+        let mut v = vm.borrow_mut();
+        let (due, keep) = std::mem::take(&mut v.waiters).into_iter().partition(|w| waiter_due(now, &w.joined, current.as_ref()));
+        v.waiters = keep;
+        due
+    };
+    if due.is_empty() {
+        return;
+    }
+    for w in due {
+        // A request whose client went away is gone from the host: nothing to decide.
+        let Some(stream) = w.stream.upgrade() else { continue };
+        if hostcalls::set_effective_context(w.id).is_err() {
+            continue;
+        }
+        match stream.try_borrow_mut() {
+            Ok(mut s) => s.retry_after_keys(),
+            // Deciding already (cannot happen: callbacks do not nest); it is woken next time.
+            Err(_) => vm.borrow_mut().waiters.push(w),
+        }
+    }
+    if hostcalls::set_effective_context(back_to).is_err() {
+        log::warn!("duo_auth: could not switch back to context {back_to} after waking waiters");
+    }
 }
 
 fn dispatch(req: &FetchRequest, timeout_ms: u64) -> Result<u32, Status> {
@@ -215,16 +301,31 @@ fn sources_without_keys(cfg: &Config) -> usize {
     cfg.jwks_sources.iter().filter(|s| shared.fetched_at(&s.name).is_none()).count()
 }
 
-/// Tick periods: fast until every source has answered once (the first keys come as soon as the
+/// Tick periods: fast while requests wait for a refetch another worker makes (they are woken
+/// by the tick), fast until every source has answered once (the first keys come as soon as the
 /// clusters can be called), then the 1 s the refresh schedule needs.
+const TICK_WAITING: Duration = Duration::from_millis(20);
 const TICK_WITHOUT_KEYS: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_secs(1);
 
+/// Sets the tick period of the current context's root (from a request context too: Envoy applies
+/// it to the root). Returns whether the host took it.
+fn set_tick(vm: &RefCell<Vm>, tick: Duration) -> bool {
+    if vm.borrow().tick == tick {
+        return true;
+    }
+    let ok = hostcalls::set_tick_period(tick).is_ok();
+    if ok {
+        vm.borrow_mut().tick = tick;
+    }
+    ok
+}
+
 struct Root {
+    id: u32,
     config: Option<Rc<Config>>,
     vm: Rc<RefCell<Vm>>,
     fetches: HashMap<u32, Fetch>,
-    tick: Duration,
     configured_at: u64,
     warned_uncallable: HashSet<String>,
 }
@@ -258,10 +359,14 @@ impl Root {
                 }
             }
         }
-        let tick = if sources_without_keys(&cfg) > 0 { TICK_WITHOUT_KEYS } else { TICK };
-        if tick != self.tick && hostcalls::set_tick_period(tick).is_ok() {
-            self.tick = tick;
-        }
+        let tick = if !self.vm.borrow().waiters.is_empty() {
+            TICK_WAITING
+        } else if sources_without_keys(&cfg) > 0 {
+            TICK_WITHOUT_KEYS
+        } else {
+            TICK
+        };
+        set_tick(&self.vm, tick);
     }
 }
 
@@ -295,7 +400,7 @@ impl RootContext for Root {
                 self.config = Some(Rc::new(config));
                 self.configured_at = now();
                 self.schedule();
-                if self.tick.is_zero() {
+                if self.vm.borrow().tick.is_zero() {
                     log::error!("duo_auth: the host refused a tick period: keys are fetched only on unknown kids");
                 }
                 true
@@ -309,6 +414,10 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         self.schedule();
+        // Last: waking switches the effective context (the root's own calls are done by then).
+        if let Some(cfg) = self.config.clone() {
+            wake_waiters(&cfg, &self.vm, self.id);
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -316,18 +425,27 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(duo_kit::timing::wrap("duo_auth", Box::new(Stream {
-            id: context_id,
-            config: self.config.clone()?,
-            vm: self.vm.clone(),
-            state: State::Start,
-            fetches: HashMap::new(),
-            body_done: false,
-            agent_platform: false,
-            grpc: false,
-        })))
+        let config = self.config.clone()?;
+        let stream = Rc::new_cyclic(|me| {
+            RefCell::new(Stream {
+                id: context_id,
+                me: me.clone(),
+                config,
+                vm: self.vm.clone(),
+                state: State::Start,
+                fetches: HashMap::new(),
+                body_done: false,
+                agent_platform: false,
+                grpc: false,
+            })
+        });
+        Some(duo_kit::timing::wrap("duo_auth", Box::new(SharedStream(stream))))
     }
 }
+
+/// The host's handle on a request context. Shared so that a request waiting for another's
+/// refetch can be woken from outside its own callbacks (the VM's waiter list holds a `Weak`).
+struct SharedStream(Rc<RefCell<Stream>>);
 
 /// Where a request stands.
 enum State {
@@ -394,6 +512,7 @@ enum Verdict {
 
 struct Stream {
     id: u32,
+    me: Weak<RefCell<Stream>>,
     config: Rc<Config>,
     vm: Rc<RefCell<Vm>>,
     state: State,
@@ -497,10 +616,59 @@ impl Stream {
                         }
                     }
                 }
-                if self.fetches.is_empty() { Verdict::Deny(Denial::token(TokenError::UnknownKid)) } else { Verdict::Wait }
+                if !self.fetches.is_empty() || self.wait_for_refetch(&cfg, now) {
+                    Verdict::Wait
+                } else {
+                    Verdict::Deny(Denial::token(TokenError::UnknownKid))
+                }
             }
             Err(e) => Verdict::Deny(Denial::token(e)),
         }
+    }
+
+    /// Joins a kid-miss refetch another request started (on any worker) instead of refusing a
+    /// token its keys may verify in a moment. False when none is under way or too many wait.
+    fn wait_for_refetch(&self, cfg: &Config, now: u64) -> bool {
+        let Some(joined) = refetches_under_way(cfg, now) else { return false };
+        {
+            let mut vm = self.vm.borrow_mut();
+            if vm.waiters.len() >= MAX_WAITERS {
+                return false;
+            }
+            vm.waiters.push(Waiter { id: self.id, stream: self.me.clone(), joined });
+            vm.counters.count(metrics::KID_REFETCH_WAIT);
+        }
+        // The root's tick wakes waiters when the fetching worker is another one.
+        if !set_tick(&self.vm, TICK_WAITING) {
+            log::warn!("duo_auth #{}: the host refused a faster tick: waiting up to {}s for a key refetch", self.id, joined.until.saturating_sub(now));
+        }
+        true
+    }
+
+    /// Decides again once refetched keys are in (or the refetch ended without them).
+    fn retry_after_keys(&mut self) {
+        let State::Refetching { token, info, view } = std::mem::replace(&mut self.state, State::Done) else { return };
+        let action = self.decide(view, token, TokenKind::Gitlab, info, false);
+        if action == Action::Continue {
+            resume();
+        } else if let State::ChatBody { .. } = self.state
+            && self.body_done {
+                let action = match self.request_body() {
+                    Some(body) => self.check_chat(&body),
+                    None => {
+                        let d = Denial { reply: GitlabError::detail(503, "Request body unavailable"), reason: "internal_error" };
+                        let info = match std::mem::replace(&mut self.state, State::Done) {
+                            State::ChatBody { info } => policy::denied(info, &d),
+                            _ => AuthInfo::default(),
+                        };
+                        self.refuse(&d, &info);
+                        Action::Pause
+                    }
+                };
+                if action == Action::Continue {
+                    resume();
+                }
+            }
     }
 
     fn verify_jwt_authn(&mut self, token: &str, allow_refetch: bool) -> Verdict {
@@ -655,42 +823,50 @@ impl Stream {
     }
 }
 
-impl Context for Stream {
-    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+impl Stream {
+    fn on_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize) {
         let Some(mut fetch) = self.fetches.remove(&token_id) else { return };
         let (status, body) = call_response(num_headers, body_size);
-        if let Some(next) = advance(&self.config, &self.vm, &mut fetch, status, &body) {
-            self.fetches.insert(next, fetch);
+        match advance(&self.config, &self.vm, &mut fetch, status, &body) {
+            Some(next) => {
+                self.fetches.insert(next, fetch);
+            }
+            None => end_kid_miss(&fetch.source),
         }
         if !self.fetches.is_empty() {
             return;
         }
-        let State::Refetching { token, info, view } = std::mem::replace(&mut self.state, State::Done) else { return };
-        let action = self.decide(view, token, TokenKind::Gitlab, info, false);
-        if action == Action::Continue {
-            resume();
-        } else if let State::ChatBody { .. } = self.state
-            && self.body_done {
-                let action = match self.request_body() {
-                    Some(body) => self.check_chat(&body),
-                    None => {
-                        let d = Denial { reply: GitlabError::detail(503, "Request body unavailable"), reason: "internal_error" };
-                        let info = match std::mem::replace(&mut self.state, State::Done) {
-                            State::ChatBody { info } => policy::denied(info, &d),
-                            _ => AuthInfo::default(),
-                        };
-                        self.refuse(&d, &info);
-                        Action::Pause
-                    }
-                };
-                if action == Action::Continue {
-                    resume();
-                }
-            }
+        self.retry_after_keys();
+        let (cfg, vm) = (self.config.clone(), self.vm.clone());
+        wake_waiters(&cfg, &vm, self.id);
     }
 }
 
-impl HttpContext for Stream {
+impl Context for SharedStream {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+        // Borrowed only here and when woken from another context's callback: never both.
+        if let Ok(mut s) = self.0.try_borrow_mut() {
+            s.on_call_response(token_id, num_headers, body_size);
+        }
+    }
+}
+
+impl HttpContext for SharedStream {
+    fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        self.0.try_borrow_mut().map_or(Action::Pause, |mut s| s.on_http_request_headers(num_headers, end_of_stream))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.0.try_borrow_mut().map_or(Action::Pause, |mut s| s.on_http_request_body(body_size, end_of_stream))
+    }
+
+    fn on_http_request_trailers(&mut self, num_trailers: usize) -> Action {
+        self.0.try_borrow_mut().map_or(Action::Pause, |mut s| s.on_http_request_trailers(num_trailers))
+    }
+}
+
+// The callbacks, driven through `SharedStream`.
+impl Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.body_done = end_of_stream;
         let owned = OwnedView::read();

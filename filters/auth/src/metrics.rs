@@ -13,6 +13,9 @@ pub(crate) const DENIED: &str = "duo_auth.denied";
 pub(crate) const JWKS_FETCH: &str = "duo_auth.jwks.fetch";
 /// `duo_auth.jwks.kid_refetch`: refetches an unknown `kid` started.
 pub(crate) const KID_REFETCH: &str = "duo_auth.jwks.kid_refetch";
+/// `duo_auth.jwks.kid_refetch_wait`: requests with an unknown `kid` that waited for a refetch
+/// another request had started (a key rotation seen by several requests at once).
+pub(crate) const KID_REFETCH_WAIT: &str = "duo_auth.jwks.kid_refetch_wait";
 /// `duo_auth.user_token_cache.result.<hit|miss>`: lookups of verified user tokens.
 pub(crate) const USER_TOKEN_CACHE: &str = "duo_auth.user_token_cache";
 /// Updates dropped because [`MAX_NAMES`] names are defined (never expected: every name is in a
@@ -97,6 +100,6 @@ mod tests {
         assert_eq!(user_token_cache(true), "duo_auth.user_token_cache.result.hit");
         assert_eq!(user_token_cache(false), "duo_auth.user_token_cache.result.miss");
         // Every name fits the cap: results x reasons are the only variable parts.
-        assert!(RESULTS.len() + REASONS.len() + 2 + 1 + 2 < MAX_NAMES);
+        assert!(RESULTS.len() + REASONS.len() + 2 + 2 + 2 < MAX_NAMES);
     }
 }

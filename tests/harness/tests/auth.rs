@@ -195,6 +195,99 @@ fn unknown_kid_refetches_once_then_rate_limits() {
     denied(&s, 401, "unknown_kid");
 }
 
+/// Answers a kid-miss refetch (discovery, then the JWKS with the new key) on the stream that made it.
+fn serve_refetch(s: &Stream, jwks: &Value) {
+    let d = only_call(s.http_calls());
+    assert_eq!(d.header(":path"), Some("/.well-known/openid-configuration"));
+    s.deliver_http_call_response(d.token, &[(":status", "200")], fx()["discovery"].to_string().as_bytes());
+    let j = only_call(s.http_calls().into_iter().filter(|c| !c.answered).collect());
+    s.deliver_http_call_response(j.token, &[(":status", "200")], jwks.to_string().as_bytes());
+}
+
+fn waiting(s: &Stream, a: Action) {
+    assert_eq!(a, Action::Pause);
+    assert!(s.local_reply().is_none(), "refused instead of waiting: {:?}", s.trace());
+    assert!(s.http_calls().is_empty(), "a waiter makes no call of its own");
+    assert!(!s.request_headers_sent_upstream());
+}
+
+#[test]
+fn a_rotation_seen_by_several_requests_at_once_waits_for_the_one_refetch() {
+    // GitLab signs with a new key from its first request on: every new-key request that arrives
+    // while the first one's refetch is under way must be served, not refused as unknown_kid.
+    let host = Host::new();
+    let w1 = load(&host, &builtin_config(json!({})));
+    let w2 = load(&host, &builtin_config(json!({})));
+    let fetcher = if w1.pending_http_calls().is_empty() { &w2 } else { &w1 };
+    serve_keys(fetcher, &fx()["jwks_a"]);
+    let before = host.http_calls().len();
+
+    let (first, a) = send(&w1, "/v2/code/completions", &fs("token_b"));
+    assert_eq!(a, Action::Pause);
+    let (same_vm, a) = send(&w1, "/v2/code/completions", &fs("token_b"));
+    waiting(&same_vm, a);
+    let (other_vm, a) = send(&w2, "/v2/code/completions", &fs("token_b"));
+    waiting(&other_vm, a);
+    assert_eq!(w2.tick_period(), Some(Duration::from_millis(20)), "the other worker polls while a request waits");
+    w2.tick();
+    waiting(&other_vm, Action::Pause);
+    assert_eq!(host.http_calls().len(), before + 1, "one refetch for all of them");
+
+    serve_refetch(&first, &fx()["jwks_ab"]);
+    for s in [&first, &same_vm] {
+        assert!(s.request_headers_sent_upstream(), "{:?}", s.trace());
+        assert_eq!(handoff(s)["result"], "ok");
+    }
+    assert!(!other_vm.request_headers_sent_upstream(), "woken by its own worker's tick");
+    w2.tick();
+    assert!(other_vm.request_headers_sent_upstream(), "{:?} {:?}", other_vm.trace(), w2.logs());
+    assert_eq!(handoff(&other_vm)["result"], "ok");
+    assert_eq!(host.metric_value("duo_auth.jwks.kid_refetch"), Some(1));
+    assert_eq!(host.metric_value("duo_auth.jwks.kid_refetch_wait"), Some(2));
+    w2.tick();
+    assert_eq!(w2.tick_period(), Some(Duration::from_secs(1)), "back to the refresh schedule's tick");
+
+    // After the refetch, a junk kid is refused at once (no refetch under way, none allowed yet).
+    let (s, _) = send(&w2, "/v2/code/completions", &fs("token_unknown_kid"));
+    denied(&s, 401, "unknown_kid");
+}
+
+#[test]
+fn waiters_are_refused_when_the_refetch_fails_or_its_fetcher_never_answers() {
+    let host = Host::new();
+    let w1 = load(&host, &builtin_config(json!({})));
+    let w2 = load(&host, &builtin_config(json!({})));
+    let fetcher = if w1.pending_http_calls().is_empty() { &w2 } else { &w1 };
+    serve_keys(fetcher, &fx()["jwks_a"]);
+
+    // The refetch fails: the waiter on the same VM is refused with the fetcher, the other at its tick.
+    let (first, _) = send(&w1, "/v2/code/completions", &fs("token_b"));
+    let (same_vm, a) = send(&w1, "/v2/code/completions", &fs("token_b"));
+    waiting(&same_vm, a);
+    let (other_vm, a) = send(&w2, "/v2/code/completions", &fs("token_b"));
+    waiting(&other_vm, a);
+    let d = only_call(first.http_calls());
+    first.fail_http_call(d.token);
+    denied(&first, 401, "unknown_kid");
+    denied(&same_vm, 401, "unknown_kid");
+    w2.tick();
+    denied(&other_vm, 401, "unknown_kid");
+
+    // A fetcher that never answers (its worker gone): waiters are held no longer than the window
+    // (two fetch timeouts, 5 s each by default, and a second).
+    host.advance(Duration::from_secs(5));
+    let (_stuck, _) = send(&w1, "/v2/code/completions", &fs("token_b"));
+    let (held, a) = send(&w2, "/v2/code/completions", &fs("token_b"));
+    waiting(&held, a);
+    host.advance(Duration::from_secs(10));
+    w2.tick();
+    waiting(&held, Action::Pause);
+    host.advance(Duration::from_secs(1));
+    w2.tick();
+    denied(&held, 401, "unknown_kid");
+    assert!(w1.failure().is_none() && w2.failure().is_none());
+}
+
 #[test]
 fn two_workers_share_one_key_set() {
     let host = Host::new();
