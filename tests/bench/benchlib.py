@@ -154,6 +154,114 @@ def _signed(sp: dict[str, float] | None) -> str:
     return "" if sp is None else f"{sp['median']:+.0f} µs"
 
 
+# ---- gRPC (the Agent Platform listener, tests/bench/grpcbench.py) -------------------------------
+
+GRPC_TARGETS = ("direct_inproc", "direct", "plain", "duo")
+
+
+def summarize_grpc(raw: dict[str, Any]) -> dict[str, Any]:
+    """Per target (`direct_inproc`: the fake on the client's own event loop; `direct`: the fake in
+    its own process, no Envoy; `plain`: plain Envoy's HTTP/2 hop; `duo`: the shipped chain) the
+    median and range over rounds of: unary p50 / p99 and proxy CPU per call; per stream exchange
+    (one message each way) the mean time (total / exchanges), the median, and the proxy CPU per
+    message. Paired per round: `duo` minus `plain` (the filters' added cost: per call, and per
+    message = per exchange / 2) and `plain` minus `direct` (Envoy's own hop). A target with a
+    failed round is reported failed, not summarized."""
+    out: dict[str, Any] = {k: raw[k] for k in ("rounds", "calls", "messages") if k in raw}
+    per: dict[str, dict[str, list[float | None]]] = {}
+    out["targets"] = {}
+    for name, t in raw["targets"].items():
+        bad = [r["failed"] for r in t["rounds"] if r.get("failed")]
+        if bad:
+            out["targets"][name] = {"failed": bad[0]}
+            continue
+        f: dict[str, list[float | None]] = {k: [] for k in ("unary_p50", "unary_p99", "unary_cpu", "rt_mean", "rt_p50", "msg_cpu")}
+        for r in t["rounds"]:
+            u, st = r["unary"], r["stream"]
+            f["unary_p50"].append(median(u["latencies_us"]))
+            f["unary_p99"].append(percentile(u["latencies_us"], 99))
+            f["unary_cpu"].append(u.get("cpu_us_per_call"))
+            f["rt_mean"].append(st["total_us"] / st["messages"])
+            f["rt_p50"].append(median(st["rt_us"]))
+            f["msg_cpu"].append(st["cpu_us"] / (2 * st["messages"]) if "cpu_us" in st else None)
+        per[name] = f
+        out["targets"][name] = {k: _spread([x for x in v if x is not None]) for k, v in f.items()}
+
+    def added(a: str, b: str, key: str, scale: float = 1.0) -> dict[str, float] | None:
+        if a not in per or b not in per:
+            return None
+        return _spread([d * scale for d in paired_differences(per[a][key], per[b][key])])
+
+    out["added"] = {  # the filters: duo over plain
+        "unary_p50_us": added("duo", "plain", "unary_p50"),
+        "unary_p99_us": added("duo", "plain", "unary_p99"),
+        "unary_cpu_us": added("duo", "plain", "unary_cpu"),
+        "per_message_us": added("duo", "plain", "rt_mean", 0.5),
+        "per_message_p50_us": added("duo", "plain", "rt_p50", 0.5),
+        "per_message_cpu_us": added("duo", "plain", "msg_cpu"),
+    }
+    out["hop"] = {  # Envoy's own HTTP/2 hop: plain over the fake reached directly
+        "unary_p50_us": added("plain", "direct", "unary_p50"),
+        "per_message_us": added("plain", "direct", "rt_mean", 0.5),
+    }
+    return out
+
+
+def grpc_section(g: dict[str, Any] | None) -> list[str]:
+    if not g:
+        return []
+    head = ["", "## Agent Platform (gRPC, HTTP/2 listener)", ""]
+    if g.get("failed"):
+        return head + [f"FAILED: {g['failed']}"]
+    labels = {"direct_inproc": "fake on the client's event loop, no Envoy", "direct": "fake in its own process, no Envoy",
+              "plain": "plain Envoy HTTP/2 hop", "duo": "jwt_authn + duo_logger + duo_auth + duo_router (shipped)"}
+    rows = []
+    for name in GRPC_TARGETS:
+        t = g["targets"].get(name)
+        if t is None:
+            continue
+        if t.get("failed"):
+            rows.append([name, labels[name], "FAILED", t["failed"], "", "", "", ""])
+            continue
+        rows.append([name, labels[name], _s(t["unary_p50"]), _s(t["unary_p99"]), _s(t["unary_cpu"]), _s(t["rt_mean"]),
+                     _s(t["rt_p50"]), _s(t["msg_cpu"], "µs", 1)])
+    a, h = g.get("added", {}), g.get("hop", {})
+    lines = head + [
+        f"A real grpcio client (grpc.aio) against the bench's fake Duo Workflow Service (tests/bench/grpcbench.py); "
+        f"per round and target {g.get('calls')} sequential `ListTools` calls on one channel, one fresh GitLab token "
+        f"each (*call setup*: a new HTTP/2 stream, headers, auth, routing), then one `ExecuteWorkflow` stream of "
+        f"{g.get('messages')} timed exchanges in lock step (one `actionResponse` up, one `Action` down). Targets in "
+        "rotating order within each round; *added* is paired per round.", "",
+        table(["target", "what", "unary p50", "unary p99", "proxy CPU / call", "exchange (mean)", "exchange (p50)",
+               "proxy CPU / message"], rows), "",
+        f"- Added by the filters (duo − plain): per call p50 {_s(a.get('unary_p50_us'))}, p99 {_s(a.get('unary_p99_us'))}, "
+        f"Envoy CPU per call {_s(a.get('unary_cpu_us'))}; per message (half an exchange) {_s(a.get('per_message_us'), 'µs', 1)} "
+        f"from the mean, {_s(a.get('per_message_p50_us'), 'µs', 1)} from the median, Envoy CPU per message "
+        f"{_s(a.get('per_message_cpu_us'), 'µs', 1)}.",
+        f"- Envoy's own hop (plain − direct): per call {_s(h.get('unary_p50_us'))}, per message {_s(h.get('per_message_us'), 'µs', 1)}.",
+    ]
+    lines += [f"- {w}" for w in grpc_dominant(g)]
+    return lines
+
+
+def grpc_dominant(g: dict[str, Any]) -> list[str]:
+    """One sentence: what an exchange's time is made of (client + fake, Envoy's hop, the filters)."""
+    t = g.get("targets", {})
+    d, ip, duo = t.get("direct") or {}, t.get("direct_inproc") or {}, t.get("duo") or {}
+    hop, add = (g.get("hop") or {}).get("per_message_us"), (g.get("added") or {}).get("per_message_us")
+    if d.get("failed") or not d.get("rt_mean") or hop is None or add is None:
+        return []
+    parts = [("the Python client and fake", d["rt_mean"]["median"]), ("plain Envoy's hop", 2 * hop["median"]),
+             ("the filters", 2 * add["median"])]
+    top = max(parts, key=lambda p: p[1])[0]
+    total = f", {duo['rt_mean']['median']:.0f} µs through the chain" if duo.get("rt_mean") else ""
+    inproc = f"; {ip['rt_mean']['median']:.0f} µs with the fake on the client's own event loop" if ip.get("rt_mean") else ""
+    return [f"What an exchange (one message each way{total}) is made of: the Python client and fake "
+            f"{parts[0][1]:.0f} µs (fake in its own process{inproc}), plain Envoy's hop {parts[1][1]:+.0f} µs, the filters "
+            f"{parts[2][1]:+.0f} µs: {top} {'dominates' if top == 'plain Envoy' + chr(39) + 's hop' else 'dominate'}. The paired design cancels the "
+            "client's and the fake's cost, not their noise: the Envoy CPU figures are the steadier ones."]
+
+
 # ---- callback timing (filters/kit/src/timing.rs, the `callback-timing` builds) -----------------
 
 TIMING_LINE = re.compile(r"duo_timing (\w+): requests=(\d+)((?: \w+=-?[\d.]+us)+)")
@@ -265,6 +373,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                          v.get("vms_active", ""), v.get("non_2xx", "")])
         lines.append(table(["stack", "RSS before", "RSS after", "growth", "Envoy heap allocated (/memory)", "V8 VMs", "non-2xx"], rows))
         lines += ["", mem["vm_note"]]
+    lines += grpc_section(report.get("grpc"))
     lines += _ablation_section(report.get("ablation"))
     lines += _timing_section(report.get("timing"))
     if report.get("wasm"):

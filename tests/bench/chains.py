@@ -41,12 +41,10 @@ def duo_boot(model: str, verifier: str) -> dict[str, Any]:
             hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != JWT]
     vllm = next(c for c in bootstrap.clusters(boot) if c["name"] == "vllm_codestral")
     bootstrap.clusters(boot).append({**json.loads(json.dumps(vllm)), "name": "vllm_stream"})
-    # The bench measures the HTTP chain: the Agent Platform's gRPC listener and the Duo Workflow
-    # Service clusters (no fake here) stay out.
+    # The HTTP chain only: the Agent Platform's gRPC listener and the Duo Workflow Service
+    # clusters stay out (grpc_boot measures them on their own stacks).
     res = boot["static_resources"]
-    res["listeners"] = [l for l in res["listeners"]
-                        if not any(f.get("typed_config", {}).get("stat_prefix") == "duo_agent_platform"
-                                   for fc in l.get("filter_chains", []) for f in fc.get("filters", []))]
+    res["listeners"] = [l for l in res["listeners"] if not _is_agent_platform(l)]
     res["clusters"] = [c for c in res["clusters"] if not c["name"].startswith("duo_workflow")]
     return boot
 
@@ -62,6 +60,44 @@ def plain_boot() -> dict[str, Any]:
             routes.append({"match": {"prefix": "/v1/prompts/chat/"}, "route": {"cluster": "vllm_stream", "timeout": "120s"}})
             routes.append({"match": {"prefix": "/"}, "route": {"cluster": "vllm_codestral", "timeout": "120s"}})
             vh["routes"] = routes
+    return boot
+
+
+AGENT_PLATFORM = "duo_agent_platform"
+# The model ingress caller's key in the bench (duo_auth holds only its SHA-256).
+INGRESS_KEY = "sk-bench-ingress-key-not-a-secret"
+
+
+def _is_agent_platform(listener: dict[str, Any]) -> bool:
+    return any(f.get("typed_config", {}).get("stat_prefix") == AGENT_PLATFORM
+               for fc in listener.get("filter_chains", []) for f in fc.get("filters", []))
+
+
+def grpc_boot(plain: bool) -> dict[str, Any]:
+    """The shipped self_hosted config's Agent Platform listener alone (HTTP/2, jwt_authn +
+    duo_logger + duo_auth + duo_router as shipped, to the `duo_workflow` cluster); with `plain`,
+    the same listener, access log and cluster with only Envoy's router, routed straight there."""
+    boot = bootstrap.load(ROOT / "envoy" / "self_hosted.yaml")
+    res = boot["static_resources"]
+    res["listeners"] = [l for l in res["listeners"] if _is_agent_platform(l)]
+    if plain:
+        for hcm in bootstrap.hcms(boot):
+            hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] == ROUTER]
+            for vh in hcm["route_config"]["virtual_hosts"]:
+                for r in vh["routes"]:
+                    r.pop("request_headers_to_remove", None)
+                    r["route"] = {"cluster": "duo_workflow", "timeout": "0s", "idle_timeout": "1800s"}
+    return boot
+
+
+def ingress_boot() -> dict[str, Any]:
+    """duo_boot's jwt_authn chain with the model ingress on (README "Model ingress"): every model
+    served, one ingress key."""
+    import hashlib
+    boot = duo_boot("codestral", "envoy_jwt_authn")
+    bootstrap.patch_plugin(boot, "duo_auth", lambda c: c.update(
+        ingress_keys=[{"name": "bench", "sha256": hashlib.sha256(INGRESS_KEY.encode()).hexdigest()}]))
+    bootstrap.patch_plugin(boot, "duo_router", lambda c: c.update(model_ingress={"enabled": True}))
     return boot
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import (Spread, Verdict, ablation_table, median, paired_differences, paired_ratios, parse_timing,  # noqa: E402
-                      percentile, render_markdown, summarize_ablation, summarize_timing, timing_table)
+from benchlib import (Spread, Verdict, ablation_table, grpc_section, median, paired_differences, paired_ratios,  # noqa: E402
+                      parse_timing, percentile, render_markdown, summarize_ablation, summarize_grpc, summarize_timing,
+                      timing_table)
 
 
 def test_percentile_interpolates_like_numpy():
@@ -130,6 +131,39 @@ def test_render_new_sections():
     assert "## Time inside each filter per request (µs), by callback" in md and "| duo_logger | 37.1 |" in md, md
     failed = render_markdown({**report, "ablation": {"failed": "boom"}, "timing": {"failed": "no lines"}})
     assert "FAILED: boom" in failed and "Not measured: no lines" in failed
+
+
+def _grpc_round(p50: float, rt: float, cpu_call: float | None = None, cpu_msgs: float | None = None) -> dict:
+    unary = {"latencies_us": [p50 - 10, p50, p50 + 10]}
+    stream = {"messages": 100, "total_us": rt * 100, "rt_us": [rt - 1, rt, rt + 5]}
+    if cpu_call is not None:
+        unary["cpu_us_per_call"] = cpu_call
+        stream["cpu_us"] = cpu_msgs
+    return {"unary": unary, "stream": stream}
+
+
+def test_grpc_added_is_paired_per_round_and_per_message_is_half_an_exchange():
+    raw = {"rounds": 2, "calls": 3, "messages": 100, "targets": {
+        "direct_inproc": {"rounds": [_grpc_round(500, 200), _grpc_round(520, 210)]},
+        "direct": {"rounds": [_grpc_round(600, 300), _grpc_round(640, 320)]},
+        "plain": {"rounds": [_grpc_round(1000, 320, 400, 6000), _grpc_round(1100, 340, 420, 8000)]},
+        "duo": {"rounds": [_grpc_round(1500, 340, 900, 8000), _grpc_round(1700, 380, 1000, 12000)]},
+    }}
+    g = summarize_grpc(raw)
+    a = g["added"]
+    assert a["unary_p50_us"] == {"median": 550.0, "min": 500.0, "max": 600.0, "rounds": 2}, a
+    # (340 − 320) / 2 and (380 − 340) / 2: half an exchange is one message
+    assert (a["per_message_us"]["min"], a["per_message_us"]["max"]) == (10.0, 20.0), a
+    # CPU per message = stream CPU / (2 × 100 messages): plain 30, 40; duo 40, 60
+    assert (a["per_message_cpu_us"]["min"], a["per_message_cpu_us"]["max"]) == (10.0, 20.0), a
+    assert a["unary_cpu_us"]["median"] == 540.0, a
+    assert g["hop"]["per_message_us"]["median"] == 10.0, g["hop"]
+    md = "\n".join(grpc_section(g))
+    assert "| duo |" in md and "the Python client and fake 310 µs" in md and "the filters +30 µs" in md, md
+    raw["targets"]["duo"]["rounds"][1] = {"failed": "gRPC StatusCode.UNAUTHENTICATED: no"}
+    g = summarize_grpc(raw)
+    assert g["targets"]["duo"] == {"failed": "gRPC StatusCode.UNAUTHENTICATED: no"} and g["added"]["per_message_us"] is None
+    assert "FAILED | gRPC StatusCode.UNAUTHENTICATED" in "\n".join(grpc_section(g))
 
 
 if __name__ == "__main__":
