@@ -156,16 +156,18 @@ def _signed(sp: dict[str, float] | None) -> str:
 
 # ---- gRPC (the Agent Platform listener, tests/bench/grpcbench.py) -------------------------------
 
-GRPC_TARGETS = ("direct_inproc", "direct", "plain", "duo")
+GRPC_TARGETS = ("direct_inproc", "direct", "plain", "floor", "duo")
 
 
 def summarize_grpc(raw: dict[str, Any]) -> dict[str, Any]:
     """Per target (`direct_inproc`: the fake on the client's own event loop; `direct`: the fake in
-    its own process, no Envoy; `plain`: plain Envoy's HTTP/2 hop; `duo`: the shipped chain) the
+    its own process, no Envoy; `plain`: plain Envoy's HTTP/2 hop; `floor`: jwt_authn + three
+    do-nothing wasm filters; `duo`: the shipped chain) the
     median and range over rounds of: unary p50 / p99 and proxy CPU per call; per stream exchange
     (one message each way) the mean time (total / exchanges), the median, and the proxy CPU per
     message. Paired per round: `duo` minus `plain` (the filters' added cost: per call, and per
-    message = per exchange / 2) and `plain` minus `direct` (Envoy's own hop). A target with a
+    message = per exchange / 2), `floor` minus `plain` (the chain's shape alone), `duo` minus
+    `floor` (our filters' own work) and `plain` minus `direct` (Envoy's own hop). A target with a
     failed round is reported failed, not summarized."""
     out: dict[str, Any] = {k: raw[k] for k in ("rounds", "calls", "messages") if k in raw}
     per: dict[str, dict[str, list[float | None]]] = {}
@@ -200,6 +202,13 @@ def summarize_grpc(raw: dict[str, Any]) -> dict[str, Any]:
         "per_message_p50_us": added("duo", "plain", "rt_p50", 0.5),
         "per_message_cpu_us": added("duo", "plain", "msg_cpu"),
     }
+    for key, a, b in (("floor", "floor", "plain"), ("over_floor", "duo", "floor")):
+        out[key] = {
+            "unary_p50_us": added(a, b, "unary_p50"),
+            "unary_cpu_us": added(a, b, "unary_cpu"),
+            "per_message_us": added(a, b, "rt_mean", 0.5),
+            "per_message_cpu_us": added(a, b, "msg_cpu"),
+        }
     out["hop"] = {  # Envoy's own HTTP/2 hop: plain over the fake reached directly
         "unary_p50_us": added("plain", "direct", "unary_p50"),
         "per_message_us": added("plain", "direct", "rt_mean", 0.5),
@@ -214,7 +223,8 @@ def grpc_section(g: dict[str, Any] | None) -> list[str]:
     if g.get("failed"):
         return head + [f"FAILED: {g['failed']}"]
     labels = {"direct_inproc": "fake on the client's event loop, no Envoy", "direct": "fake in its own process, no Envoy",
-              "plain": "plain Envoy HTTP/2 hop", "duo": "jwt_authn + duo_logger + duo_auth + duo_router (shipped)"}
+              "plain": "plain Envoy HTTP/2 hop", "floor": "jwt_authn + 3 do-nothing wasm filters",
+              "duo": "jwt_authn + duo_logger + duo_auth + duo_router (shipped)"}
     rows = []
     for name in GRPC_TARGETS:
         t = g["targets"].get(name)
@@ -240,6 +250,13 @@ def grpc_section(g: dict[str, Any] | None) -> list[str]:
         f"{_s(a.get('per_message_cpu_us'), 'µs', 1)}.",
         f"- Envoy's own hop (plain − direct): per call {_s(h.get('unary_p50_us'))}, per message {_s(h.get('per_message_us'), 'µs', 1)}.",
     ]
+    for key, what in (("floor", "The floor over plain (the chain's shape: jwt_authn + three do-nothing wasm filters)"),
+                      ("over_floor", "Ours over the floor (duo − floor: our filters' own work)")):
+        f = g.get(key) or {}
+        if any(f.values()):
+            lines.append(f"- {what}: per call p50 {_s(f.get('unary_p50_us'))}, Envoy CPU per call {_s(f.get('unary_cpu_us'))}; "
+                         f"per message {_s(f.get('per_message_us'), 'µs', 1)}, Envoy CPU per message "
+                         f"{_s(f.get('per_message_cpu_us'), 'µs', 1)}.")
     lines += [f"- {w}" for w in grpc_dominant(g)]
     return lines
 

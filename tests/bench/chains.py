@@ -73,20 +73,26 @@ def _is_agent_platform(listener: dict[str, Any]) -> bool:
                for fc in listener.get("filter_chains", []) for f in fc.get("filters", []))
 
 
-def grpc_boot(plain: bool) -> dict[str, Any]:
-    """The shipped self_hosted config's Agent Platform listener alone (HTTP/2, jwt_authn +
-    duo_logger + duo_auth + duo_router as shipped, to the `duo_workflow` cluster); with `plain`,
-    the same listener, access log and cluster with only Envoy's router, routed straight there."""
+def grpc_boot(kind: str) -> dict[str, Any]:
+    """The shipped self_hosted config's Agent Platform listener alone (HTTP/2, to the
+    `duo_workflow` cluster). `duo`: jwt_authn + duo_logger + duo_auth + duo_router as shipped;
+    `plain`: the same listener, access log and cluster with only Envoy's router, routed straight
+    there; `floor`: jwt_authn + three do-nothing wasm filters + the router, routed the same way."""
     boot = bootstrap.load(ROOT / "envoy" / "self_hosted.yaml")
     res = boot["static_resources"]
     res["listeners"] = [l for l in res["listeners"] if _is_agent_platform(l)]
-    if plain:
-        for hcm in bootstrap.hcms(boot):
-            hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] == ROUTER]
-            for vh in hcm["route_config"]["virtual_hosts"]:
-                for r in vh["routes"]:
-                    r.pop("request_headers_to_remove", None)
-                    r["route"] = {"cluster": "duo_workflow", "timeout": "0s", "idle_timeout": "1800s"}
+    if kind == "duo":
+        return boot
+    if kind not in ("plain", "floor"):
+        raise ValueError(f"grpc_boot: unknown kind {kind!r}")
+    for hcm in bootstrap.hcms(boot):
+        jwt = [f for f in hcm["http_filters"] if f["name"] == JWT] if kind == "floor" else []
+        noops = [noop_filter(i) for i in range(3)] if kind == "floor" else []
+        hcm["http_filters"] = jwt + noops + [f for f in hcm["http_filters"] if f["name"] == ROUTER]
+        for vh in hcm["route_config"]["virtual_hosts"]:
+            for r in vh["routes"]:
+                r.pop("request_headers_to_remove", None)
+                r["route"] = {"cluster": "duo_workflow", "timeout": "0s", "idle_timeout": "1800s"}
     return boot
 
 
