@@ -333,7 +333,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"load average at start {m['loadavg_start']}, at end {m.get('loadavg_end', '?')} on {m['cpus']} CPUs",
         "",
         "Medians over rounds, range in parentheses. *Added* = the setup's latency minus plain Envoy's "
-        "(setup 1) in the same round with the same headers and body size.",
+        "(setup 1) in the same round with the same headers and body size (for the model ingress, setup 7: plain "
+        "Envoy forwarding the same OpenAI request with the same key).",
         "",
         "## Targets",
         "",

@@ -1,6 +1,7 @@
 """The Envoy bootstraps the bench measures, in one place for `run.py` and `ablate.py`: the shipped
-self_hosted chain (per model and verifier), plain Envoy, and cumulative chains with do-nothing
-wasm filters in place of ours (the floor, docs/bench.md "Profiling")."""
+self_hosted chain (per model and verifier), plain Envoy, cumulative chains with do-nothing
+wasm filters in place of ours (the floor, docs/bench.md "Profiling"), the Agent Platform's gRPC
+listener (plain, floor, shipped) and the chain with the model ingress on."""
 
 from __future__ import annotations
 
