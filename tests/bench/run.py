@@ -1117,7 +1117,8 @@ def verdicts(report: dict[str, Any]) -> list[Verdict]:
         cpu_note = "" if lc is None or oc is None or oc <= 0 else f"added CPU per request: LiteLLM {lc:.0f} µs, ours {oc:.0f} µs ({lc / oc:.1f}×)"
         out.append(Verdict("LiteLLM's added p50 / ours (jwt_authn, 1 KB, fresh token)", ratio, 50, "×", at_least=True, note=cpu_note))
     if "grpc" in parts:
-        out += grpc_verdicts(report.get("grpc") or {}, med("duo_jwt_authn_1k_fresh", "added_p50_us"))
+        out += grpc_verdicts(report.get("grpc") or {}, med("duo_jwt_authn_1k_fresh", "added_p50_us"),
+                             med("duo_jwt_authn_1k_fresh", "added_cpu_us"))
     if "ingress" in parts:
         out += ingress_verdicts(report, med)
     for f, size in report.get("wasm", {}).items():
@@ -1125,7 +1126,7 @@ def verdicts(report: dict[str, Any]) -> list[Verdict]:
     return out
 
 
-def grpc_verdicts(g: dict[str, Any], http_added_p50: float | None) -> list[Verdict]:
+def grpc_verdicts(g: dict[str, Any], http_added_p50: float | None, http_added_cpu: float | None = None) -> list[Verdict]:
     """Issue 15: added cost per message on a long stream ≤ 5 µs (wall time and Envoy CPU), and a
     call's setup no worse than the HTTP path's added latency (jwt_authn, 1 KB, fresh token) in
     this run."""
@@ -1153,7 +1154,8 @@ def grpc_verdicts(g: dict[str, Any], http_added_p50: float | None) -> list[Verdi
         cpu_call = m("unary_cpu_us")
         out.append(added("gRPC call setup: added p50 of a unary call (ListTools, fresh token); target = the HTTP "
                          "path's added p50 (jwt_authn, 1 KB, fresh) in this run", setup, round(http_added_p50),
-                         why or ("" if cpu_call is None else f"added Envoy CPU per call {cpu_call:.0f} µs"),
+                         why or ("" if cpu_call is None else f"added Envoy CPU per call {cpu_call:.0f} µs"
+                                 + ("" if http_added_cpu is None else f" (HTTP path: {http_added_cpu:.0f} µs per request)")),
                          floor("unary_p50_us")))
     return out
 
