@@ -28,11 +28,11 @@ Markdown. Environment:
   BENCH_ABLATE=0/1     the ablation (default on, off in quick mode); ABLATE_ROUNDS, ABLATE_DURATION_S
   BENCH_TIMING=0       skip the callback-timing run; BENCH_TIMING_REQUESTS (default 6000, quick 3000)
   BENCH_NICE=-10       run the bench (and everything it starts) at that nice level
-  BENCH_ONLY=grpc,ingress  only these parts (of http, grpc, ingress; default all): `grpc` alone
-                       still runs plain and jwt_authn 1 KB fresh (its call-setup target is the HTTP
-                       path's added latency); without `http` no floor, throughput, streaming,
-                       memory, timing, LiteLLM or ablation, and the micro-benchmarks are only the
-                       ingress stream translation
+  BENCH_ONLY=grpc,ingress  only these parts (of http, grpc, ingress; default all): without `http`
+                       the latency rounds keep plain and jwt_authn 1 KB fresh (gRPC's call-setup
+                       target is their added latency) and drop the rest; no floor, throughput,
+                       streaming, memory, timing, LiteLLM or ablation; the micro-benchmarks are
+                       only the ingress stream translation
   BENCH_GRPC_CALLS, BENCH_GRPC_MESSAGES  unary calls and stream exchanges per gRPC target and round
 Exit status: 0 when the report was produced (targets missed are reported, not failed), 1 when the
 bench itself could not run."""
