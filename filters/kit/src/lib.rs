@@ -70,6 +70,11 @@ impl Headers {
         self.0.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect()
     }
 
+    /// [`Self::into_lossy_pairs`], keeping the map (to write an edit of it later).
+    pub fn lossy_pairs(&self) -> Vec<(String, String)> {
+        self.0.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect()
+    }
+
     /// The first value of a header, decoded lossily like [`response_header`]. Names compare
     /// ASCII-case-insensitively, as Envoy's own lookups do.
     pub fn get(&self, name: &str) -> Option<String> {
@@ -118,10 +123,20 @@ impl Headers {
 /// route like a single-header write (docs/envoy-facts.md E2). A refused write is an error, not
 /// the SDK's panic.
 pub fn edit_request_headers(remove: &[&str], set: &[(&str, &str)]) -> Result<(), Status> {
-    let current = Headers::request();
+    write_edited(MapType::HttpRequestHeaders, &Headers::request(), remove, set)
+}
+
+/// Replaces the response headers with an edit of `current` (the map as read in the
+/// response-headers callback: nothing upstream of duo_router changes it afterwards) in one host
+/// call, `:status` included, instead of one call per header.
+pub fn write_response_headers(current: &Headers, remove: &[&str], set: &[(&str, &str)]) -> Result<(), Status> {
+    write_edited(MapType::HttpResponseHeaders, current, remove, set)
+}
+
+fn write_edited(map: MapType, current: &Headers, remove: &[&str], set: &[(&str, &str)]) -> Result<(), Status> {
     let edited: Vec<(&[u8], &[u8])> = current.edited(remove, set).into_iter().map(|(k, v)| (k.as_bytes(), v)).collect();
     let encoded = duo_core::pairs::encode_pairs(&edited);
-    match raw::set_header_map_pairs(0, &encoded) {
+    match raw::set_header_map_pairs(map as u32, &encoded) {
         0 => Ok(()),
         1 => Err(Status::NotFound),
         _ => Err(Status::BadArgument),

@@ -175,6 +175,7 @@ impl RootContext for Root {
             upstream_status: None,
             usage_published: false,
             sent_headers: duo_kit::Headers::default(),
+            upstream_headers: duo_kit::Headers::default(),
             grpc: false,
         })))
     }
@@ -207,6 +208,9 @@ struct Exchange {
     /// The request headers as GitLab sent them (read once; the decision and the translation
     /// read what they need from here).
     sent_headers: duo_kit::Headers,
+    /// A translated answer's upstream headers, read once in the headers callback: the held
+    /// answer's rewrite is an edit of them, written in one host call.
+    upstream_headers: duo_kit::Headers,
     /// A gRPC call (the Agent Platform): local replies are gRPC-shaped.
     grpc: bool,
 }
@@ -324,7 +328,7 @@ impl Exchange {
     /// Upstream response headers of a self-hosted call, per the translation's plan.
     fn translate_response_headers(&mut self, status: Option<u32>, end_of_stream: bool) -> Action {
         let Some(t) = self.translation.as_mut() else { return Action::Continue };
-        let upstream = duo_kit::Headers::response().into_lossy_pairs();
+        let upstream = self.upstream_headers.lossy_pairs();
         match t.response_headers(status, end_of_stream, &upstream, now_ms() / 1000) {
             HeadersPlan::AnswerNow => {
                 // No body at all (a 200 with `content-length: 0`, an empty 503 from a load
@@ -350,16 +354,7 @@ impl Exchange {
                 Action::Continue
             }
             HeadersPlan::Stream { set, remove } => {
-                let rewrite = || -> Result<(), proxy_wasm::types::Status> {
-                    for (k, v) in &set {
-                        duo_kit::set_response_header(k, Some(v))?;
-                    }
-                    for name in &remove {
-                        duo_kit::set_response_header(name, None)?;
-                    }
-                    Ok(())
-                };
-                if rewrite().is_err() {
+                if duo_kit::write_response_headers(&self.upstream_headers, &remove, &set).is_err() {
                     return self.fail_response("could not rewrite the response headers");
                 }
                 // Provisional record: if the stream never ends (upstream reset), the logger's
@@ -376,17 +371,15 @@ impl Exchange {
     fn finish_held(&mut self, size: usize) -> Action {
         let Some(t) = self.translation.as_mut() else { return Action::Continue };
         let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default();
-        let upstream = duo_kit::Headers::response().into_lossy_pairs();
+        let current = std::mem::take(&mut self.upstream_headers);
+        let upstream = current.lossy_pairs();
         let via = t.needs_code_details().then(via_upstream).flatten();
         let answer = t.whole(&upstream, &body, via, now_ms() / 1000);
         let write = || -> Result<(), proxy_wasm::types::Status> {
-            duo_kit::set_response_header(":status", Some(&answer.status.to_string()))?;
-            for name in &answer.remove {
-                duo_kit::set_response_header(name, None)?;
-            }
-            for (k, v) in &answer.set {
-                duo_kit::set_response_header(k, Some(v))?;
-            }
+            let status = answer.status.to_string();
+            let set: Vec<(&str, &str)> =
+                std::iter::once((":status", status.as_str())).chain(answer.set.iter().map(|(k, v)| (*k, v.as_str()))).collect();
+            duo_kit::write_response_headers(&current, &answer.remove, &set)?;
             duo_kit::replace_body(duo_kit::Body::Response, size, &answer.body)
         };
         if write().is_err() {
@@ -557,11 +550,18 @@ impl HttpContext for Exchange {
         if self.replied {
             return Action::Continue;
         }
-        let status = duo_kit::response_header(":status").and_then(|s| s.parse::<u32>().ok());
+        // A translated answer needs the whole map (one read, `:status` included); a forwarded
+        // one only its status.
+        let translated = self.translation.is_some();
+        if translated {
+            self.upstream_headers = duo_kit::Headers::response();
+        }
+        let status = if translated { self.upstream_headers.get(":status") } else { duo_kit::response_header(":status") };
+        let status = status.and_then(|s| s.parse::<u32>().ok());
         if let (Some(t), Some(s)) = (&self.target, status) {
             self.shared.borrow_mut().count(&metrics::upstream(t.provider.name(), s));
         }
-        if self.translation.is_some() {
+        if translated {
             return self.translate_response_headers(status, end_of_stream);
         }
         self.upstream_status = status;

@@ -9,6 +9,7 @@ use crate::plugin::{Plugin, PluginInner};
 use crate::types::{Action, HttpCall, LocalReply};
 use crate::vm::MapKind;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +144,8 @@ pub(crate) struct StreamData {
     failure: Option<String>,
     detached: Vec<bool>,
     foreign_calls: Vec<String>,
+    /// Host calls made by each stage's callbacks on this stream (VM crossings), by function.
+    host_calls: BTreeMap<usize, BTreeMap<&'static str, u32>>,
     trace: Vec<String>,
     /// The direction whose headers callback is running: Envoy has no body buffer for it then.
     in_headers_of: Option<DirKind>,
@@ -200,6 +203,10 @@ impl StreamCore {
 
     pub(crate) fn defer(&self, d: Deferred) {
         self.data.borrow_mut().deferred.push(d);
+    }
+
+    pub(crate) fn record_host_call(&self, stage: usize, name: &'static str) {
+        *self.data.borrow_mut().host_calls.entry(stage).or_default().entry(name).or_default() += 1;
     }
 
     pub(crate) fn record_foreign_call(&self, name: &str) {
@@ -750,6 +757,7 @@ impl Stream {
                 failure: None,
                 detached: vec![false; n],
                 foreign_calls: Vec::new(),
+                host_calls: BTreeMap::new(),
                 trace: Vec::new(),
                 in_headers_of: None,
                 failing_host_calls: Vec::new(),
@@ -1196,6 +1204,24 @@ impl Stream {
             .collect()
     }
     /// Foreign functions this stream's filters called (e.g. `clear_route_cache`).
+    /// The host calls the filter labelled `label` made for this stream so far, by function
+    /// (`proxy_get_header_map_pairs`: 2, ...): the VM crossings its callbacks cost besides the
+    /// callbacks themselves.
+    pub fn host_calls(&self, label: &str) -> BTreeMap<String, u32> {
+        let d = self.core.data.borrow();
+        self.core
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(_, st)| st.label == label)
+            .filter_map(|(i, _)| d.host_calls.get(&i))
+            .flat_map(|m| m.iter().map(|(k, v)| ((*k).to_owned(), *v)))
+            .fold(BTreeMap::new(), |mut acc, (k, v)| {
+                *acc.entry(k).or_default() += v;
+                acc
+            })
+    }
+
     pub fn foreign_calls(&self) -> Vec<String> {
         self.core.data.borrow().foreign_calls.clone()
     }
