@@ -18,6 +18,9 @@ fn engine() -> &'static Engine {
         let mut config = Config::new();
         // Test modules run briefly: compile fast rather than run fast.
         config.cranelift_opt_level(OptLevel::None);
+        // Fuel counts the wasm operators each callback executes: a deterministic measure of the
+        // work inside a VM (host calls excluded), independent of the machine's load.
+        config.consume_fuel(true);
         Engine::new(&config).unwrap_or_default()
     })
 }
@@ -131,7 +134,12 @@ impl PluginInner {
             }
             let params: Vec<Val> = args.iter().map(|a| Val::I32(*a)).collect();
             let mut results = vec![Val::I32(0); func.ty(&*store).results().len()];
+            let fuel_before = store.get_fuel().unwrap_or(0);
             let r = func.call(&mut *store, &params, &mut results);
+            let used = fuel_before.saturating_sub(store.get_fuel().unwrap_or(0));
+            if let Some((core, stage)) = store.data().contexts.get(&context) {
+                core.record_fuel(*stage, name, used);
+            }
             let data = store.data_mut();
             data.in_log_phase = false;
             data.effective_context = data.root_context_id;
@@ -252,6 +260,9 @@ impl Plugin {
             stdout: Vec::new(),
         };
         let mut store = Store::new(engine(), state);
+        store
+            .set_fuel(u64::MAX)
+            .map_err(|e| HarnessError(format!("fuel: {e}")))?;
         let mut l = linker(engine()).map_err(|e| HarnessError(format!("linker: {e}")))?;
         l.define_unknown_imports_as_traps(&module)
             .map_err(|e| HarnessError(format!("imports: {e}")))?;

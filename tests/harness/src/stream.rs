@@ -146,6 +146,8 @@ pub(crate) struct StreamData {
     foreign_calls: Vec<String>,
     /// Host calls made by each stage's callbacks on this stream (VM crossings), by function.
     host_calls: BTreeMap<usize, BTreeMap<&'static str, u32>>,
+    /// Wasm operators each stage's callbacks executed on this stream (wasmtime fuel).
+    fuel: BTreeMap<usize, BTreeMap<String, u64>>,
     trace: Vec<String>,
     /// The direction whose headers callback is running: Envoy has no body buffer for it then.
     in_headers_of: Option<DirKind>,
@@ -203,6 +205,17 @@ impl StreamCore {
 
     pub(crate) fn defer(&self, d: Deferred) {
         self.data.borrow_mut().deferred.push(d);
+    }
+
+    pub(crate) fn record_fuel(&self, stage: usize, callback: &str, used: u64) {
+        let mut d = self.data.borrow_mut();
+        let by_callback = d.fuel.entry(stage).or_default();
+        match by_callback.get_mut(callback) {
+            Some(n) => *n += used,
+            None => {
+                by_callback.insert(callback.to_owned(), used);
+            }
+        }
     }
 
     pub(crate) fn record_host_call(&self, stage: usize, name: &'static str) {
@@ -758,6 +771,7 @@ impl Stream {
                 detached: vec![false; n],
                 foreign_calls: Vec::new(),
                 host_calls: BTreeMap::new(),
+                fuel: BTreeMap::new(),
                 trace: Vec::new(),
                 in_headers_of: None,
                 failing_host_calls: Vec::new(),
@@ -1220,6 +1234,25 @@ impl Stream {
                 *acc.entry(k).or_default() += v;
                 acc
             })
+    }
+
+    /// The wasm operators the filter labelled `label` executed in its callbacks for this stream
+    /// (wasmtime fuel; host calls excluded): its work inside the VM, the same on every machine
+    /// for the same module and input.
+    pub fn wasm_ops(&self, label: &str) -> u64 {
+        self.wasm_ops_by_callback(label).values().sum()
+    }
+
+    /// [`Self::wasm_ops`] by callback export (`proxy_on_log`: 41000, ...).
+    pub fn wasm_ops_by_callback(&self, label: &str) -> BTreeMap<String, u64> {
+        let d = self.core.data.borrow();
+        let mut out = BTreeMap::new();
+        for (i, _) in self.core.stages.iter().enumerate().filter(|(_, st)| st.label == label) {
+            for (callback, n) in d.fuel.get(&i).into_iter().flatten() {
+                *out.entry(callback.clone()).or_default() += n;
+            }
+        }
+        out
     }
 
     pub fn foreign_calls(&self) -> Vec<String> {
