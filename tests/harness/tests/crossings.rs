@@ -50,7 +50,10 @@ fn router(host: &Host) -> Plugin {
 
 /// Sends GitLab's generate_commit_message request (its real header set) through the chain and
 /// answers it as vLLM does; returns the host calls per filter.
-fn one_request(host: &Host, chain: &[&Plugin]) -> Vec<(String, BTreeMap<String, u32>, BTreeMap<String, u64>)> {
+/// Per filter: its label, host calls by function, wasm operators by callback.
+type Counts = Vec<(String, BTreeMap<String, u32>, BTreeMap<String, u64>)>;
+
+fn one_request(host: &Host, chain: &[&Plugin]) -> Counts {
     let s = Stream::chain(chain);
     s.set_property(&["request", "time"], PropValue::TimestampNanos(host.now_nanos() as i64));
     let auth = format!("Bearer {}", fx()["token_a"].as_str().unwrap());
