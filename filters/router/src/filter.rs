@@ -21,7 +21,7 @@ use crate::decide::{self, Decision, Outcome, Pending, Plan, Reason, Target};
 use crate::metrics;
 use crate::prompts::PromptSet;
 use crate::translate::{HeadersPlan, RequestCtx, RequestEdit, Translation};
-use duo_core::catalogue::Endpoint;
+use duo_core::catalogue::{Endpoint, EndpointKind};
 use duo_core::errors::{self, GitlabError};
 use duo_core::handoff::{self, AuthInfo, RouteInfo};
 use duo_core::version::GitlabVersion;
@@ -309,7 +309,13 @@ impl Exchange {
     /// host but to read the auth hand-off).
     fn translate_request(&self, config: &Config, target: &Target, endpoint: &Endpoint, (json, body): (&Value, &[u8])) -> Result<(Translation, RequestEdit), GitlabError> {
         let prompts = self.prompts.clone().ok_or_else(GitlabError::inference_failed)?;
-        let scopes = duo_kit::filter_state::<AuthInfo>(handoff::AUTH).filter(|a| a.result == "ok").map(|a| a.scopes);
+        // Only Duo Chat's tools follow the token's scopes: other requests skip the hand-off read
+        // and its parse (a host call and ~30 strings).
+        let scopes = if endpoint.kind == EndpointKind::ChatAgentV2 {
+            duo_kit::filter_state::<AuthInfo>(handoff::AUTH).filter(|a| a.result == "ok").map(|a| a.scopes)
+        } else {
+            None
+        };
         let flags = self.sent_headers.get("x-gitlab-enabled-feature-flags");
         let sent: Vec<&str> = self.sent_headers.names().collect();
         let request_id = self.sent_headers.get("x-request-id").unwrap_or_default();

@@ -94,13 +94,13 @@ fn one_request(host: &Host, chain: &[&Plugin]) -> Counts {
 
 /// The budgets: host calls per request at the last change that moved them (2026-12-03). Lower is
 /// welcome (lower the budget with it); higher needs a reason in the README's Performance section.
-const BUDGETS: [(&str, u32); 3] = [("duo_logger", 24), ("duo_auth", 5), ("duo_router", 20)];
+const BUDGETS: [(&str, u32); 3] = [("duo_logger", 24), ("duo_auth", 5), ("duo_router", 19)];
 
 /// Wasm operators per request (wasmtime fuel), measured 2026-12-03 on `./build.sh build`'s
 /// modules (wasm-opt -O3): duo_logger 453,469, duo_auth 7,227,082 (the builtin verifier's RS256),
-/// duo_router 263,998. The budgets leave a quarter of headroom (a module built without wasm-opt,
+/// duo_router 240,556. The budgets leave a quarter of headroom (a module built without wasm-opt,
 /// small feature work); a change that needs more raises them with a reason in the README.
-const OPS_BUDGETS: [u64; 3] = [567_000, 9_034_000, 330_000];
+const OPS_BUDGETS: [u64; 3] = [567_000, 9_034_000, 301_000];
 
 #[test]
 fn an_ordinary_request_stays_within_each_filters_host_call_budget() {
@@ -112,14 +112,17 @@ fn an_ordinary_request_stays_within_each_filters_host_call_budget() {
     // The first request also prepares per-VM state (metric ids, keys): the steady state is the second.
     one_request(&host, &chain);
     let counts = one_request(&host, &chain);
+    // To compare another build (an older commit's `dist/`):
+    // DUO_DIST_DIR=<its dist> DUO_CROSSINGS_REPORT_ONLY=1 cargo test -p duo-harness --test crossings -- --nocapture
+    let enforce = std::env::var_os("DUO_CROSSINGS_REPORT_ONLY").is_none();
     let mut report = String::new();
     for (((label, calls, ops), (name, budget)), ops_budget) in counts.iter().zip(BUDGETS).zip(OPS_BUDGETS) {
         assert!(label.starts_with(name), "{label} vs {name}");
         let total: u32 = calls.values().sum();
         let all: u64 = ops.values().sum();
         report.push_str(&format!("{name}: {all} wasm ops (budget {ops_budget}) {ops:?}\n    {total} host calls (budget {budget}): {calls:?}\n"));
-        assert!(total <= budget, "{name}: {total} host calls per request, over its budget of {budget}\n{report}");
-        assert!(all <= ops_budget, "{name}: {all} wasm operators per request, over its budget of {ops_budget}\n{report}");
+        assert!(!enforce || total <= budget, "{name}: {total} host calls per request, over its budget of {budget}\n{report}");
+        assert!(!enforce || all <= ops_budget, "{name}: {all} wasm operators per request, over its budget of {ops_budget}\n{report}");
     }
     eprintln!("{report}");
 }
