@@ -257,6 +257,11 @@ fuzz_run() {
   local execs secs_run result=ok
   execs=$(awk '/stat::number_of_executed_units/{print $NF}' "$log" | tail -1)
   secs_run=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
+  # libFuzzer exits 72 when interrupted (SIGINT/SIGTERM: a stopped session) whatever
+  # -interrupted_exitcode says; with no crash report in its log that is a clean stop, not a finding.
+  if [ "$rc" = 72 ] && ! grep -qE 'ERROR: libFuzzer|panicked at|==ERROR' "$log"; then
+    rc=0 result=interrupted
+  fi
   [ "$rc" = 0 ] || result="FAILED(exit $rc): $(grep -m1 -E 'ERROR: libFuzzer|panicked at|==ERROR' "$log" || echo see "$log")"
   printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "${execs:-0}" "${secs_run:-$secs}" "$result" >> "$FUZZ_OUT/ledger.tsv"
   printf '    %-14s %12s execs %6ss  %s\n' "$t" "${execs:-0}" "${secs_run:-$secs}" "$result"
@@ -284,7 +289,7 @@ fuzz_all() {
 # Executions per target over every campaign in target/fuzz/ledger.tsv.
 fuzz_totals() {
   say "fuzz totals (target/fuzz/ledger.tsv)"
-  awk -F'\t' '{e[$2]+=$3; s[$2]+=$4; if ($5 != "ok") bad[$2]++} END {for (t in e) printf "    %-14s %12d execs %7ds  %s\n", t, e[t], s[t], (bad[t] ? bad[t] " failed campaign(s)" : "no crash, no timeout")}' \
+  awk -F'\t' '{e[$2]+=$3; s[$2]+=$4; if ($5 != "ok" && $5 != "interrupted") bad[$2]++} END {for (t in e) printf "    %-14s %12d execs %7ds  %s\n", t, e[t], s[t], (bad[t] ? bad[t] " failed campaign(s)" : "no crash, no timeout")}' \
     "$FUZZ_OUT/ledger.tsv" | sort
 }
 
