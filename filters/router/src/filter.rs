@@ -181,7 +181,7 @@ impl RootContext for Root {
     }
 }
 
-/// Request headers to change in one write ([`duo_kit::edit_request_headers`]).
+/// Request headers to change in one write ([`duo_kit::write_request_headers`]).
 #[derive(Default)]
 struct HeaderChanges<'a> {
     remove: Vec<&'a str>,
@@ -268,7 +268,10 @@ impl Exchange {
                     headers.remove.extend(edit.remove.iter().map(String::as_str));
                     headers.set.extend(edit.set.iter().map(|(k, v)| (*k, v.as_str())));
                 }
-                if let Err(e) = duo_kit::edit_request_headers(&headers.remove, &headers.set) {
+                // The map as read in the headers callback; the cluster header a client may have
+                // sent (removed then) is dropped from it here too, before the decision's value.
+                headers.remove.push(&config.cluster_header);
+                if let Err(e) = duo_kit::write_request_headers(&self.sent_headers, &headers.remove, &headers.set) {
                     log::error!("duo_router: #{} could not set the upstream headers ({e:?})", self.id);
                     return self.reply(&GitlabError::inference_failed());
                 }
