@@ -149,10 +149,6 @@ pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status>
     hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
 }
 
-pub fn set_response_header(name: &str, value: Option<&str>) -> Result<(), Status> {
-    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value)
-}
-
 /// Reads a property as raw bytes (`["request", "path"]`, filter state keys, metadata...).
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     hostcalls::get_property(path.to_vec()).ok().flatten()

@@ -169,11 +169,7 @@ fn unknown_kid_refetches_once_then_rate_limits() {
     let (s, a) = send(&auth, "/v2/code/completions", &fs("token_b"));
     assert_eq!(a, Action::Pause);
     assert!(s.local_reply().is_none());
-    let d = only_call(s.http_calls());
-    assert_eq!(d.header(":path"), Some("/.well-known/openid-configuration"));
-    s.deliver_http_call_response(d.token, &[(":status", "200")], fx()["discovery"].to_string().as_bytes());
-    let j = only_call(s.http_calls().into_iter().filter(|c| !c.answered).collect());
-    s.deliver_http_call_response(j.token, &[(":status", "200")], fx()["jwks_ab"].to_string().as_bytes());
+    serve_refetch(&s, &fx()["jwks_ab"]);
     assert!(s.request_headers_sent_upstream(), "{:?}", s.trace());
     assert_eq!(handoff(&s)["result"], "ok");
     assert_eq!(host.metric_value("duo_auth.jwks.kid_refetch"), Some(1));
@@ -204,6 +200,15 @@ fn serve_refetch(s: &Stream, jwks: &Value) {
     s.deliver_http_call_response(j.token, &[(":status", "200")], jwks.to_string().as_bytes());
 }
 
+/// Two workers (two VMs sharing shared data) holding key `a`: one of them made the start fetch.
+fn two_workers_with_keys(host: &Host) -> (Plugin, Plugin) {
+    let w1 = load(host, &builtin_config(json!({})));
+    let w2 = load(host, &builtin_config(json!({})));
+    let fetcher = if w1.pending_http_calls().is_empty() { &w2 } else { &w1 };
+    serve_keys(fetcher, &fx()["jwks_a"]);
+    (w1, w2)
+}
+
 fn waiting(s: &Stream, a: Action) {
     assert_eq!(a, Action::Pause);
     assert!(s.local_reply().is_none(), "refused instead of waiting: {:?}", s.trace());
@@ -216,10 +221,7 @@ fn a_rotation_seen_by_several_requests_at_once_waits_for_the_one_refetch() {
     // GitLab signs with a new key from its first request on: every new-key request that arrives
     // while the first one's refetch is under way must be served, not refused as unknown_kid.
     let host = Host::new();
-    let w1 = load(&host, &builtin_config(json!({})));
-    let w2 = load(&host, &builtin_config(json!({})));
-    let fetcher = if w1.pending_http_calls().is_empty() { &w2 } else { &w1 };
-    serve_keys(fetcher, &fx()["jwks_a"]);
+    let (w1, w2) = two_workers_with_keys(&host);
     let before = host.http_calls().len();
 
     let (first, a) = send(&w1, "/v2/code/completions", &fs("token_b"));
@@ -255,10 +257,7 @@ fn a_rotation_seen_by_several_requests_at_once_waits_for_the_one_refetch() {
 #[test]
 fn waiters_are_refused_when_the_refetch_fails_or_its_fetcher_never_answers() {
     let host = Host::new();
-    let w1 = load(&host, &builtin_config(json!({})));
-    let w2 = load(&host, &builtin_config(json!({})));
-    let fetcher = if w1.pending_http_calls().is_empty() { &w2 } else { &w1 };
-    serve_keys(fetcher, &fx()["jwks_a"]);
+    let (w1, w2) = two_workers_with_keys(&host);
 
     // The refetch fails: the waiter on the same VM is refused with the fetcher, the other at its tick.
     let (first, _) = send(&w1, "/v2/code/completions", &fs("token_b"));
