@@ -145,10 +145,6 @@ fn write_edited(map: MapType, current: &Headers, remove: &[&str], set: &[(&str, 
     }
 }
 
-pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
-    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
-}
-
 /// Reads a property as raw bytes (`["request", "path"]`, filter state keys, metadata...).
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     hostcalls::get_property(path.to_vec()).ok().flatten()

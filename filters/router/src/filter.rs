@@ -483,10 +483,8 @@ impl HttpContext for Exchange {
         self.shared.borrow_mut().count(metrics::REQUESTS);
         // One host call for every header this request needs (each single read is a VM crossing).
         let headers = duo_kit::Headers::request();
-        // The client never picks the cluster: only a decision below sets this header.
-        if headers.contains(&config.cluster_header) && duo_kit::set_request_header(&config.cluster_header, None).is_err() {
-            return self.reply(&GitlabError::inference_failed());
-        }
+        // The client never picks the cluster: a forwarded request's one header write (`apply`)
+        // drops whatever it sent under the cluster header and sets the decision's value.
         let method = headers.get(":method").unwrap_or_default();
         let path = headers.get(":path").unwrap_or_default();
         let declared = headers.get("content-length").and_then(|v| v.trim().parse::<u64>().ok());
