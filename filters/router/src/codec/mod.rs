@@ -46,8 +46,9 @@ pub struct Call<'a> {
     pub now_unix: u64,
 }
 
-/// What goes to the model platform. The adapter removes [`removed_request_headers`], then sets
-/// `set_headers`, `:method` and `:path`, and replaces the body.
+/// What goes to the model platform. The adapter keeps only the forwarded request headers
+/// (`translate::FORWARDED_REQUEST_HEADERS`), then sets `set_headers`, `:method` and `:path`, and
+/// replaces the body.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UpstreamRequest {
     pub method: &'static str,
@@ -80,10 +81,13 @@ pub(crate) const BODY_HEADERS: &[&str] = &[
 /// Request headers never forwarded to a model platform besides [`BODY_HEADERS`] (the body is
 /// rebuilt): GitLab's JWT and any key header (the only credential sent is the one in
 /// `set_headers`), `accept-encoding` (the answer must come back uncompressed to be translated),
-/// and the payload hash SigV4 computes again.
+/// and the payload hash SigV4 computes again. The forwarding rule is an allow-list; the tests
+/// hold it against this deny-list.
+#[cfg(test)]
 pub(crate) const CREDENTIAL_HEADERS: &[&str] = &["authorization", "api-key", "x-api-key", "accept-encoding", "x-amz-content-sha256"];
 
-/// Every request header the router removes before a model platform sees the request.
+/// Request headers a model platform must never see (tests: none is forwarded).
+#[cfg(test)]
 pub(crate) fn removed_request_headers() -> impl Iterator<Item = &'static str> {
     CREDENTIAL_HEADERS.iter().chain(BODY_HEADERS).copied()
 }

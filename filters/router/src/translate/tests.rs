@@ -314,3 +314,16 @@ fn a_fill_in_the_middle_completion_is_a_text_completion_call() {
     assert_eq!(edit.set.iter().find(|(k, _)| *k == ":path").map(|(_, v)| v.as_str()), Some("/v1/completions"));
     assert_eq!((t.usage().operation.as_deref(), t.usage().request_model.as_deref()), (Some("text_completion"), Some("Codestral-22B-v0.1")));
 }
+
+#[test]
+fn the_forwarded_list_is_sorted_lower_case_and_holds_no_removed_header() {
+    assert!(FORWARDED_REQUEST_HEADERS.windows(2).all(|w| w[0] < w[1]), "binary search needs it sorted");
+    for name in FORWARDED_REQUEST_HEADERS {
+        assert_eq!(name.to_ascii_lowercase(), *name);
+        assert!(forwarded(name));
+        assert!(!codec::removed_request_headers().any(|r| r == *name), "{name} is both forwarded and removed");
+    }
+    for name in ["authorization", "x-gitlab-realm", "cookie", "content-length", "accept-encoding", "a", "zzz"] {
+        assert!(!forwarded(name), "{name}");
+    }
+}
