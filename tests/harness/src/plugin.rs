@@ -12,6 +12,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use wasmtime::{Config, Engine, Instance, Module, OptLevel, Store, Val};
 
+/// `DUO_FUEL_TRACE=1`: print, per callback, the wasm operators spent between its host calls
+/// (a deterministic profile of where a callback's work goes; docs/harness.md).
+fn fuel_trace() -> bool {
+    static TRACE: OnceLock<bool> = OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("DUO_FUEL_TRACE").is_some())
+}
+
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
@@ -135,8 +142,18 @@ impl PluginInner {
             let params: Vec<Val> = args.iter().map(|a| Val::I32(*a)).collect();
             let mut results = vec![Val::I32(0); func.ty(&*store).results().len()];
             let fuel_before = store.get_fuel().unwrap_or(0);
+            let trace = fuel_trace();
+            if trace {
+                eprintln!("duo-harness fuel {} {name}", self.label);
+                store.data_mut().fuel_trace = Some(fuel_before);
+            }
             let r = func.call(&mut *store, &params, &mut results);
             let used = fuel_before.saturating_sub(store.get_fuel().unwrap_or(0));
+            if trace {
+                let spent = store.data().fuel_trace.map_or(0, |mark| mark.saturating_sub(store.get_fuel().unwrap_or(0)));
+                eprintln!("duo-harness fuel {spent:>9} ops, then the callback returns ({used} in all)");
+                store.data_mut().fuel_trace = None;
+            }
             if let Some((core, stage)) = store.data().contexts.get(&context) {
                 core.record_fuel(*stage, name, used);
             }
@@ -258,6 +275,7 @@ impl Plugin {
             done_calls: 0,
             foreign_calls: Vec::new(),
             stdout: Vec::new(),
+            fuel_trace: None,
         };
         let mut store = Store::new(engine(), state);
         store

@@ -36,6 +36,9 @@ pub(crate) struct VmState {
     pub done_calls: u32,
     pub foreign_calls: Vec<(String, Vec<u8>)>,
     pub stdout: Vec<u8>,
+    /// `DUO_FUEL_TRACE` set: the fuel left at the last callback start or host call, to print the
+    /// wasm operators spent between host calls (docs/harness.md).
+    pub fuel_trace: Option<u64>,
 }
 
 impl VmState {
@@ -118,7 +121,13 @@ fn return_bytes(caller: &mut C<'_>, data: &[u8], ptr_ptr: i32, size_ptr: i32) ->
 
 /// Counts one host call of the running callback on its stream (by filter), for the tests that
 /// hold the filters to their number of VM crossings per request.
-fn count_call(c: &C<'_>, name: &'static str) {
+fn count_call(c: &mut C<'_>, name: &'static str) {
+    if c.data().fuel_trace.is_some() {
+        let now = c.get_fuel().unwrap_or(0);
+        let spent = c.data().fuel_trace.map_or(0, |mark| mark.saturating_sub(now));
+        eprintln!("duo-harness fuel {:>9} ops, then {name}", spent);
+        c.data_mut().fuel_trace = Some(now);
+    }
     if let Some((core, stage)) = c.data().stream() {
         core.record_host_call(stage, name);
     }
@@ -248,7 +257,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_log",
         |mut c: C<'_>, level: i32, ptr: i32, len: i32| -> Result<i32> {
-            count_call(&c, "proxy_log");
+            count_call(&mut c, "proxy_log");
             let msg = read_str(&mut c, ptr, len)?;
             c.data().log(LogLevel::from_raw(level), msg);
             st(Status::Ok)
@@ -258,7 +267,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_get_log_level",
         |mut c: C<'_>, ret: i32| -> Result<i32> {
-            count_call(&c, "proxy_get_log_level");
+            count_call(&mut c, "proxy_get_log_level");
             let level = c.data().host.borrow().log_level as u32;
             write_u32(&mut c, ret, level)?;
             st(Status::Ok)
@@ -268,7 +277,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_get_current_time_nanoseconds",
         |mut c: C<'_>, ret: i32| -> Result<i32> {
-            count_call(&c, "proxy_get_current_time_nanoseconds");
+            count_call(&mut c, "proxy_get_current_time_nanoseconds");
             let now = c.data().host.borrow().now_nanos;
             write(&mut c, ret, &now.to_le_bytes())?;
             st(Status::Ok)
@@ -278,7 +287,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_set_tick_period_milliseconds",
         |mut c: C<'_>, period: i32| -> Result<i32> {
-            count_call(&c, "proxy_set_tick_period_milliseconds");
+            count_call(&mut c, "proxy_set_tick_period_milliseconds");
             c.data_mut().tick_period_ms = period as u32;
             st(Status::Ok)
         },
@@ -287,7 +296,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_get_buffer_bytes",
         |mut c: C<'_>, ty: i32, start: i32, max: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
-            count_call(&c, "proxy_get_buffer_bytes");
+            count_call(&mut c, "proxy_get_buffer_bytes");
             let Some(buf) = buffer_for(c.data(), ty) else {
                 return st(Status::NotFound);
             };
@@ -305,7 +314,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_set_buffer_bytes",
         |mut c: C<'_>, ty: i32, start: i32, size: i32, ptr: i32, len: i32| -> Result<i32> {
-            count_call(&c, "proxy_set_buffer_bytes");
+            count_call(&mut c, "proxy_set_buffer_bytes");
             let data = read(&mut c, ptr, len)?;
             if ty != 0 && ty != 1 {
                 return st(Status::BadArgument);
@@ -338,7 +347,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_get_header_map_pairs",
         |mut c: C<'_>, ty: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
-            count_call(&c, "proxy_get_header_map_pairs");
+            count_call(&mut c, "proxy_get_header_map_pairs");
             let map = read_map(c.data(), ty).unwrap_or_default();
             if map.is_empty() {
                 write_u32(&mut c, ptr_ptr, 0)?;
@@ -358,7 +367,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_set_header_map_pairs",
         |mut c: C<'_>, ty: i32, ptr: i32, len: i32| -> Result<i32> {
-            count_call(&c, "proxy_set_header_map_pairs");
+            count_call(&mut c, "proxy_set_header_map_pairs");
             let bytes = read(&mut c, ptr, len)?;
             let Some(pairs) = decode_pairs(&bytes) else {
                 return st(Status::BadArgument);
@@ -373,7 +382,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_get_header_map_value",
         |mut c: C<'_>, ty: i32, kp: i32, ks: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
-            count_call(&c, "proxy_get_header_map_value");
+            count_call(&mut c, "proxy_get_header_map_value");
             let key = lower(&read(&mut c, kp, ks)?);
             let Some(map) = read_map(c.data(), ty) else {
                 return st(if c.data().in_log_phase {
@@ -396,7 +405,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_replace_header_map_value",
         |mut c: C<'_>, ty: i32, kp: i32, ks: i32, vp: i32, vs: i32| -> Result<i32> {
-            count_call(&c, "proxy_replace_header_map_value");
+            count_call(&mut c, "proxy_replace_header_map_value");
             let key = lower(&read(&mut c, kp, ks)?);
             let value = read(&mut c, vp, vs)?;
             let ok = modify_map(c.data(), ty, |m| {
@@ -425,7 +434,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_add_header_map_value",
         |mut c: C<'_>, ty: i32, kp: i32, ks: i32, vp: i32, vs: i32| -> Result<i32> {
-            count_call(&c, "proxy_add_header_map_value");
+            count_call(&mut c, "proxy_add_header_map_value");
             let key = lower(&read(&mut c, kp, ks)?);
             let value = read(&mut c, vp, vs)?;
             let ok = modify_map(c.data(), ty, |m| m.push((key, value)));
@@ -436,7 +445,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_remove_header_map_value",
         |mut c: C<'_>, ty: i32, kp: i32, ks: i32| -> Result<i32> {
-            count_call(&c, "proxy_remove_header_map_value");
+            count_call(&mut c, "proxy_remove_header_map_value");
             let key = lower(&read(&mut c, kp, ks)?);
             let ok = modify_map(c.data(), ty, |m| m.retain(|(k, _)| *k != key));
             st(if ok { Status::Ok } else { Status::BadArgument })
@@ -446,7 +455,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_get_property",
         |mut c: C<'_>, pp: i32, ps: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
-            count_call(&c, "proxy_get_property");
+            count_call(&mut c, "proxy_get_property");
             let path = split_path(&read(&mut c, pp, ps)?);
             match get_property(c.data(), &path) {
                 Some(v) => {
@@ -461,7 +470,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_set_property",
         |mut c: C<'_>, pp: i32, ps: i32, vp: i32, vs: i32| -> Result<i32> {
-            count_call(&c, "proxy_set_property");
+            count_call(&mut c, "proxy_set_property");
             let raw_path = read(&mut c, pp, ps)?;
             let value = read(&mut c, vp, vs)?;
             // Envoy stores filter state `wasm.<raw path>`; only a stream has filter state.
@@ -486,7 +495,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
          size_ptr: i32,
          cas_ptr: i32|
          -> Result<i32> {
-            count_call(&c, "proxy_get_shared_data");
+            count_call(&mut c, "proxy_get_shared_data");
             let key = read_str(&mut c, kp, ks)?;
             let vm_id = c.data().vm_id.clone();
             let entry = c
@@ -510,7 +519,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_set_shared_data",
         |mut c: C<'_>, kp: i32, ks: i32, vp: i32, vs: i32, cas: i32| -> Result<i32> {
-            count_call(&c, "proxy_set_shared_data");
+            count_call(&mut c, "proxy_set_shared_data");
             let key = read_str(&mut c, kp, ks)?;
             let value = if vp == 0 {
                 Vec::new()
@@ -537,7 +546,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_register_shared_queue",
         |mut c: C<'_>, np: i32, ns: i32, ret: i32| -> Result<i32> {
-            count_call(&c, "proxy_register_shared_queue");
+            count_call(&mut c, "proxy_register_shared_queue");
             let name = read_str(&mut c, np, ns)?;
             let (vm_id, label) = (c.data().vm_id.clone(), c.data().label.clone());
             let host = c.data().host.clone();
@@ -573,7 +582,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_resolve_shared_queue",
         |mut c: C<'_>, vp: i32, vs: i32, np: i32, ns: i32, ret: i32| -> Result<i32> {
-            count_call(&c, "proxy_resolve_shared_queue");
+            count_call(&mut c, "proxy_resolve_shared_queue");
             let vm_id = read_str(&mut c, vp, vs)?;
             let name = read_str(&mut c, np, ns)?;
             let found = c
@@ -596,7 +605,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_enqueue_shared_queue",
         |mut c: C<'_>, id: i32, vp: i32, vs: i32| -> Result<i32> {
-            count_call(&c, "proxy_enqueue_shared_queue");
+            count_call(&mut c, "proxy_enqueue_shared_queue");
             let value = if vp == 0 {
                 Vec::new()
             } else {
@@ -618,7 +627,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_dequeue_shared_queue",
         |mut c: C<'_>, id: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
-            count_call(&c, "proxy_dequeue_shared_queue");
+            count_call(&mut c, "proxy_dequeue_shared_queue");
             let host = c.data().host.clone();
             let item = {
                 let mut h = host.borrow_mut();
@@ -640,8 +649,8 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
     l.func_wrap(
         env,
         "proxy_continue_stream",
-        |c: C<'_>, ty: i32| -> Result<i32> {
-            count_call(&c, "proxy_continue_stream");
+        |mut c: C<'_>, ty: i32| -> Result<i32> {
+            count_call(&mut c, "proxy_continue_stream");
             let dir = match ty {
                 0 => DirKind::Request,
                 1 => DirKind::Response,
@@ -658,8 +667,8 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
     l.func_wrap(
         env,
         "proxy_close_stream",
-        |c: C<'_>, ty: i32| -> Result<i32> {
-            count_call(&c, "proxy_close_stream");
+        |mut c: C<'_>, ty: i32| -> Result<i32> {
+            count_call(&mut c, "proxy_close_stream");
             let dir = match ty {
                 0 => DirKind::Request,
                 1 => DirKind::Response,
@@ -685,7 +694,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
          hs: i32,
          grpc: i32|
          -> Result<i32> {
-            count_call(&c, "proxy_send_local_response");
+            count_call(&mut c, "proxy_send_local_response");
             let details = read_str(&mut c, dp, ds)?;
             let body = read(&mut c, bp, bs)?;
             let Some(pairs) = decode_pairs(&read(&mut c, hp, hs)?) else {
@@ -725,7 +734,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
          timeout: i32,
          ret: i32|
          -> Result<i32> {
-            count_call(&c, "proxy_http_call");
+            count_call(&mut c, "proxy_http_call");
             let cluster = read_str(&mut c, up, us)?;
             let Some(headers) = decode_pairs(&read(&mut c, hp, hs)?) else {
                 return st(Status::BadArgument);
@@ -779,7 +788,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
     l.func_wrap(
         env,
         "proxy_grpc_call",
-        |c: C<'_>,
+        |mut c: C<'_>,
          _a: i32,
          _b: i32,
          _d: i32,
@@ -793,12 +802,12 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
          _t: i32,
          _r: i32|
          -> Result<i32> {
-            count_call(&c, "proxy_grpc_call"); st(Status::Unimplemented) },
+            count_call(&mut c, "proxy_grpc_call"); st(Status::Unimplemented) },
     )?;
     l.func_wrap(
         env,
         "proxy_grpc_stream",
-        |c: C<'_>,
+        |mut c: C<'_>,
          _a: i32,
          _b: i32,
          _d: i32,
@@ -809,39 +818,39 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
          _i: i32,
          _r: i32|
          -> Result<i32> {
-            count_call(&c, "proxy_grpc_stream"); st(Status::Unimplemented) },
+            count_call(&mut c, "proxy_grpc_stream"); st(Status::Unimplemented) },
     )?;
     l.func_wrap(
         env,
         "proxy_grpc_send",
-        |c: C<'_>, _t: i32, _p: i32, _s: i32, _e: i32| -> Result<i32> {
-            count_call(&c, "proxy_grpc_send");
+        |mut c: C<'_>, _t: i32, _p: i32, _s: i32, _e: i32| -> Result<i32> {
+            count_call(&mut c, "proxy_grpc_send");
             st(Status::Unimplemented)
         },
     )?;
     l.func_wrap(
         env,
         "proxy_grpc_cancel",
-        |c: C<'_>, _t: i32| -> Result<i32> {
-            count_call(&c, "proxy_grpc_cancel"); st(Status::NotFound) },
+        |mut c: C<'_>, _t: i32| -> Result<i32> {
+            count_call(&mut c, "proxy_grpc_cancel"); st(Status::NotFound) },
     )?;
     l.func_wrap(
         env,
         "proxy_grpc_close",
-        |c: C<'_>, _t: i32| -> Result<i32> {
-            count_call(&c, "proxy_grpc_close"); st(Status::NotFound) },
+        |mut c: C<'_>, _t: i32| -> Result<i32> {
+            count_call(&mut c, "proxy_grpc_close"); st(Status::NotFound) },
     )?;
     l.func_wrap(
         env,
         "proxy_get_status",
-        |c: C<'_>, _a: i32, _b: i32, _d: i32| -> Result<i32> {
-            count_call(&c, "proxy_get_status"); st(Status::NotFound) },
+        |mut c: C<'_>, _a: i32, _b: i32, _d: i32| -> Result<i32> {
+            count_call(&mut c, "proxy_get_status"); st(Status::NotFound) },
     )?;
     l.func_wrap(
         env,
         "proxy_set_effective_context",
         |mut c: C<'_>, ctx: i32| -> Result<i32> {
-            count_call(&c, "proxy_set_effective_context");
+            count_call(&mut c, "proxy_set_effective_context");
             let ctx = ctx as u32;
             let known = ctx == c.data().root_context_id || c.data().contexts.contains_key(&ctx);
             if !known {
@@ -855,7 +864,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_call_foreign_function",
         |mut c: C<'_>, np: i32, ns: i32, ap: i32, as_: i32, _rp: i32, _rs: i32| -> Result<i32> {
-            count_call(&c, "proxy_call_foreign_function");
+            count_call(&mut c, "proxy_call_foreign_function");
             let name = read_str(&mut c, np, ns)?;
             let args = read(&mut c, ap, as_)?;
             c.data_mut().foreign_calls.push((name.clone(), args));
@@ -870,7 +879,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         },
     )?;
     l.func_wrap(env, "proxy_done", |mut c: C<'_>| -> Result<i32> {
-        count_call(&c, "proxy_done");
+        count_call(&mut c, "proxy_done");
         c.data_mut().done_calls += 1;
         st(Status::Ok)
     })?;
@@ -878,7 +887,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_define_metric",
         |mut c: C<'_>, ty: i32, np: i32, ns: i32, ret: i32| -> Result<i32> {
-            count_call(&c, "proxy_define_metric");
+            count_call(&mut c, "proxy_define_metric");
             let kind = match ty {
                 0 => MetricType::Counter,
                 1 => MetricType::Gauge,
@@ -909,8 +918,8 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
     l.func_wrap(
         env,
         "proxy_increment_metric",
-        |c: C<'_>, id: i32, offset: i64| -> Result<i32> {
-            count_call(&c, "proxy_increment_metric");
+        |mut c: C<'_>, id: i32, offset: i64| -> Result<i32> {
+            count_call(&mut c, "proxy_increment_metric");
             let host = c.data().host.clone();
             let mut h = host.borrow_mut();
             let Some(m) = h.metrics.get_mut((id as u32 as usize).wrapping_sub(1)) else {
@@ -927,8 +936,8 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
     l.func_wrap(
         env,
         "proxy_record_metric",
-        |c: C<'_>, id: i32, value: i64| -> Result<i32> {
-            count_call(&c, "proxy_record_metric");
+        |mut c: C<'_>, id: i32, value: i64| -> Result<i32> {
+            count_call(&mut c, "proxy_record_metric");
             let host = c.data().host.clone();
             let mut h = host.borrow_mut();
             let Some(m) = h.metrics.get_mut((id as u32 as usize).wrapping_sub(1)) else {
@@ -946,7 +955,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         env,
         "proxy_get_metric",
         |mut c: C<'_>, id: i32, ret: i32| -> Result<i32> {
-            count_call(&c, "proxy_get_metric");
+            count_call(&mut c, "proxy_get_metric");
             let found = {
                 let h = c.data().host.borrow();
                 h.metrics
@@ -970,7 +979,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         wasi,
         "random_get",
         |mut c: C<'_>, ptr: i32, len: i32| -> Result<i32> {
-            count_call(&c, "random_get");
+            count_call(&mut c, "random_get");
             let host = c.data().host.clone();
             let bytes: Vec<u8> = {
                 let mut h = host.borrow_mut();
@@ -984,7 +993,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         wasi,
         "environ_sizes_get",
         |mut c: C<'_>, count: i32, size: i32| -> Result<i32> {
-            count_call(&c, "environ_sizes_get");
+            count_call(&mut c, "environ_sizes_get");
             write_u32(&mut c, count, 0)?;
             write_u32(&mut c, size, 0)?;
             Ok(0)
@@ -993,14 +1002,14 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
     l.func_wrap(
         wasi,
         "environ_get",
-        |c: C<'_>, _a: i32, _b: i32| -> Result<i32> {
-            count_call(&c, "environ_get"); Ok(0) },
+        |mut c: C<'_>, _a: i32, _b: i32| -> Result<i32> {
+            count_call(&mut c, "environ_get"); Ok(0) },
     )?;
     l.func_wrap(
         wasi,
         "args_sizes_get",
         |mut c: C<'_>, count: i32, size: i32| -> Result<i32> {
-            count_call(&c, "args_sizes_get");
+            count_call(&mut c, "args_sizes_get");
             write_u32(&mut c, count, 0)?;
             write_u32(&mut c, size, 0)?;
             Ok(0)
@@ -1009,14 +1018,14 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
     l.func_wrap(
         wasi,
         "args_get",
-        |c: C<'_>, _a: i32, _b: i32| -> Result<i32> {
-            count_call(&c, "args_get"); Ok(0) },
+        |mut c: C<'_>, _a: i32, _b: i32| -> Result<i32> {
+            count_call(&mut c, "args_get"); Ok(0) },
     )?;
     l.func_wrap(
         wasi,
         "clock_time_get",
         |mut c: C<'_>, _id: i32, _precision: i64, ret: i32| -> Result<i32> {
-            count_call(&c, "clock_time_get");
+            count_call(&mut c, "clock_time_get");
             let now = c.data().host.borrow().now_nanos;
             write(&mut c, ret, &now.to_le_bytes())?;
             Ok(0)
@@ -1030,7 +1039,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         wasi,
         "fd_write",
         |mut c: C<'_>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i32| -> Result<i32> {
-            count_call(&c, "fd_write");
+            count_call(&mut c, "fd_write");
             let mut total = 0u32;
             let mut out = Vec::new();
             for i in 0..iovs_len {
