@@ -61,7 +61,7 @@ pub const FORWARDED_REQUEST_HEADERS: &[&str] = &[
 ];
 
 /// Whether a model platform may see this request header GitLab sent (names lower-case, as
-/// Envoy hands them over). None of [`codec::removed_request_headers`] is forwarded (tested).
+/// Envoy hands them over). None of `codec::removed_request_headers` is forwarded (tested).
 fn forwarded(name: &str) -> bool {
     FORWARDED_REQUEST_HEADERS.binary_search(&name).is_ok()
 }
