@@ -37,6 +37,16 @@ pub struct Target {
     pub metadata: Option<Redacted>,
 }
 
+impl Target {
+    /// Whether a header the client sent goes from a request forwarded untranslated (names
+    /// lower-case, as Envoy hands them over): the client's cluster header (the decision sets its
+    /// own) and, where [`Target::strip_authorization`] says so, GitLab's JWT. A translated
+    /// request keeps less (`translate::RequestEdit::keeps`).
+    pub fn drops_sent_header(&self, name: &str, cluster_header: &str) -> bool {
+        name == cluster_header || (self.strip_authorization && name == "authorization")
+    }
+}
+
 /// A header value holding a key: never in debug output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Redacted(pub String);
@@ -937,5 +947,17 @@ mod tests {
         let o = decide_body(&c, pending(plan(&c, "POST", "/v1/prompts/generate_commit_message")), &json!({"model_metadata": {"identifier": id}}));
         let (r, _) = replied(&o);
         assert!(r.body.len() < 400, "{}", r.body.len());
+    }
+
+    #[test]
+    fn an_untranslated_request_loses_only_the_clients_cluster_header_and_where_asked_the_jwt() {
+        let c = config("hybrid", json!({"code_completions": {"provider": "vendored"}}), json!({"provider": "disabled"}), json!({}));
+        let t = forwarded(&decided(plan(&c, "POST", "/v2/code/completions"))).clone();
+        let sent = [":path", "authorization", "x-duo-upstream", "x-gitlab-realm", "accept"];
+        let dropped: Vec<&str> = sent.into_iter().filter(|n| t.drops_sent_header(n, &c.cluster_header)).collect();
+        assert_eq!(dropped, ["x-duo-upstream"], "the vendor needs GitLab's token and headers");
+        let stripping = Target { strip_authorization: true, ..t };
+        let dropped: Vec<&str> = sent.into_iter().filter(|n| stripping.drops_sent_header(n, &c.cluster_header)).collect();
+        assert_eq!(dropped, ["authorization", "x-duo-upstream"]);
     }
 }

@@ -181,13 +181,6 @@ impl RootContext for Root {
     }
 }
 
-/// Request headers to change in one write ([`duo_kit::write_request_headers`]).
-#[derive(Default)]
-struct HeaderChanges<'a> {
-    remove: Vec<&'a str>,
-    set: Vec<(&'a str, &'a str)>,
-}
-
 /// One request/response exchange through the router.
 struct Exchange {
     id: u32,
@@ -263,15 +256,14 @@ impl Exchange {
                     _ => None,
                 };
                 let timeout = target.timeout_ms.map(|ms| ms.to_string());
-                let mut headers = target_headers(config, &target, timeout.as_deref());
+                let mut set = target_headers(config, &target, timeout.as_deref());
                 if let Some(((_, edit), _)) = &translated {
-                    headers.remove.extend(edit.remove.iter().map(String::as_str));
-                    headers.set.extend(edit.set.iter().map(|(k, v)| (*k, v.as_str())));
+                    set.extend(edit.set.iter().map(|(k, v)| (*k, v.as_str())));
                 }
-                // The map as read in the headers callback; the cluster header a client may have
-                // sent (removed then) is dropped from it here too, before the decision's value.
-                headers.remove.push(&config.cluster_header);
-                if let Err(e) = duo_kit::write_request_headers(&self.sent_headers, &headers.remove, &headers.set) {
+                // The map as read in the headers callback, each header decided once by rule.
+                let translating = translated.is_some();
+                let drop = |name: &str| if translating { !RequestEdit::keeps(name) } else { target.drops_sent_header(name, &config.cluster_header) };
+                if let Err(e) = duo_kit::write_request_headers(&self.sent_headers, drop, &set) {
                     log::error!("duo_router: #{} could not set the upstream headers ({e:?})", self.id);
                     return self.reply(&GitlabError::inference_failed());
                 }
@@ -320,15 +312,12 @@ impl Exchange {
             None
         };
         let flags = self.sent_headers.get("x-gitlab-enabled-feature-flags");
-        let sent: Vec<&str> = self.sent_headers.names().collect();
         let request_id = self.sent_headers.get("x-request-id").unwrap_or_default();
         let ctx = RequestCtx {
             request_id: &request_id,
             now_unix: now_ms() / 1000,
             scopes,
             feature_flags: flags.as_deref(),
-            sent: &sent,
-            cluster_header: &config.cluster_header,
             gitlab_version: GitlabVersion::from_header(self.sent_headers.get("x-gitlab-version").as_deref()),
         };
         Translation::request(config, &prompts, target, endpoint, (json, body.len()), &ctx)
@@ -363,7 +352,7 @@ impl Exchange {
                 Action::Continue
             }
             HeadersPlan::Stream { set, remove } => {
-                if duo_kit::write_response_headers(&self.upstream_headers, &remove, &set).is_err() {
+                if duo_kit::write_response_headers(&self.upstream_headers, |n| remove.contains(&n), &set).is_err() {
                     return self.fail_response("could not rewrite the response headers");
                 }
                 // Provisional record: if the stream never ends (upstream reset), the logger's
@@ -388,7 +377,7 @@ impl Exchange {
             let status = answer.status.to_string();
             let set: Vec<(&str, &str)> =
                 std::iter::once((":status", status.as_str())).chain(answer.set.iter().map(|(k, v)| (*k, v.as_str()))).collect();
-            duo_kit::write_response_headers(&current, &answer.remove, &set)?;
+            duo_kit::write_response_headers(&current, |n| answer.remove.contains(&n), &set)?;
             duo_kit::replace_body(duo_kit::Body::Response, size, &answer.body)
         };
         if write().is_err() {
@@ -448,25 +437,21 @@ impl Exchange {
 }
 
 /// The headers every forwarded request gets: the cluster to route to, the upstream's authority
-/// and path, its timeout, the Agent Platform's model metadata; GitLab's JWT goes where the target
-/// says so.
-fn target_headers<'t>(config: &'t Config, t: &'t Target, timeout_ms: Option<&'t str>) -> HeaderChanges<'t> {
-    let mut changes = HeaderChanges::default();
-    changes.set.push((config.cluster_header.as_str(), t.cluster.as_str()));
-    changes.set.push((":authority", t.authority.as_str()));
+/// and path, its timeout, the Agent Platform's model metadata.
+fn target_headers<'t>(config: &'t Config, t: &'t Target, timeout_ms: Option<&'t str>) -> Vec<(&'t str, &'t str)> {
+    let mut set = Vec::with_capacity(16);
+    set.push((config.cluster_header.as_str(), t.cluster.as_str()));
+    set.push((":authority", t.authority.as_str()));
     if let Some(path) = &t.path {
-        changes.set.push((":path", path.as_str()));
+        set.push((":path", path.as_str()));
     }
     if let Some(ms) = timeout_ms {
-        changes.set.push(("x-envoy-upstream-rq-timeout-ms", ms));
+        set.push(("x-envoy-upstream-rq-timeout-ms", ms));
     }
     if let Some(metadata) = &t.metadata {
-        changes.set.push((agent_platform::MODEL_METADATA_HEADER, metadata.0.as_str()));
+        set.push((agent_platform::MODEL_METADATA_HEADER, metadata.0.as_str()));
     }
-    if t.strip_authorization {
-        changes.remove.push("authorization");
-    }
-    changes
+    set
 }
 
 /// Envoy's `response.code_details` says the answer came from the upstream (`via_upstream`), not

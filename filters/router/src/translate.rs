@@ -3,7 +3,7 @@
 //! natively; the adapter turns the returned plans into host calls.
 //!
 //! ```text
-//! request body ──► Translation::request ──► RequestEdit (headers to remove/set, new body)
+//! request body ──► Translation::request ──► RequestEdit (headers to set and keep, new body)
 //! response headers ──► response_headers ──► HeadersPlan (answer now / hold whole / stream)
 //! each chunk (stream) ──► chunk ──► Chunk (bytes for GitLab, reset?)
 //! whole answer (held) ──► whole ──► WholeAnswer (status, headers, body)
@@ -30,11 +30,6 @@ pub struct RequestCtx<'a> {
     pub scopes: Option<Vec<String>>,
     /// GitLab's `x-gitlab-enabled-feature-flags`.
     pub feature_flags: Option<&'a str>,
-    /// The request headers GitLab sent, lower-case: those off [`FORWARDED_REQUEST_HEADERS`] are
-    /// removed.
-    pub sent: &'a [&'a str],
-    /// The header the router routes by (set by the decision, never removed here).
-    pub cluster_header: &'a str,
     /// The calling GitLab, from `X-Gitlab-Version` ([`GitlabVersion::from_header`]).
     pub gitlab_version: GitlabVersion,
     /// Envoy's `x-request-id` (model-ingress answers carry it in their id).
@@ -60,21 +55,25 @@ pub const FORWARDED_REQUEST_HEADERS: &[&str] = &[
     "x-request-id",
 ];
 
-/// Whether a model platform may see this request header GitLab sent (names lower-case, as
-/// Envoy hands them over). None of `codec::removed_request_headers` is forwarded (tested).
-fn forwarded(name: &str) -> bool {
-    FORWARDED_REQUEST_HEADERS.binary_search(&name).is_ok()
-}
-
 /// The request as the platform must receive it.
 #[derive(Debug, PartialEq)]
 pub struct RequestEdit {
-    /// Removed first (GitLab's JWT and headers, key headers, headers describing the old body).
-    pub remove: Vec<String>,
-    /// Then set, in order (`:method`, `:path`, the platform's headers, `content-length`).
+    /// Set, in order (the platform's headers, `:method`, `:path`, `content-length`); every other
+    /// header GitLab sent goes unless [`RequestEdit::keeps`] it.
     pub set: Vec<(&'static str, String)>,
     /// Replaces the whole request body.
     pub body: Vec<u8>,
+}
+
+impl RequestEdit {
+    /// Whether a header GitLab sent stays in the platform's request (names lower-case, as Envoy
+    /// hands them over): pseudo-headers and [`FORWARDED_REQUEST_HEADERS`]; everything else goes
+    /// (GitLab's JWT and headers, cookies, key headers, headers describing the old body), the
+    /// client's cluster header included (the decision sets its own). Decided once per header
+    /// while the map is written. None of `codec::removed_request_headers` is kept (tested).
+    pub fn keeps(name: &str) -> bool {
+        name.starts_with(':') || FORWARDED_REQUEST_HEADERS.binary_search(&name).is_ok()
+    }
 }
 
 /// What to do with the upstream response headers.
@@ -180,7 +179,7 @@ impl Translation {
                 stream: up.stream,
                 answer: up.answer,
             };
-            return Ok(Self::edit(up, ctx));
+            return Ok(Self::edit(up));
         }
         let mut up = if endpoint.kind == EndpointKind::ChatAgentV2 {
             // Duo Chat (ReAct): the chat module renders the step; tools follow the token's scopes.
@@ -198,21 +197,11 @@ impl Translation {
         };
         up.answer.feature_flags = ctx.feature_flags.map(codec::feature_flags).unwrap_or_default();
         up.answer.gitlab = ctx.gitlab_version;
-        Ok(Self::edit(up, ctx))
+        Ok(Self::edit(up))
     }
 
     /// The host edit for a built upstream request, and the translation of its answer.
-    fn edit(mut up: codec::UpstreamRequest, ctx: &RequestCtx<'_>) -> (Translation, RequestEdit) {
-        // Only what the client sent, and not what is set again below.
-        let resent = |name: &str| name == "content-length" || up.set_headers.iter().any(|(k, _)| *k == name);
-        let remove: Vec<String> = ctx
-            .sent
-            .iter()
-            .copied()
-            .filter(|n| !n.starts_with(':') && *n != ctx.cluster_header && !forwarded(n))
-            .filter(|n| !resent(n))
-            .map(str::to_owned)
-            .collect();
+    fn edit(mut up: codec::UpstreamRequest) -> (Translation, RequestEdit) {
         let mut set = Vec::with_capacity(up.set_headers.len() + 3);
         set.append(&mut up.set_headers);
         set.push((":method", up.method.to_owned()));
@@ -229,7 +218,7 @@ impl Translation {
             usage,
             captured: None,
         };
-        (translation, RequestEdit { remove, set, body: up.body })
+        (translation, RequestEdit { set, body: up.body })
     }
 
     /// Keep prompt and answer text up to `limit` bytes each for duo_logger (its content policy

@@ -195,8 +195,6 @@ fn translate(
     sent: &[(String, String)],
     now_unix: u64,
 ) -> Result<(RequestEdit, bool), GitlabError> {
-    let names: Vec<String> = sent.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let flags = sent
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("x-gitlab-enabled-feature-flags"))
@@ -207,8 +205,6 @@ fn translate(
         now_unix,
         scopes: None,
         feature_flags: flags,
-        sent: &names,
-        cluster_header: &config.cluster_header,
         request_id: header("x-request-id").unwrap_or("explain"),
         gitlab_version: duo_core::version::GitlabVersion::from_header(header("x-gitlab-version")),
     };
@@ -235,7 +231,13 @@ fn upstream(target: &Target, sent: &[(String, String)], up: Option<(RequestEdit,
     }
     let (method, path, body, stream) = match up {
         Some((edit, stream)) => {
-            for name in &edit.remove {
+            // What the platform may not see and the edit does not set again.
+            let gone: Vec<String> = headers
+                .iter()
+                .map(|(k, _)| k.to_ascii_lowercase())
+                .filter(|k| !RequestEdit::keeps(k) && !edit.set.iter().any(|(s, _)| s == k))
+                .collect();
+            for name in &gone {
                 drop(name, &mut headers);
             }
             let (mut method, mut path) = (String::new(), String::new());

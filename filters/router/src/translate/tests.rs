@@ -62,8 +62,6 @@ fn translate_from(gitlab_version: GitlabVersion, method: &str, path: &str, body:
         now_unix: 1_795_651_200,
         scopes: None,
         feature_flags: Some("flag_a, flag_b,flag_a"),
-        sent: SENT,
-        cluster_header: &config.cluster_header,
         gitlab_version,
         request_id: "req-1",
     };
@@ -84,7 +82,9 @@ fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 #[test]
 fn the_platform_gets_the_prompt_and_its_credential_nothing_about_who_asked() {
     let (_, edit) = prompt(false);
-    let mut removed = edit.remove.clone();
+    let set: Vec<&str> = edit.set.iter().map(|(k, _)| *k).collect();
+    // What the platform does not get: what is neither kept nor set again.
+    let mut removed: Vec<&str> = SENT.iter().copied().filter(|n| !RequestEdit::keeps(n) && !set.contains(n)).collect();
     removed.sort();
     assert_eq!(
         removed,
@@ -93,13 +93,14 @@ fn the_platform_gets_the_prompt_and_its_credential_nothing_about_who_asked() {
             "authorization",
             "content-encoding",
             "cookie",
+            "x-duo-upstream",
             "x-gitlab-global-user-id",
             "x-gitlab-instance-id",
             "x-gitlab-realm",
         ],
-        "GitLab's JWT, its instance and user headers, cookies and the old body's encoding go; tracing stays"
+        "GitLab's JWT, its instance and user headers, cookies, the old body's encoding and the client's \
+         cluster header (the decision sets its own) go; tracing stays"
     );
-    let set: Vec<&str> = edit.set.iter().map(|(k, _)| *k).collect();
     assert_eq!(set, ["content-type", "accept", ":method", ":path", "content-length"]);
     assert_eq!(edit.set[3].1, "/v1/chat/completions");
     assert_eq!(edit.set[4].1, edit.body.len().to_string());
@@ -109,10 +110,10 @@ fn the_platform_gets_the_prompt_and_its_credential_nothing_about_who_asked() {
 }
 
 #[test]
-fn the_routing_header_set_by_the_decision_is_never_removed() {
-    let (_, edit) = prompt(false);
-    assert!(!edit.remove.iter().any(|h| h == "x-duo-upstream"));
-    assert!(!edit.remove.iter().any(|h| h.starts_with(':')));
+fn pseudo_headers_stay_for_the_edit_to_set() {
+    for name in SENT.iter().filter(|n| n.starts_with(':')) {
+        assert!(RequestEdit::keeps(name), "{name}");
+    }
 }
 
 #[test]
@@ -218,7 +219,7 @@ fn an_application_inference_profile_identifier_routes_to_converse() {
     let outcome = decide::decide_body(&config, pending, &body);
     let Decision::Forward(target) = outcome.decision else { panic!("forwarded: {:?}", outcome.decision) };
     assert_eq!(target.model.as_deref(), Some("claude_eu"));
-    let ctx = RequestCtx { now_unix: 0, scopes: None, feature_flags: None, sent: SENT, cluster_header: "x-duo-upstream", gitlab_version: GitlabVersion::ASSUMED, request_id: "req-arn" };
+    let ctx = RequestCtx { now_unix: 0, scopes: None, feature_flags: None, gitlab_version: GitlabVersion::ASSUMED, request_id: "req-arn" };
     let (_, edit) = Translation::request(&config, &prompts, &target, &outcome.endpoint.unwrap(), (&body, 100), &ctx).unwrap();
     let path = edit.set.iter().find(|(k, _)| *k == ":path").map(|(_, v)| v.as_str());
     assert_eq!(path, Some("/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A123456789012%3Aapplication-inference-profile%2Fa1b2c3d4e5/converse"));
@@ -320,10 +321,10 @@ fn the_forwarded_list_is_sorted_lower_case_and_holds_no_removed_header() {
     assert!(FORWARDED_REQUEST_HEADERS.windows(2).all(|w| w[0] < w[1]), "binary search needs it sorted");
     for name in FORWARDED_REQUEST_HEADERS {
         assert_eq!(name.to_ascii_lowercase(), *name);
-        assert!(forwarded(name));
+        assert!(RequestEdit::keeps(name));
         assert!(!codec::removed_request_headers().any(|r| r == *name), "{name} is both forwarded and removed");
     }
     for name in ["authorization", "x-gitlab-realm", "cookie", "content-length", "accept-encoding", "a", "zzz"] {
-        assert!(!forwarded(name), "{name}");
+        assert!(!RequestEdit::keeps(name), "{name}");
     }
 }
