@@ -47,47 +47,78 @@ fn header_lossy(map: MapType, name: &str) -> Option<String> {
 }
 
 /// A header map read in one host call. Each single-header read is a VM crossing (1-2 µs in V8 on
-/// the bench machine), and the filters need five to fifteen headers per request.
+/// the bench machine), and the filters need five to fifteen headers per request. The host's
+/// encoding is kept as read, with the place of each name and value: decoding into a `String` and
+/// a `Vec` per header cost two allocations each (~13k wasm operators for GitLab's 17 headers).
 #[derive(Default)]
-pub struct Headers(Vec<(String, Vec<u8>)>);
+pub struct Headers {
+    /// proxy-wasm's pair encoding, as the host returned it.
+    raw: Vec<u8>,
+    /// Each header's name and value, as ranges of `raw`.
+    spans: Vec<(Span, Span)>,
+}
+
+#[derive(Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn of(self, raw: &[u8]) -> &[u8] {
+        let start = self.start as usize;
+        raw.get(start..start + self.len as usize).unwrap_or_default()
+    }
+}
 
 impl Headers {
     /// The request headers; only in the request-headers callback or later, when Envoy has them
-    /// (the SDK panics on the status of an unavailable map). Names are UTF-8 (Envoy's codecs
-    /// accept only token characters in names); values stay bytes.
+    /// (before, or on a host error: an empty map, never the SDK's panic). Names and values stay
+    /// bytes (Envoy's codecs accept only token characters in names).
     pub fn request() -> Headers {
-        Headers(hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default())
+        Headers::from_encoded(raw::get_header_map_pairs(MapType::HttpRequestHeaders as u32).unwrap_or_default())
     }
 
     /// The response headers; only from the response-headers callback on.
     pub fn response() -> Headers {
-        Headers(hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default())
+        Headers::from_encoded(raw::get_header_map_pairs(MapType::HttpResponseHeaders as u32).unwrap_or_default())
+    }
+
+    /// A map in proxy-wasm's pair encoding ([`duo_core::pairs`]); bytes that are not exactly
+    /// that make an empty map.
+    pub fn from_encoded(raw: Vec<u8>) -> Headers {
+        let spans = match duo_core::pairs::decode_pairs(&raw) {
+            Some(pairs) => pairs.into_iter().map(|(name, value)| (span_in(&raw, name), span_in(&raw, value))).collect(),
+            None => Vec::new(),
+        };
+        Headers { raw, spans }
+    }
+
+    /// Every header, in order: name (lower-case, as Envoy keeps it) and value bytes. Lookups
+    /// compare the bytes; a name becomes `&str` only where a caller asks for text.
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.spans.iter().map(|(name, value)| (name.of(&self.raw), value.of(&self.raw)))
     }
 
     /// Every header as text, values decoded lossily (an upstream may send obs-text; the SDK's
     /// `get_map` would panic on it and kill the VM).
-    pub fn into_lossy_pairs(self) -> Vec<(String, String)> {
-        self.0.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect()
-    }
-
-    /// [`Self::into_lossy_pairs`], keeping the map (to write an edit of it later).
     pub fn lossy_pairs(&self) -> Vec<(String, String)> {
-        self.0.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect()
+        self.pairs().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned())).collect()
     }
 
-    /// The first value of a header, decoded lossily like [`response_header`]. Names compare
-    /// ASCII-case-insensitively, as Envoy's own lookups do.
+    /// The first value of a header, decoded lossily like [`response_header`] and borrowed when it
+    /// is UTF-8. Names compare ASCII-case-insensitively, as Envoy's own lookups do.
+    pub fn value(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        self.pairs().find(|(k, _)| same_name(k, name.as_bytes())).map(|(_, v)| String::from_utf8_lossy(v))
+    }
+
+    /// [`Self::value`], owned.
     pub fn get(&self, name: &str) -> Option<String> {
-        self.0.iter().find(|(k, _)| same_name(k, name)).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    }
-
-    /// The header names (Envoy hands them over lower-case).
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| k.as_str())
+        self.value(name).map(std::borrow::Cow::into_owned)
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.0.iter().any(|(k, _)| same_name(k, name))
+        self.pairs().any(|(k, _)| same_name(k, name.as_bytes()))
     }
 
     /// This map without the headers `drop` names, then with each `set` name given exactly one
@@ -97,24 +128,24 @@ impl Headers {
     /// lower-case (docs/envoy-facts.md E19) and the filters set lower-case constants, so bytes
     /// compare exactly (the router's golden tests hold every name it sets to that). `drop` sees
     /// each header once: the caller decides by rule instead of listing names compared again.
-    pub fn edited<'a>(&'a self, drop: impl Fn(&str) -> bool, set: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a [u8])> {
+    pub fn edited<'a>(&'a self, drop: impl Fn(&[u8]) -> bool, set: &[(&'a str, &'a str)]) -> Vec<(&'a [u8], &'a [u8])> {
         // Most headers of a request are dropped (GitLab's) or meet no set name of their length:
         // the lengths the set holds, as a bit set, end those lookups at one AND.
         let set_lengths = length_bits(set.iter().map(|(k, _)| *k));
         // The set entry that wins for a name: the last one listed.
-        let winner = |name: &str| if holds_length(set_lengths, name) { set.iter().rposition(|(k, _)| *k == name) } else { None };
+        let winner = |name: &[u8]| if holds_length(set_lengths, name.len()) { set.iter().rposition(|(k, _)| k.as_bytes() == name) } else { None };
         let mut placed = 0u64;
-        let mut out: Vec<(&str, &[u8])> = Vec::with_capacity(self.0.len() + set.len());
-        for (name, value) in &self.0 {
+        let mut out: Vec<(&[u8], &[u8])> = Vec::with_capacity(self.spans.len() + set.len());
+        for (name, value) in self.pairs() {
             if drop(name) {
                 continue;
             }
             match winner(name) {
-                None => out.push((name.as_str(), value.as_slice())),
+                None => out.push((name, value)),
                 // A set beyond the bit set's reach is never placed in line: appended below.
                 Some(i) if i < 64 && placed & 1 << i == 0 => {
                     placed |= 1 << i;
-                    out.push((name.as_str(), set.get(i).map_or(&[][..], |(_, v)| v.as_bytes())));
+                    out.push((name, set.get(i).map_or(&[][..], |(_, v)| v.as_bytes())));
                 }
                 Some(_) => {}
             }
@@ -122,11 +153,17 @@ impl Headers {
         for (i, (name, value)) in set.iter().enumerate() {
             let in_line = i < 64 && placed & 1 << i != 0;
             if !in_line && !set.get(i + 1..).is_some_and(|later| later.iter().any(|(k, _)| k == name)) {
-                out.push((name, value.as_bytes()));
+                out.push((name.as_bytes(), value.as_bytes()));
             }
         }
         out
     }
+}
+
+/// Where `part` (a subslice of `raw`) sits in `raw`.
+fn span_in(raw: &[u8], part: &[u8]) -> Span {
+    let start = (part.as_ptr() as usize).saturating_sub(raw.as_ptr() as usize);
+    Span { start: u32::try_from(start).unwrap_or(u32::MAX), len: u32::try_from(part.len()).unwrap_or(0) }
 }
 
 /// The lengths of `names` as a bit set (63 stands for 63 and longer).
@@ -134,13 +171,13 @@ fn length_bits<'n>(names: impl Iterator<Item = &'n str>) -> u64 {
     names.fold(0, |bits, name| bits | 1 << name.len().min(63))
 }
 
-fn holds_length(bits: u64, name: &str) -> bool {
-    bits & 1 << name.len().min(63) != 0
+fn holds_length(bits: u64, len: usize) -> bool {
+    bits & 1 << len.min(63) != 0
 }
 
 /// Header names compare ASCII-case-insensitively, as Envoy's own lookups do; lengths first,
 /// where most pairs differ.
-fn same_name(a: &str, b: &str) -> bool {
+fn same_name(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.eq_ignore_ascii_case(b)
 }
 
@@ -151,20 +188,19 @@ fn same_name(a: &str, b: &str) -> bool {
 /// to twenty-five), and a second read would decode the map again. Envoy's whole-map write re-picks
 /// the route like a single-header write (docs/envoy-facts.md E2). A refused write is an error, not
 /// the SDK's panic.
-pub fn write_request_headers(current: &Headers, drop: impl Fn(&str) -> bool, set: &[(&str, &str)]) -> Result<(), Status> {
+pub fn write_request_headers(current: &Headers, drop: impl Fn(&[u8]) -> bool, set: &[(&str, &str)]) -> Result<(), Status> {
     write_edited(MapType::HttpRequestHeaders, current, drop, set)
 }
 
 /// Replaces the response headers with an edit of `current` (the map as read in the
 /// response-headers callback: nothing upstream of duo_router changes it afterwards) in one host
 /// call, `:status` included, instead of one call per header.
-pub fn write_response_headers(current: &Headers, drop: impl Fn(&str) -> bool, set: &[(&str, &str)]) -> Result<(), Status> {
+pub fn write_response_headers(current: &Headers, drop: impl Fn(&[u8]) -> bool, set: &[(&str, &str)]) -> Result<(), Status> {
     write_edited(MapType::HttpResponseHeaders, current, drop, set)
 }
 
-fn write_edited(map: MapType, current: &Headers, drop: impl Fn(&str) -> bool, set: &[(&str, &str)]) -> Result<(), Status> {
-    let edited: Vec<(&[u8], &[u8])> = current.edited(drop, set).into_iter().map(|(k, v)| (k.as_bytes(), v)).collect();
-    let encoded = duo_core::pairs::encode_pairs(&edited);
+fn write_edited(map: MapType, current: &Headers, drop: impl Fn(&[u8]) -> bool, set: &[(&str, &str)]) -> Result<(), Status> {
+    let encoded = duo_core::pairs::encode_pairs(&current.edited(drop, set));
     match raw::set_header_map_pairs(map as u32, &encoded) {
         0 => Ok(()),
         1 => Err(Status::NotFound),
@@ -261,6 +297,35 @@ mod raw {
         fn proxy_set_header_map_pairs_raw(map_type: u32, data: *const u8, data_size: usize) -> u32;
     }
 
+    #[cfg(target_arch = "wasm32")]
+    #[link(wasm_import_module = "env")]
+    unsafe extern "C" {
+        #[link_name = "proxy_get_header_map_pairs"]
+        fn proxy_get_header_map_pairs_raw(map_type: u32, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
+    }
+
+    /// The encoded pairs of a header map, or `None` when the host refuses (the SDK's
+    /// `get_map_bytes` panics then, and decodes every pair into two allocations).
+    #[cfg(target_arch = "wasm32")]
+    pub(super) fn get_header_map_pairs(map_type: u32) -> Option<Vec<u8>> {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: the host writes a pointer and a size into the two locals it is given.
+        let status = unsafe { proxy_get_header_map_pairs_raw(map_type, &mut data, &mut size) };
+        if status != 0 || data.is_null() {
+            return None;
+        }
+        // SAFETY: on success the host hands over `size` bytes it allocated through the SDK's
+        // `proxy_on_memory_allocate` (a boxed slice of exactly `size` bytes from this module's
+        // allocator); the Vec takes ownership and frees it, as the SDK's own readers do.
+        Some(unsafe { Vec::from_raw_parts(data, size, size) })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(super) fn get_header_map_pairs(_map_type: u32) -> Option<Vec<u8>> {
+        None
+    }
+
     /// Raw status of `proxy_set_header_map_pairs(map_type, encoded)`.
     #[cfg(target_arch = "wasm32")]
     pub(super) fn set_header_map_pairs(map_type: u32, encoded: &[u8]) -> u32 {
@@ -293,8 +358,26 @@ mod raw {
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &[u8])]) -> Headers {
-        Headers(pairs.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec())).collect())
+    fn pairs<'a>(list: &[(&'a str, &'a [u8])]) -> Vec<(&'a [u8], &'a [u8])> {
+        list.iter().map(|(k, v)| (k.as_bytes(), *v)).collect()
+    }
+
+    fn map(list: &[(&str, &[u8])]) -> Headers {
+        Headers::from_encoded(duo_core::pairs::encode_pairs(&pairs(list)))
+    }
+
+    #[test]
+    fn a_map_reads_back_as_encoded_and_bad_encodings_are_empty() {
+        let h = map(&[(":status", b"200"), ("x-latin", b"caf\xe9"), ("empty", b"")]);
+        let read: Vec<(&[u8], &[u8])> = h.pairs().collect();
+        assert_eq!(read, vec![(&b":status"[..], &b"200"[..]), (b"x-latin", b"caf\xe9"), (b"empty", b"")]);
+        assert_eq!(h.get("X-Latin").as_deref(), Some("caf\u{fffd}"));
+        assert!(matches!(h.value(":status"), Some(std::borrow::Cow::Borrowed("200"))));
+        assert!(h.contains("EMPTY") && !h.contains("absent"));
+        assert_eq!(h.lossy_pairs()[1], ("x-latin".to_owned(), "caf\u{fffd}".to_owned()));
+        let mut cut = duo_core::pairs::encode_pairs(&[(b"a", b"b")]);
+        cut.pop();
+        assert_eq!(Headers::from_encoded(cut).pairs().count(), 0);
     }
 
     #[test]
@@ -310,37 +393,37 @@ mod tests {
             ("content-length", b"12"),
         ]);
         let set = [(":path", "/v1/chat/completions"), ("accept", "application/json"), ("content-length", "99"), ("x-new", "1"), ("content-length", "100")];
-        let got = sent.edited(|n| n == "authorization" || n == "x-gitlab-realm", &set);
-        let want: Vec<(&str, &[u8])> = vec![
+        let got = sent.edited(|n| n == b"authorization" || n == b"x-gitlab-realm", &set);
+        let want = pairs(&[
             (":method", b"POST"),
             (":path", b"/v1/chat/completions"),
             ("user-agent", b"ua \xff"),
             ("accept", b"application/json"),
             ("content-length", b"100"),
             ("x-new", b"1"),
-        ];
+        ]);
         assert_eq!(got, want);
     }
 
     #[test]
     fn a_name_both_removed_and_set_ends_with_the_set_value() {
         let sent = map(&[(":path", b"/a"), ("x-envoy-upstream-rq-timeout-ms", b"5")]);
-        let got = sent.edited(|n| n == "x-envoy-upstream-rq-timeout-ms", &[("x-envoy-upstream-rq-timeout-ms", "60000")]);
-        assert_eq!(got, vec![(":path", &b"/a"[..]), ("x-envoy-upstream-rq-timeout-ms", &b"60000"[..])]);
+        let got = sent.edited(|n| n == b"x-envoy-upstream-rq-timeout-ms", &[("x-envoy-upstream-rq-timeout-ms", "60000")]);
+        assert_eq!(got, pairs(&[(":path", b"/a"), ("x-envoy-upstream-rq-timeout-ms", b"60000")]));
     }
 
     #[test]
     fn a_set_name_listed_twice_is_written_once_with_its_last_value() {
         let sent = map(&[(":path", b"/a"), ("accept", b"x"), ("accept", b"y")]);
         let got = sent.edited(|_| false, &[("accept", "json"), ("x-new", "1"), ("x-new", "2"), ("accept", "text")]);
-        assert_eq!(got, vec![(":path", &b"/a"[..]), ("accept", &b"text"[..]), ("x-new", &b"2"[..])]);
+        assert_eq!(got, pairs(&[(":path", b"/a"), ("accept", b"text"), ("x-new", b"2")]));
     }
 
     #[test]
     fn a_dropped_name_that_is_set_again_goes_last_with_the_set_value() {
         let sent = map(&[("x-duo-upstream", b"client"), (":path", b"/a"), ("user-agent", b"u")]);
-        let got = sent.edited(|n| n != ":path", &[("x-duo-upstream", "vllm")]);
-        assert_eq!(got, vec![(":path", &b"/a"[..]), ("x-duo-upstream", &b"vllm"[..])]);
+        let got = sent.edited(|n| n != b":path", &[("x-duo-upstream", "vllm")]);
+        assert_eq!(got, pairs(&[(":path", b"/a"), ("x-duo-upstream", b"vllm")]));
     }
 
     #[test]
@@ -350,8 +433,8 @@ mod tests {
         let sent = map(&[("x-h69", b"old"), ("x-h1", b"old")]);
         let got = sent.edited(|_| false, &set);
         assert_eq!(got.len(), 70);
-        assert_eq!(got[0], ("x-h1", &b"v"[..]), "an early set name replaces in line");
-        assert_eq!(got.iter().filter(|(k, _)| *k == "x-h69").count(), 1);
+        assert_eq!(got[0], (&b"x-h1"[..], &b"v"[..]), "an early set name replaces in line");
+        assert_eq!(got.iter().filter(|(k, _)| *k == b"x-h69").count(), 1);
         assert!(got.iter().all(|(_, v)| *v == b"v"));
     }
 }

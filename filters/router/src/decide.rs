@@ -42,8 +42,8 @@ impl Target {
     /// lower-case, as Envoy hands them over): the client's cluster header (the decision sets its
     /// own) and, where [`Target::strip_authorization`] says so, GitLab's JWT. A translated
     /// request keeps less (`translate::RequestEdit::keeps`).
-    pub fn drops_sent_header(&self, name: &str, cluster_header: &str) -> bool {
-        name == cluster_header || (self.strip_authorization && name == "authorization")
+    pub fn drops_sent_header(&self, name: &[u8], cluster_header: &str) -> bool {
+        name == cluster_header.as_bytes() || (self.strip_authorization && name == b"authorization")
     }
 }
 
@@ -954,10 +954,10 @@ mod tests {
         let c = config("hybrid", json!({"code_completions": {"provider": "vendored"}}), json!({"provider": "disabled"}), json!({}));
         let t = forwarded(&decided(plan(&c, "POST", "/v2/code/completions"))).clone();
         let sent = [":path", "authorization", "x-duo-upstream", "x-gitlab-realm", "accept"];
-        let dropped: Vec<&str> = sent.into_iter().filter(|n| t.drops_sent_header(n, &c.cluster_header)).collect();
+        let dropped: Vec<&str> = sent.into_iter().filter(|n| t.drops_sent_header(n.as_bytes(), &c.cluster_header)).collect();
         assert_eq!(dropped, ["x-duo-upstream"], "the vendor needs GitLab's token and headers");
         let stripping = Target { strip_authorization: true, ..t };
-        let dropped: Vec<&str> = sent.into_iter().filter(|n| stripping.drops_sent_header(n, &c.cluster_header)).collect();
+        let dropped: Vec<&str> = sent.into_iter().filter(|n| stripping.drops_sent_header(n.as_bytes(), &c.cluster_header)).collect();
         assert_eq!(dropped, ["authorization", "x-duo-upstream"]);
     }
 }

@@ -262,7 +262,7 @@ impl Exchange {
                 }
                 // The map as read in the headers callback, each header decided once by rule.
                 let translating = translated.is_some();
-                let drop = |name: &str| if translating { !RequestEdit::keeps(name) } else { target.drops_sent_header(name, &config.cluster_header) };
+                let drop = |name: &[u8]| if translating { !RequestEdit::keeps(name) } else { target.drops_sent_header(name, &config.cluster_header) };
                 if let Err(e) = duo_kit::write_request_headers(&self.sent_headers, drop, &set) {
                     log::error!("duo_router: #{} could not set the upstream headers ({e:?})", self.id);
                     return self.reply(&GitlabError::inference_failed());
@@ -352,7 +352,7 @@ impl Exchange {
                 Action::Continue
             }
             HeadersPlan::Stream { set, remove } => {
-                if duo_kit::write_response_headers(&self.upstream_headers, |n| remove.contains(&n), &set).is_err() {
+                if duo_kit::write_response_headers(&self.upstream_headers, |n| remove.iter().any(|r| r.as_bytes() == n), &set).is_err() {
                     return self.fail_response("could not rewrite the response headers");
                 }
                 // Provisional record: if the stream never ends (upstream reset), the logger's
@@ -377,7 +377,7 @@ impl Exchange {
             let status = answer.status.to_string();
             let set: Vec<(&str, &str)> =
                 std::iter::once((":status", status.as_str())).chain(answer.set.iter().map(|(k, v)| (*k, v.as_str()))).collect();
-            duo_kit::write_response_headers(&current, |n| answer.remove.contains(&n), &set)?;
+            duo_kit::write_response_headers(&current, |n| answer.remove.iter().any(|r| r.as_bytes() == n), &set)?;
             duo_kit::replace_body(duo_kit::Body::Response, size, &answer.body)
         };
         if write().is_err() {
@@ -470,10 +470,10 @@ impl HttpContext for Exchange {
         let headers = duo_kit::Headers::request();
         // The client never picks the cluster: a forwarded request's one header write (`apply`)
         // drops whatever it sent under the cluster header and sets the decision's value.
-        let method = headers.get(":method").unwrap_or_default();
-        let path = headers.get(":path").unwrap_or_default();
-        let declared = headers.get("content-length").and_then(|v| v.trim().parse::<u64>().ok());
-        self.grpc = agent_platform::is_grpc(&path, headers.get("content-type").as_deref());
+        let method = headers.value(":method").unwrap_or_default().into_owned();
+        let path = headers.value(":path").unwrap_or_default().into_owned();
+        let declared = headers.value("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        self.grpc = agent_platform::is_grpc(&path, headers.value("content-type").as_deref());
         if self.grpc {
             // Unknown protocol counts as HTTP/2: only a known HTTP/1.x is refused.
             let http2 = !duo_kit::property(&["request", "protocol"]).is_some_and(|p| p.starts_with(b"HTTP/1"));

@@ -71,8 +71,8 @@ impl RequestEdit {
     /// (GitLab's JWT and headers, cookies, key headers, headers describing the old body), the
     /// client's cluster header included (the decision sets its own). Decided once per header
     /// while the map is written. None of `codec::removed_request_headers` is kept (tested).
-    pub fn keeps(name: &str) -> bool {
-        name.starts_with(':') || FORWARDED_REQUEST_HEADERS.binary_search(&name).is_ok()
+    pub fn keeps(name: &[u8]) -> bool {
+        name.first() == Some(&b':') || FORWARDED_REQUEST_HEADERS.binary_search_by(|f| f.as_bytes().cmp(name)).is_ok()
     }
 }
 

@@ -235,7 +235,7 @@ fn upstream(target: &Target, sent: &[(String, String)], up: Option<(RequestEdit,
             let gone: Vec<String> = headers
                 .iter()
                 .map(|(k, _)| k.to_ascii_lowercase())
-                .filter(|k| !RequestEdit::keeps(k) && !edit.set.iter().any(|(s, _)| s == k))
+                .filter(|k| !RequestEdit::keeps(k.as_bytes()) && !edit.set.iter().any(|(s, _)| s == k))
                 .collect();
             for name in &gone {
                 drop(name, &mut headers);

@@ -118,8 +118,8 @@ fn openai_platforms_get_the_clients_request_with_the_served_name_and_never_its_k
     let sent: Value = serde_json::from_slice(&edit.body).unwrap();
     assert_eq!(sent["model"], "Qwen/Qwen2.5-7B-Instruct");
     assert_eq!(sent["seed"], 7, "OpenAI-compatible platforms get every field the client sent");
-    assert!(!RequestEdit::keeps("authorization"), "the ingress key never goes upstream");
-    assert!(!RequestEdit::keeps("cookie"));
+    assert!(!RequestEdit::keeps("authorization".as_bytes()), "the ingress key never goes upstream");
+    assert!(!RequestEdit::keeps("cookie".as_bytes()));
     assert!(!edit.set.iter().any(|(k, _)| *k == "authorization" || *k == "api-key"));
     // the answer passes unchanged and is only observed
     assert_eq!(t.response_headers(Some(200), false, &[], 0), HeadersPlan::PassThrough);
