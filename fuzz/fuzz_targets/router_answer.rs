@@ -2,7 +2,8 @@
 //! answers: OpenAI chat/completions (vLLM, Azure), Bedrock Converse and InvokeModel (Anthropic,
 //! Mistral, Llama), for every GitLab answer shape. Input: byte 0 picks wire and shape, byte 1
 //! the status class, the rest is the body. Oracle: GitLab gets a JSON body (or the raw text of a
-//! stream label), a status it understands, never a panic.
+//! stream label), a status it understands, never a panic; OpenAI answers read the same through
+//! the borrowed fast path as through the `Value` tree.
 #![no_main]
 
 use duo_router::codec::{self, AnswerCtx, AnswerShape, PostProcess, UpstreamResponse, Wire};
@@ -54,7 +55,11 @@ fuzz_target!(|data: &[u8]| {
         body,
         via_upstream: Some(status & 0x40 == 0),
     };
-    let _ = codec::parse_completion(wire, &headers, body);
+    let parsed = codec::parse_completion(wire, &headers, body);
+    if wire.is_openai() {
+        // The borrowed fast path reads every answer as the tree rules do.
+        assert_eq!(parsed, duo_llm::openai::parse_as_tree(wire, body));
+    }
     let answer = codec::translate_response(&ctx, &resp, 1_796_000_000);
     assert!((200..600).contains(&answer.status), "status {}", answer.status);
     if shape != AnswerShape::ChatAgent || answer.status != 200 {

@@ -25,7 +25,14 @@ const MAX_MODEL_ID: usize = 300;
 /// The answer's top-level `model`, when it is a non-empty string, cut at [`MAX_MODEL_ID`] bytes
 /// on a character boundary.
 pub(crate) fn reported_model(answer: &serde_json::Value) -> Option<String> {
-    let m = answer.get("model")?.as_str().filter(|m| !m.is_empty())?;
+    clipped_model(answer.get("model")?.as_str()?)
+}
+
+/// A reported model id, `None` when empty, cut at [`MAX_MODEL_ID`] bytes on a character boundary.
+pub(crate) fn clipped_model(m: &str) -> Option<String> {
+    if m.is_empty() {
+        return None;
+    }
     let mut end = m.len().min(MAX_MODEL_ID);
     while !m.is_char_boundary(end) {
         end -= 1;

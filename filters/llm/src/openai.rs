@@ -2,7 +2,9 @@
 //! completions and legacy completions (raw prompts, needed for fill-in-the-middle since vLLM
 //! rejects `suffix`).
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 
 use crate::{Completion, LlmError, LlmRequest, Message, ModelTarget, Platform, Role, ToolCall, ToolChoice, Usage, Wire};
 
@@ -165,7 +167,12 @@ pub fn usage_of(v: &Value) -> Usage {
 }
 
 fn tool_calls_of(message: Option<&Value>) -> Vec<ToolCall> {
-    let Some(calls) = message.and_then(|m| m.get("tool_calls")).and_then(Value::as_array) else { return Vec::new() };
+    tool_calls_in(message.and_then(|m| m.get("tool_calls")))
+}
+
+/// A message's `tool_calls`: those with a function and a name, arguments as JSON text.
+fn tool_calls_in(calls: Option<&Value>) -> Vec<ToolCall> {
+    let Some(calls) = calls.and_then(Value::as_array) else { return Vec::new() };
     calls
         .iter()
         .filter_map(|c| {
@@ -184,8 +191,78 @@ fn tool_calls_of(message: Option<&Value>) -> Vec<ToolCall> {
         .collect()
 }
 
+/// What [`parse`] reads of a non-streaming answer, borrowed from the body: every other field is
+/// skipped unbuilt (a `Value` tree allocated each field of the answer: id, logprobs, usage
+/// details...). Any field of an unexpected type fails this shape and the answer is read again as
+/// a tree ([`parse_tree`]), whose rules decide; a test holds the two to the same result.
+#[derive(Deserialize)]
+struct AnswerWire<'a> {
+    #[serde(borrow)]
+    choices: Vec<ChoiceWire<'a>>,
+    #[serde(default)]
+    usage: Option<UsageWire>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceWire<'a> {
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    message: Option<MessageWire<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct MessageWire<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    /// Rare, and read by the tree rules (`arguments` may be any JSON).
+    #[serde(default)]
+    tool_calls: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct UsageWire {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    total_tokens: Option<u64>,
+}
+
 /// Reads a non-streaming answer: first choice's text, finish reason and usage.
 pub fn parse(wire: Wire, body: &[u8]) -> Result<Completion, String> {
+    let Ok(answer) = serde_json::from_slice::<AnswerWire<'_>>(body) else { return parse_tree(wire, body) };
+    let choice = answer.choices.into_iter().next().ok_or_else(|| "no choices".to_owned())?;
+    let (content, calls) = choice.message.map_or((None, None), |m| (m.content, m.tool_calls));
+    let text = if wire == Wire::OpenaiCompletions { choice.text } else { content };
+    let tool_calls = tool_calls_in(calls.as_ref());
+    let finish = choice.finish_reason.map(Cow::into_owned);
+    if text.is_none() && tool_calls.is_empty() && finish.as_deref() != Some("content_filter") {
+        return Err("choice without text".into());
+    }
+    let usage = match answer.usage {
+        Some(UsageWire { prompt_tokens: Some(input), completion_tokens, total_tokens }) => {
+            Usage::known(Some(input), Some(completion_tokens.unwrap_or(0)), total_tokens)
+        }
+        _ => Usage::default(),
+    };
+    let model = answer.model.as_deref().and_then(crate::completion::clipped_model);
+    Ok(Completion { text: text.map(Cow::into_owned).unwrap_or_default(), tool_calls, finish_reason: finish, usage, model })
+}
+
+/// [`parse_tree`] for the fuzz target that holds [`parse`] to it.
+#[cfg(feature = "testing")]
+pub fn parse_as_tree(wire: Wire, body: &[u8]) -> Result<Completion, String> {
+    parse_tree(wire, body)
+}
+
+/// [`parse`] over a `Value` tree: the rules for answers whose fields have unexpected types.
+fn parse_tree(wire: Wire, body: &[u8]) -> Result<Completion, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     let choice = v
         .get("choices")
@@ -206,4 +283,52 @@ pub fn parse(wire: Wire, body: &[u8]) -> Result<Completion, String> {
     }
     let model = crate::completion::reported_model(&v);
     Ok(Completion { text: text.unwrap_or_default().to_owned(), tool_calls, finish_reason: finish, usage: usage_of(&v), model })
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    /// The borrowed reading and the tree reading agree on every answer, the odd ones included
+    /// (those fall back to the tree).
+    #[test]
+    fn the_borrowed_reading_agrees_with_the_tree_rules() {
+        let long_model = format!(r#"{{"model":"{}","choices":[{{"text":"a"}}]}}"#, "m".repeat(400));
+        let answers: Vec<String> = [
+            r#"{"id":"x","object":"chat.completion","created":1,"model":"Qwen/Qwen2.5","choices":[{"index":0,"message":{"role":"assistant","content":"hi \"there\"\n","tool_calls":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":null}}"#,
+            r#"{"choices":[{"text":"def f():","finish_reason":"length"}],"usage":{"prompt_tokens":3}}"#,
+            r#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":{"a":1}}},{"function":{"name":"g"}},{"function":{"arguments":"{}"}},7]},"finish_reason":"tool_calls"}]}"#,
+            r#"{"choices":[{"message":{"content":null},"finish_reason":"content_filter"}],"model":""}"#,
+            r#"{"choices":[{"message":null,"finish_reason":null}]}"#,
+            r#"{"choices":[]}"#,
+            r#"{"choices":null}"#,
+            r#"{"choices":"x"}"#,
+            r#"{"choices":[1]}"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#"{"choices":[{"text":"a","message":"m"}]}"#,
+            r#"{"choices":[{"text":5,"message":{"content":"c"}}]}"#,
+            r#"{"choices":[{"text":"a"}],"usage":{"prompt_tokens":1.5,"completion_tokens":2}}"#,
+            r#"{"choices":[{"text":"a"}],"usage":{"prompt_tokens":-1}}"#,
+            r#"{"choices":[{"text":"a"}],"usage":"none","model":7}"#,
+            r#"{"choices":[{"text":"a"}],"choices":[{"text":"b"}]}"#,
+            r#"{"choices":[{"text":"caf\u00e9 \ud83d\ude00"}],"model":"m\u00e9"}"#,
+            r#"{"choices":[{"text":"a"}]"#,
+            "not json",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([long_model])
+        .collect();
+        for body in &answers {
+            for wire in [Wire::OpenaiChat, Wire::OpenaiCompletions] {
+                assert_eq!(parse(wire, body.as_bytes()), parse_tree(wire, body.as_bytes()), "{wire:?} {body}");
+            }
+        }
+        // the fast path is taken for an ordinary answer, not only the fallback
+        assert!(serde_json::from_slice::<AnswerWire<'_>>(answers[0].as_bytes()).is_ok());
+    }
 }
