@@ -2,11 +2,13 @@
 //! completions and legacy completions (raw prompts, needed for fill-in-the-middle since vLLM
 //! rejects `suffix`).
 
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
-use crate::{Completion, LlmError, LlmRequest, Message, ModelTarget, Platform, Role, ToolCall, ToolChoice, Usage, Wire};
+use crate::{Completion, LlmError, LlmRequest, Message, ModelTarget, Platform, Role, ToolCall, ToolChoice, ToolSpec, Usage, Wire};
 
 /// Default dated api-version for Azure deployments when the model entry names none.
 pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
@@ -69,93 +71,179 @@ pub fn build(model: &ModelTarget<'_>, wire: Wire, p: &LlmRequest) -> Result<(Str
         return Err(LlmError::Unsupported("tools need the chat completions API".into()));
     }
     let path = path(model, wire);
-    let mut body = Map::new();
+    // The body serialized from borrowed parts (a `Value` tree copied the prompt and allocated
+    // every key and message). A sorted map of fields keeps the bytes a `Map` wrote: keys in
+    // order, and a later insert of a key wins as it did there (the platform's fields over
+    // `params`, `params` over the messages).
+    let mut body: BTreeMap<&str, Field<'_>> = BTreeMap::new();
     // Classic Azure deployments take the model from the path.
     if model.platform != Platform::AzureOpenai || azure_uses_v1(model) {
-        body.insert("model".into(), Value::String(model.model.to_owned()));
+        body.insert("model", Field::Text(model.model));
     }
     if chat {
-        let mut prefill = false;
-        let mut msgs = Vec::with_capacity(p.messages.len());
-        for (i, m) in p.messages.iter().enumerate() {
-            let last = i + 1 == p.messages.len();
-            if last && m.role == Role::Assistant && m.tool_calls.is_empty() && i > 0 {
+        let mut messages = &p.messages[..];
+        if let Some((last, before)) = p.messages.split_last()
+            && last.role == Role::Assistant
+            && last.tool_calls.is_empty()
+            && !before.is_empty()
+        {
+            if model.platform == Platform::AzureOpenai {
                 // Azure/OpenAI cannot continue a message: drop the prefill there.
-                if model.platform == Platform::AzureOpenai {
-                    continue;
-                }
-                prefill = true;
+                messages = before;
+            } else {
+                // vLLM: continue the assistant message instead of opening a new turn.
+                body.insert("continue_final_message", Field::Flag(true));
+                body.insert("add_generation_prompt", Field::Flag(false));
             }
-            msgs.push(message_json(m));
         }
-        body.insert("messages".into(), Value::Array(msgs));
-        if prefill {
-            // vLLM: continue the assistant message instead of opening a new turn.
-            body.insert("continue_final_message".into(), Value::Bool(true));
-            body.insert("add_generation_prompt".into(), Value::Bool(false));
-        }
+        body.insert("messages", Field::Messages(messages));
     } else {
-        body.insert("prompt".into(), Value::String(p.raw.clone().unwrap_or_default()));
+        body.insert("prompt", Field::Text(p.raw.as_deref().unwrap_or_default()));
     }
     for (k, v) in &p.params {
-        body.insert(k.clone(), v.clone());
+        body.insert(k, Field::Json(v));
     }
     if !p.stop.is_empty() {
-        body.insert("stop".into(), json!(p.stop));
+        body.insert("stop", Field::Stop(&p.stop));
     }
     if !p.tools.is_empty() {
-        let tools: Vec<Value> = p
-            .tools
-            .iter()
-            .map(|t| {
-                let mut f = Map::new();
-                f.insert("name".into(), Value::String(t.name.clone()));
-                if let Some(d) = &t.description {
-                    f.insert("description".into(), Value::String(d.clone()));
-                }
-                f.insert("parameters".into(), t.parameters.clone());
-                json!({"type": "function", "function": f})
-            })
-            .collect();
-        body.insert("tools".into(), Value::Array(tools));
+        body.insert("tools", Field::Tools(&p.tools));
     }
     if let Some(choice) = &p.tool_choice {
-        let v = match choice {
-            ToolChoice::Auto => json!("auto"),
-            ToolChoice::Required => json!("required"),
-            ToolChoice::None => json!("none"),
-            ToolChoice::Named(name) => json!({"type": "function", "function": {"name": name}}),
-        };
-        body.insert("tool_choice".into(), v);
+        body.insert("tool_choice", Field::ToolChoice(choice));
     }
-    body.insert("stream".into(), Value::Bool(p.stream));
+    body.insert("stream", Field::Flag(p.stream));
     if p.stream && (model.platform != Platform::AzureOpenai || azure_has_stream_options(model)) {
-        body.insert("stream_options".into(), json!({"include_usage": true}));
+        body.insert("stream_options", Field::IncludeUsage);
     }
-    let bytes = serde_json::to_vec(&Value::Object(body)).map_err(|e| LlmError::Encode(e.to_string()))?;
+    let bytes = serde_json::to_vec(&body).map_err(|e| LlmError::Encode(e.to_string()))?;
     Ok((path, bytes))
 }
 
-/// One chat message in OpenAI's shape (assistant `tool_calls`, tool `tool_call_id`).
-fn message_json(m: &Message) -> Value {
-    let mut o = Map::new();
-    o.insert("role".into(), Value::String(m.role.name().to_owned()));
-    if m.role == Role::Assistant && !m.tool_calls.is_empty() {
-        // OpenAI allows a null content beside tool calls; an empty text is not sent.
-        o.insert("content".into(), if m.content.is_empty() { Value::Null } else { Value::String(m.content.clone()) });
-        let calls: Vec<Value> = m
-            .tool_calls
-            .iter()
-            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
-            .collect();
-        o.insert("tool_calls".into(), Value::Array(calls));
-    } else {
-        o.insert("content".into(), Value::String(m.content.clone()));
+/// One field of a chat/completions request body, borrowed from the [`LlmRequest`].
+enum Field<'a> {
+    Text(&'a str),
+    Flag(bool),
+    Json(&'a Value),
+    Messages(&'a [Message]),
+    Stop(&'a [String]),
+    Tools(&'a [ToolSpec]),
+    ToolChoice(&'a ToolChoice),
+    /// `{"include_usage": true}`: the last stream chunk carries the usage.
+    IncludeUsage,
+}
+
+impl Serialize for Field<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Field::Text(t) => s.serialize_str(t),
+            Field::Flag(b) => s.serialize_bool(*b),
+            Field::Json(v) => v.serialize(s),
+            Field::Messages(messages) => s.collect_seq(messages.iter().map(OpenAiMessage)),
+            Field::Stop(stop) => stop.serialize(s),
+            Field::Tools(tools) => s.collect_seq(tools.iter().map(|t| Function { name: &t.name, description: t.description.as_deref(), parameters: Some(&t.parameters), arguments: None })),
+            Field::ToolChoice(ToolChoice::Auto) => s.serialize_str("auto"),
+            Field::ToolChoice(ToolChoice::Required) => s.serialize_str("required"),
+            Field::ToolChoice(ToolChoice::None) => s.serialize_str("none"),
+            Field::ToolChoice(ToolChoice::Named(name)) => {
+                Function { name, description: None, parameters: None, arguments: None }.serialize(s)
+            }
+            Field::IncludeUsage => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("include_usage", &true)?;
+                m.end()
+            }
+        }
     }
-    if let Some(id) = &m.tool_call_id {
-        o.insert("tool_call_id".into(), Value::String(id.clone()));
+}
+
+/// One chat message in OpenAI's shape (assistant `tool_calls`, tool `tool_call_id`), keys in
+/// sorted order.
+struct OpenAiMessage<'a>(&'a Message);
+
+impl Serialize for OpenAiMessage<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.0;
+        let calls = m.role == Role::Assistant && !m.tool_calls.is_empty();
+        let mut o = s.serialize_map(None)?;
+        if calls && m.content.is_empty() {
+            // OpenAI allows a null content beside tool calls; an empty text is not sent.
+            o.serialize_entry("content", &())?;
+        } else {
+            o.serialize_entry("content", &m.content)?;
+        }
+        o.serialize_entry("role", m.role.name())?;
+        if let Some(id) = &m.tool_call_id {
+            o.serialize_entry("tool_call_id", id)?;
+        }
+        if calls {
+            o.serialize_entry("tool_calls", &FunctionCalls(&m.tool_calls))?;
+        }
+        o.end()
     }
-    Value::Object(o)
+}
+
+/// The calls the model made: `[{"function": {"arguments", "name"}, "id", "type": "function"}]`.
+struct FunctionCalls<'a>(&'a [ToolCall]);
+
+impl Serialize for FunctionCalls<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(FunctionCall))
+    }
+}
+
+struct FunctionCall<'a>(&'a ToolCall);
+
+impl Serialize for FunctionCall<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let c = self.0;
+        let mut o = s.serialize_map(Some(3))?;
+        o.serialize_entry("function", &Function { name: &c.name, description: None, parameters: None, arguments: Some(&c.arguments) })?;
+        o.serialize_entry("id", &c.id)?;
+        o.serialize_entry("type", "function")?;
+        o.end()
+    }
+}
+
+/// `{"function": {...}, "type": "function"}` around a function's fields (a tool offered, a
+/// named tool choice), or the bare function object inside a call (`arguments` set).
+struct Function<'a> {
+    name: &'a str,
+    description: Option<&'a str>,
+    parameters: Option<&'a Value>,
+    arguments: Option<&'a str>,
+}
+
+impl Serialize for Function<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if let Some(arguments) = self.arguments {
+            let mut f = s.serialize_map(Some(2))?;
+            f.serialize_entry("arguments", arguments)?;
+            f.serialize_entry("name", self.name)?;
+            return f.end();
+        }
+        let mut o = s.serialize_map(Some(2))?;
+        o.serialize_entry("function", &FunctionFields(self))?;
+        o.serialize_entry("type", "function")?;
+        o.end()
+    }
+}
+
+struct FunctionFields<'a, 'b>(&'b Function<'a>);
+
+impl Serialize for FunctionFields<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let f = self.0;
+        let mut o = s.serialize_map(None)?;
+        if let Some(d) = f.description {
+            o.serialize_entry("description", d)?;
+        }
+        o.serialize_entry("name", f.name)?;
+        if let Some(p) = f.parameters {
+            o.serialize_entry("parameters", p)?;
+        }
+        o.end()
+    }
 }
 
 /// `usage` of an answer or chunk; input present means usage was reported.
@@ -291,6 +379,185 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+
+    use serde_json::{Map, json};
+
+    /// The builder as it was written over a `Value` tree: the reference the borrowed one must
+        /// match byte for byte.
+        fn build_as_tree(model: &ModelTarget<'_>, wire: Wire, p: &LlmRequest) -> Result<(String, Vec<u8>), LlmError> {
+        let chat = wire == Wire::OpenaiChat;
+        if !chat && !p.tools.is_empty() {
+            return Err(LlmError::Unsupported("tools need the chat completions API".into()));
+        }
+        let path = path(model, wire);
+        let mut body = Map::new();
+        // Classic Azure deployments take the model from the path.
+        if model.platform != Platform::AzureOpenai || azure_uses_v1(model) {
+            body.insert("model".into(), Value::String(model.model.to_owned()));
+        }
+        if chat {
+            let mut prefill = false;
+            let mut msgs = Vec::with_capacity(p.messages.len());
+            for (i, m) in p.messages.iter().enumerate() {
+                let last = i + 1 == p.messages.len();
+                if last && m.role == Role::Assistant && m.tool_calls.is_empty() && i > 0 {
+                    // Azure/OpenAI cannot continue a message: drop the prefill there.
+                    if model.platform == Platform::AzureOpenai {
+                        continue;
+                    }
+                    prefill = true;
+                }
+                msgs.push(message_json(m));
+            }
+            body.insert("messages".into(), Value::Array(msgs));
+            if prefill {
+                // vLLM: continue the assistant message instead of opening a new turn.
+                body.insert("continue_final_message".into(), Value::Bool(true));
+                body.insert("add_generation_prompt".into(), Value::Bool(false));
+            }
+        } else {
+            body.insert("prompt".into(), Value::String(p.raw.clone().unwrap_or_default()));
+        }
+        for (k, v) in &p.params {
+            body.insert(k.clone(), v.clone());
+        }
+        if !p.stop.is_empty() {
+            body.insert("stop".into(), json!(p.stop));
+        }
+        if !p.tools.is_empty() {
+            let tools: Vec<Value> = p
+                .tools
+                .iter()
+                .map(|t| {
+                    let mut f = Map::new();
+                    f.insert("name".into(), Value::String(t.name.clone()));
+                    if let Some(d) = &t.description {
+                        f.insert("description".into(), Value::String(d.clone()));
+                    }
+                    f.insert("parameters".into(), t.parameters.clone());
+                    json!({"type": "function", "function": f})
+                })
+                .collect();
+            body.insert("tools".into(), Value::Array(tools));
+        }
+        if let Some(choice) = &p.tool_choice {
+            let v = match choice {
+                ToolChoice::Auto => json!("auto"),
+                ToolChoice::Required => json!("required"),
+                ToolChoice::None => json!("none"),
+                ToolChoice::Named(name) => json!({"type": "function", "function": {"name": name}}),
+            };
+            body.insert("tool_choice".into(), v);
+        }
+        body.insert("stream".into(), Value::Bool(p.stream));
+        if p.stream && (model.platform != Platform::AzureOpenai || azure_has_stream_options(model)) {
+            body.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+        let bytes = serde_json::to_vec(&Value::Object(body)).map_err(|e| LlmError::Encode(e.to_string()))?;
+        Ok((path, bytes))
+    }
+
+    fn message_json(m: &Message) -> Value {
+        let mut o = Map::new();
+        o.insert("role".into(), Value::String(m.role.name().to_owned()));
+        if m.role == Role::Assistant && !m.tool_calls.is_empty() {
+            // OpenAI allows a null content beside tool calls; an empty text is not sent.
+            o.insert("content".into(), if m.content.is_empty() { Value::Null } else { Value::String(m.content.clone()) });
+            let calls: Vec<Value> = m
+                .tool_calls
+                .iter()
+                .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                .collect();
+            o.insert("tool_calls".into(), Value::Array(calls));
+        } else {
+            o.insert("content".into(), Value::String(m.content.clone()));
+        }
+        if let Some(id) = &m.tool_call_id {
+            o.insert("tool_call_id".into(), Value::String(id.clone()));
+        }
+        Value::Object(o)
+    }
+
+    fn requests() -> Vec<LlmRequest> {
+        let call = ToolCall { id: "call_1".into(), name: "get_weather".into(), arguments: r#"{"city":"Oslo"}"#.into() };
+        let mut assistant = Message::new(Role::Assistant, "");
+        assistant.tool_calls = vec![call.clone()];
+        let mut spoke_and_called = Message::new(Role::Assistant, "let me look");
+        spoke_and_called.tool_calls = vec![call];
+        let mut tool = Message::new(Role::Tool, "{\"t\": 3}");
+        tool.tool_call_id = Some("call_1".into());
+        let tools = vec![
+            ToolSpec { name: "get_weather".into(), description: Some("Weather \"now\"".into()), parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}) },
+            ToolSpec { name: "noop".into(), description: None, parameters: json!({}) },
+        ];
+        let mut params = Map::new();
+        params.insert("max_tokens".into(), json!(64));
+        params.insert("temperature".into(), json!(0.2));
+        let mut clashing = params.clone();
+        clashing.insert("stream".into(), json!("param"));
+        clashing.insert("model".into(), json!("param-model"));
+        clashing.insert("messages".into(), json!("param-messages"));
+        clashing.insert("stop".into(), json!(["p"]));
+        let base = LlmRequest {
+            messages: vec![Message::system("be brief"), Message::user("caf\u{e9} \u{1F600} <tag> \n\t\"q\"")],
+            raw: None,
+            params,
+            stop: Vec::new(),
+            stream: false,
+            tools: Vec::new(),
+            tool_choice: None,
+        };
+        let mut out = vec![base.clone()];
+        let mut r = base.clone();
+        r.messages.push(Message::new(Role::Assistant, "def f("));
+        r.stream = true;
+        r.stop = vec!["[INST]".into(), "</s>".into()];
+        out.push(r);
+        let mut r = base.clone();
+        r.messages.extend([assistant, tool, spoke_and_called]);
+        r.tools = tools;
+        for choice in [None, Some(ToolChoice::Auto), Some(ToolChoice::Required), Some(ToolChoice::None), Some(ToolChoice::Named("noop".into()))] {
+            r.tool_choice = choice;
+            out.push(r.clone());
+        }
+        let mut r = base.clone();
+        r.messages = vec![Message::new(Role::Assistant, "only a prefill")];
+        r.params = clashing;
+        r.stop = vec!["s".into()];
+        out.push(r);
+        let mut r = base;
+        r.messages.clear();
+        r.raw = Some("[SUFFIX]x[PREFIX]def f(".into());
+        r.stream = true;
+        out.push(r);
+        out
+    }
+
+    #[test]
+    fn the_borrowed_request_body_is_the_tree_built_one_byte_for_byte() {
+        let targets = [
+            ModelTarget { platform: Platform::Vllm, model: "Qwen/Qwen2.5", base_path: None, api_version: None },
+            ModelTarget { platform: Platform::AzureOpenai, model: "gpt-4o", base_path: None, api_version: None },
+            ModelTarget { platform: Platform::AzureOpenai, model: "gpt-4o", base_path: None, api_version: Some("v1") },
+            ModelTarget { platform: Platform::AzureOpenai, model: "gpt-4o", base_path: None, api_version: Some("2024-02-01") },
+        ];
+        let mut compared = 0;
+        for target in &targets {
+            for wire in [Wire::OpenaiChat, Wire::OpenaiCompletions] {
+                for (i, r) in requests().iter().enumerate() {
+                    match (build(target, wire, r), build_as_tree(target, wire, r)) {
+                        (Ok(new), Ok(old)) => {
+                            assert_eq!(String::from_utf8(new.1).unwrap(), String::from_utf8(old.1).unwrap(), "{:?} {wire:?} #{i}", target.platform);
+                            assert_eq!(new.0, old.0);
+                            compared += 1;
+                        }
+                        (new, old) => assert_eq!(new.is_err(), old.is_err(), "{:?} {wire:?} #{i}", target.platform),
+                    }
+                }
+            }
+        }
+        assert!(compared >= 40, "{compared}");
+    }
 
     /// The borrowed reading and the tree reading agree on every answer, the odd ones included
     /// (those fall back to the tree).
