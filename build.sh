@@ -126,6 +126,18 @@ bench_modules() {
     $(printf -- '-p %s ' "${FILTERS[@]}") --features duo-kit/callback-timing
   mkdir -p target/bench-timing/dist
   for f in "${FILTERS[@]}"; do cp "target/bench-timing/wasm32-wasip1/release/$f.wasm" target/bench-timing/dist/; done
+  # BENCH_BASELINE_REV=<commit>: the same builds of an older commit, timed in the same run
+  # (alternating with today's), so a change's in-VM cost is compared on one state of the box.
+  if [[ -n "${BENCH_BASELINE_REV:-}" ]]; then
+    local base=target/bench-baseline
+    say "callback-timing builds of $BENCH_BASELINE_REV in $base/ (the baseline)"
+    rm -rf "$base/src" && mkdir -p "$base/src" "$base/dist"
+    git archive "$BENCH_BASELINE_REV" | tar -x -C "$base/src"
+    CARGO_TARGET_DIR="$ROOT/$base/target" cargo build --manifest-path "$base/src/Cargo.toml" --release \
+      --target wasm32-wasip1 $(printf -- '-p %s ' "${FILTERS[@]}") --features duo-kit/callback-timing
+    for f in "${FILTERS[@]}"; do cp "$base/target/wasm32-wasip1/release/$f.wasm" "$base/dist/"; done
+    export BENCH_TIMING_BASELINE="$ROOT/$base/dist"
+  fi
 }
 
 # OCI images Istio can pull (examples/istio/oci.py: stdlib Python, no container daemon), their
@@ -155,7 +167,8 @@ usage: ./build.sh [COMMAND]
   build                 build dist/duo_{auth,router,logger}.wasm (the default)
   test                  every test layer: clippy, native + wasm unit tests, host emulator, real Envoy
   up                    a local gateway on 127.0.0.1:5052 with a fake model (Ctrl-C stops it)
-  bench                 the performance report (target/bench/; docs/bench.md)
+  bench                 the performance report (target/bench/; docs/bench.md); BENCH_BASELINE_REV=<commit>
+                        also times that commit's filters, alternating with today's, in the same run
   oci                   one OCI image per filter in dist/oci/ + Istio manifests with their digests (dist/istio/)
   release               dist/*.wasm, dist/SHA256SUMS, the OCI images (CHANGELOG.md must name the version)
   check FILE...         validate Envoy bootstraps carrying the filters: the filters' cross-checks

@@ -394,6 +394,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += grpc_section(report.get("grpc"))
     lines += _ablation_section(report.get("ablation"))
     lines += _timing_section(report.get("timing"))
+    lines += _timing_baseline_section(report.get("timing_baseline"))
     if report.get("wasm"):
         lines += ["", "## .wasm sizes", ""]
         lines.append(table(["file", "bytes", "MiB"], [[k, v, f"{mib(v):.2f}"] for k, v in report["wasm"].items()]))
@@ -443,6 +444,16 @@ def _timing_section(t: dict[str, Any] | None) -> list[str]:
                    f"chain, {t['requests']} requests (1 KB, fresh tokens); each VM logs its mean per request every "
                    "1000 requests; median over the reports after the first. Host calls made inside a callback count; "
                    "Envoy's own work between callbacks does not.", "", timing_table(t["filters"])]
+
+
+def _timing_baseline_section(t: dict[str, Any] | None) -> list[str]:
+    if not t:
+        return []
+    head = ["", f"### The same, baseline modules ({t.get('modules', '?')}), measured alternately in this run", ""]
+    if t.get("failed"):
+        return head + [f"Not measured: {t['failed']}"]
+    return head + [f"{t['requests']} requests, the same load and configuration; compare with the table above "
+                   "(both saw the same state of the box).", "", timing_table(t["filters"])]
 
 
 def _s(sp: Any, unit: str = "µs", digits: int = 0) -> str:

@@ -25,10 +25,11 @@ NOOP_WASM = Path(os.environ.get("ABLATE_NOOP_WASM", ROOT / "target" / "wasm32-wa
 TIMING_DIST = ROOT / "target" / "bench-timing" / "dist"
 
 
-def duo_boot(model: str, verifier: str) -> dict[str, Any]:
+def duo_boot(model: str, verifier: str, source: Path = ROOT) -> dict[str, Any]:
     """The shipped self_hosted config with `generate_commit_message` on `model`, duo_chat on the
-    SSE fake, and `verifier` (`builtin` drops the jwt_authn filter)."""
-    boot = bootstrap.load(ROOT / "envoy" / "self_hosted.yaml")
+    SSE fake, and `verifier` (`builtin` drops the jwt_authn filter). `source`: the tree whose
+    shipped config it is (a baseline commit's filters get their own commit's config)."""
+    boot = bootstrap.load(source / "envoy" / "self_hosted.yaml")
 
     def router(c: dict[str, Any]) -> None:
         c["models"]["stream_model"] = {"platform": "vllm", "cluster": "vllm_stream", "authority": "vllm.internal:8000",

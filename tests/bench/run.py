@@ -27,6 +27,9 @@ Markdown. Environment:
   BENCH_MICRO=0        skip the criterion micro-benchmarks; BENCH_LITELLM=0 skip LiteLLM
   BENCH_ABLATE=0/1     the ablation (default on, off in quick mode); ABLATE_ROUNDS, ABLATE_DURATION_S
   BENCH_TIMING=0       skip the callback-timing run; BENCH_TIMING_REQUESTS (default 6000, quick 3000)
+  BENCH_TIMING_BASELINE=<dir>  callback-timing builds of another commit (`BENCH_BASELINE_REV=<rev>
+                       ./build.sh bench` builds them): measured in the same run, alternating with
+                       today's builds, and reported beside them
   BENCH_NICE=-10       run the bench (and everything it starts) at that nice level
   BENCH_ONLY=grpc,ingress  only these parts (of http, grpc, ingress; default all): without `http`
                        the latency rounds keep plain and jwt_authn 1 KB fresh (gRPC's call-setup
@@ -79,6 +82,8 @@ ABLATE_ROUNDS = int(os.environ.get("ABLATE_ROUNDS", str(ROUNDS)))
 ABLATE_DURATION_S = int(os.environ.get("ABLATE_DURATION_S", str(DURATION_S)))
 RUN_TIMING = os.environ.get("BENCH_TIMING", "1") != "0"
 TIMING_REQUESTS = int(os.environ.get("BENCH_TIMING_REQUESTS", "3000" if QUICK else "6000"))
+TIMING_BASELINE = os.environ.get("BENCH_TIMING_BASELINE", "")
+TIMING_BASELINE_REV = os.environ.get("BENCH_BASELINE_REV", "")
 CHUNKS = 200
 ANSWER_TEXT = "Validate the length of user names\n\nNames longer than 255 characters are now refused."
 BENCH_VENV = ROOT / ".venv-bench"
@@ -778,9 +783,16 @@ def main() -> int:
                 notes.append(f"memory run failed: {type(e).__name__}: {e}")
 
         if "duo_timing" in boots:
-            say(f"callback timing: {TIMING_REQUESTS} requests on the timing builds")
-            report["timing"] = measure_timing(wrk, stacks.get("duo_timing"), st.failed.get("duo_timing"),
-                                              Load(run_dir, "timing", path, h, bodies[1], fresh))
+            load = Load(run_dir, "timing", path, h, bodies[1], fresh)
+            if "duo_timing_base" in boots:
+                say(f"callback timing: {TIMING_REQUESTS} requests each on today's and the baseline's timing builds, "
+                    "alternating")
+                report["timing"], report["timing_baseline"] = measure_timing_pair(
+                    wrk, [(stacks.get(k), st.failed.get(k)) for k in ("duo_timing", "duo_timing_base")], load)
+                report["timing_baseline"]["modules"] = TIMING_BASELINE_REV or TIMING_BASELINE
+            else:
+                say(f"callback timing: {TIMING_REQUESTS} requests on the timing builds")
+                report["timing"] = measure_timing(wrk, stacks.get("duo_timing"), st.failed.get("duo_timing"), load)
     finally:
         for p in (lite_proc, dws_proc):
             if p is not None:
@@ -817,26 +829,58 @@ def extra_boots(notes: list[str]) -> dict[str, dict[str, Any]]:
                          f"them): {', '.join(missing)}; time inside the filters not measured")
         else:
             out["duo_timing"] = with_modules(duo_boot("codestral", "envoy_jwt_authn"), TIMING_DIST)
+        base = Path(TIMING_BASELINE) if TIMING_BASELINE else None
+        if base is not None and "duo_timing" in out:
+            absent = [f for f in ("duo_auth.wasm", "duo_router.wasm", "duo_logger.wasm") if not (base / f).exists()]
+            if absent:
+                notes.append(f"BENCH_TIMING_BASELINE={base}: {', '.join(absent)} missing; no baseline timing")
+            else:
+                # `BENCH_BASELINE_REV` leaves the commit's tree beside its modules: its filters run
+                # with the config shipped with them (a newer config may hold fields they refuse).
+                source = base.parent / "src" if (base.parent / "src" / "envoy" / "self_hosted.yaml").exists() else ROOT
+                out["duo_timing_base"] = with_modules(duo_boot("codestral", "envoy_jwt_authn", source), base)
     return out
 
 
 def measure_timing(wrk: str, e: BenchEnvoy | None, why: str | None, load: Load) -> dict[str, Any]:
     """One run of TIMING_REQUESTS on the timing builds, then their `duo_timing` log lines."""
-    if e is None or not e.running:
-        return {"failed": why or "the timing stack is not running"}
+    return measure_timing_pair(wrk, [(e, why)], load)[0]
+
+
+def measure_timing_pair(wrk: str, stacks: list[tuple[BenchEnvoy | None, str | None]], load: Load) -> list[dict[str, Any]]:
+    """TIMING_REQUESTS on each timing stack (today's builds, then a baseline's), in two alternating
+    halves when there are two, so both see the same state of this shared box; then each stack's
+    `duo_timing` log lines."""
+    out: list[dict[str, Any]] = [{} for _ in stacks]
     hdr = {**load.headers, "Authorization": f"Bearer {load.tokens_file.read_text().splitlines()[0]}"}
-    bad = wait_ready(e.port, load.path, hdr, load.body, ANSWER_TEXT)
-    if bad:
-        return {"failed": bad}
-    res = wrk_run(wrk, e.port, load, max(60, TIMING_REQUESTS // 50), limit=TIMING_REQUESTS)
-    if res.get("failed"):
-        return {"failed": res["failed"]}
+    for i, (e, why) in enumerate(stacks):
+        if e is None or not e.running:
+            out[i] = {"failed": why or "the timing stack is not running"}
+        elif bad := wait_ready(e.port, load.path, hdr, load.body, ANSWER_TEXT):
+            out[i] = {"failed": bad}
+    halves = 2 if len(stacks) > 1 else 1
+    sent = [0 for _ in stacks]
+    for _ in range(halves):
+        for i, (e, _why) in enumerate(stacks):
+            if out[i].get("failed") or e is None:
+                continue
+            n = TIMING_REQUESTS // halves
+            res = wrk_run(wrk, e.port, load, max(60, n // 50), limit=n)
+            if res.get("failed"):
+                out[i] = {"failed": res["failed"]}
+            else:
+                sent[i] += res["requests"]
     time.sleep(0.5)  # Envoy flushes its log file every 50 ms
-    lines = benchlib.parse_timing(e.log())
-    filters = benchlib.summarize_timing(lines)
-    if not filters:
-        return {"failed": f"no duo_timing report after the first in {e.log_path} ({res['requests']} requests)"}
-    return {"requests": res["requests"], "filters": filters, "reports": lines}
+    for i, (e, _why) in enumerate(stacks):
+        if out[i].get("failed") or e is None:
+            continue
+        lines = benchlib.parse_timing(e.log())
+        filters = benchlib.summarize_timing(lines)
+        if not filters:
+            out[i] = {"failed": f"no duo_timing report after the first in {e.log_path} ({sent[i]} requests)"}
+        else:
+            out[i] = {"requests": sent[i], "filters": filters, "reports": lines}
+    return out
 
 
 def run_ablation(wrk: str, run_dir: Path) -> dict[str, Any]:
