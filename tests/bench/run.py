@@ -835,10 +835,16 @@ def extra_boots(notes: list[str]) -> dict[str, dict[str, Any]]:
             if absent:
                 notes.append(f"BENCH_TIMING_BASELINE={base}: {', '.join(absent)} missing; no baseline timing")
             else:
-                # `BENCH_BASELINE_REV` leaves the commit's tree beside its modules: its filters run
-                # with the config shipped with them (a newer config may hold fields they refuse).
+                # `BENCH_BASELINE_REV` leaves the commit's tree beside its modules: both timing
+                # stacks then run the config shipped with that commit (a newer config may hold
+                # fields the older filters refuse; today's accept the older one), so the filters'
+                # code is the only difference between the two tables.
                 source = base.parent / "src" if (base.parent / "src" / "envoy" / "self_hosted.yaml").exists() else ROOT
+                out["duo_timing"] = with_modules(duo_boot("codestral", "envoy_jwt_authn", source), TIMING_DIST)
                 out["duo_timing_base"] = with_modules(duo_boot("codestral", "envoy_jwt_authn", source), base)
+                if source != ROOT:
+                    notes.append(f"Both callback-timing stacks run the shipped config of the baseline commit "
+                                 f"({TIMING_BASELINE_REV or base}): the code is the only difference between their tables.")
     return out
 
 

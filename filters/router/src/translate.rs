@@ -40,8 +40,7 @@ pub struct RequestCtx<'a> {
 /// always stay). Everything else GitLab sent goes: its JWT and instance/user headers
 /// (`x-gitlab-*`), cookies, key headers, headers describing the rebuilt body. A model platform
 /// is often a third party; it gets the prompt and the platform credential, nothing about who
-/// asked. Sorted: each header GitLab sent is looked up by binary search (a scan compared it with
-/// every entry, ~5k wasm operators per request).
+/// asked. Sorted and unique (tested), for review.
 pub const FORWARDED_REQUEST_HEADERS: &[&str] = &[
     "accept",
     "content-type",
@@ -72,7 +71,9 @@ impl RequestEdit {
     /// client's cluster header included (the decision sets its own). Decided once per header
     /// while the map is written. None of `codec::removed_request_headers` is kept (tested).
     pub fn keeps(name: &[u8]) -> bool {
-        name.first() == Some(&b':') || FORWARDED_REQUEST_HEADERS.binary_search_by(|f| f.as_bytes().cmp(name)).is_ok()
+        // Byte slices compare lengths first, so most entries cost one integer compare; a binary
+        // search compared bytes at every step (~7k more wasm operators per request).
+        name.first() == Some(&b':') || FORWARDED_REQUEST_HEADERS.iter().any(|f| f.as_bytes() == name)
     }
 }
 
