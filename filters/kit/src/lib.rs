@@ -86,7 +86,7 @@ impl Headers {
 
     /// A map in proxy-wasm's pair encoding ([`duo_core::pairs`]); bytes that are not exactly
     /// that make an empty map.
-    pub fn from_encoded(raw: Vec<u8>) -> Headers {
+    fn from_encoded(raw: Vec<u8>) -> Headers {
         let spans = match duo_core::pairs::decode_pairs(&raw) {
             Some(pairs) => pairs.into_iter().map(|(name, value)| (span_in(&raw, name), span_in(&raw, value))).collect(),
             None => Vec::new(),
@@ -115,10 +115,6 @@ impl Headers {
     /// [`Self::value`], owned.
     pub fn get(&self, name: &str) -> Option<String> {
         self.value(name).map(std::borrow::Cow::into_owned)
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.pairs().any(|(k, _)| same_name(k, name.as_bytes()))
     }
 
     /// This map without the headers `drop` names, then with each `set` name given exactly one
@@ -373,7 +369,7 @@ mod tests {
         assert_eq!(read, vec![(&b":status"[..], &b"200"[..]), (b"x-latin", b"caf\xe9"), (b"empty", b"")]);
         assert_eq!(h.get("X-Latin").as_deref(), Some("caf\u{fffd}"));
         assert!(matches!(h.value(":status"), Some(std::borrow::Cow::Borrowed("200"))));
-        assert!(h.contains("EMPTY") && !h.contains("absent"));
+        assert!(h.value("EMPTY").is_some() && h.value("absent").is_none());
         assert_eq!(h.lossy_pairs()[1], ("x-latin".to_owned(), "caf\u{fffd}".to_owned()));
         let mut cut = duo_core::pairs::encode_pairs(&[(b"a", b"b")]);
         cut.pop();

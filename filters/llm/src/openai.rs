@@ -312,14 +312,15 @@ struct MessageWire<'a> {
     tool_calls: Option<Value>,
 }
 
+/// OpenAI's `usage`, in a whole answer and in a stream's last chunk.
 #[derive(Deserialize)]
-struct UsageWire {
+pub(crate) struct UsageWire {
     #[serde(default)]
-    prompt_tokens: Option<u64>,
+    pub(crate) prompt_tokens: Option<u64>,
     #[serde(default)]
-    completion_tokens: Option<u64>,
+    pub(crate) completion_tokens: Option<u64>,
     #[serde(default)]
-    total_tokens: Option<u64>,
+    pub(crate) total_tokens: Option<u64>,
 }
 
 /// A struct read only from a JSON object: serde's derive also reads a struct from an array (its

@@ -436,7 +436,7 @@ struct OaiChunk<'a> {
     #[serde(default, borrow)]
     choices: Vec<OaiChoice<'a>>,
     #[serde(default)]
-    usage: Option<OaiUsage>,
+    usage: Option<crate::openai::UsageWire>,
     #[serde(default)]
     error: Option<serde_json::Value>,
     #[serde(default, borrow)]
@@ -485,16 +485,6 @@ struct OaiFunctionDelta<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     arguments: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct OaiUsage {
-    #[serde(default)]
-    prompt_tokens: Option<u64>,
-    #[serde(default)]
-    completion_tokens: Option<u64>,
-    #[serde(default)]
-    total_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
