@@ -16,6 +16,20 @@ pub fn wrap(_filter: &'static str, inner: Box<dyn HttpContext>) -> Box<dyn HttpC
     inner
 }
 
+/// Runs `f`; with the `callback-spans` feature it also adds `f`'s time to the span `name`,
+/// reported per request beside the callbacks as `span_<name>` (outside their total): where a
+/// callback's time goes between its own work and the host calls it makes.
+#[cfg(not(feature = "callback-spans"))]
+#[inline]
+pub fn span<R>(_name: &'static str, f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(feature = "callback-spans")]
+pub fn span<R>(name: &'static str, f: impl FnOnce() -> R) -> R {
+    enabled::span(name, f)
+}
+
 #[cfg(feature = "callback-timing")]
 pub fn wrap(filter: &'static str, inner: Box<dyn HttpContext>) -> Box<dyn HttpContext> {
     Box::new(enabled::Timed { filter, inner })
@@ -52,6 +66,23 @@ mod enabled {
 
     thread_local! {
         static TOTALS: RefCell<Totals> = RefCell::new(Totals::default());
+        /// Time per marked span since the last report (`callback-spans` builds).
+        static SPANS: RefCell<Vec<(&'static str, u64)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    #[cfg(feature = "callback-spans")]
+    pub(super) fn span<R>(name: &'static str, f: impl FnOnce() -> R) -> R {
+        let start = now_ns();
+        let out = f();
+        let spent = now_ns().saturating_sub(start);
+        SPANS.with(|s| {
+            let mut s = s.borrow_mut();
+            match s.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, nanos)) => *nanos += spent,
+                None => s.push((name, spent)),
+            }
+        });
+        out
     }
 
     fn now_ns() -> u64 {
@@ -91,6 +122,11 @@ mod enabled {
                 }
             }
             let _ = write!(line, " total={total:.1}us");
+            SPANS.with(|s| {
+                for (name, nanos) in s.borrow_mut().drain(..) {
+                    let _ = write!(line, " span_{name}={:.1}us", nanos as f64 / 1000.0 / n);
+                }
+            });
             *t = Totals::default();
             Some(line)
         });

@@ -306,7 +306,8 @@ pub fn build(model: &ModelTarget<'_>, wire: Wire, p: &LlmRequest) -> Result<(Str
             return Err(LlmError::Unsupported("not a Bedrock wire".into()));
         }
     };
-    let bytes = serde_json::to_vec(&body).map_err(|e| LlmError::Encode(e.to_string()))?;
+    let mut bytes = Vec::with_capacity(p.body_size_hint());
+    serde_json::to_writer(&mut bytes, &body).map_err(|e| LlmError::Encode(e.to_string()))?;
     Ok((path(model.model, wire, p.stream), bytes))
 }
 

@@ -116,7 +116,8 @@ pub fn build(model: &ModelTarget<'_>, wire: Wire, p: &LlmRequest) -> Result<(Str
     if p.stream && (model.platform != Platform::AzureOpenai || azure_has_stream_options(model)) {
         body.insert("stream_options", Field::IncludeUsage);
     }
-    let bytes = serde_json::to_vec(&body).map_err(|e| LlmError::Encode(e.to_string()))?;
+    let mut bytes = Vec::with_capacity(p.body_size_hint());
+    serde_json::to_writer(&mut bytes, &body).map_err(|e| LlmError::Encode(e.to_string()))?;
     Ok((path, bytes))
 }
 

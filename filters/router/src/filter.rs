@@ -236,7 +236,7 @@ impl Exchange {
             Some(e) if e.prompt_id.is_some() => "model_check".to_owned(),
             _ => "public".to_owned(),
         });
-        hand_off(handoff::ROUTE, &route);
+        duo_kit::timing::span("handoff_route", || hand_off(handoff::ROUTE, &route));
         match decision {
             Decision::Reply { reply, reason } => {
                 if !reason.is_answer() {
@@ -249,7 +249,7 @@ impl Exchange {
                 self.shared.borrow_mut().count(&metrics::routed(target.provider.name(), &label));
                 log::debug!("duo_router: #{} {label}: {} -> {}", self.id, target.provider.name(), target.cluster);
                 let translated = match (target.provider, &endpoint, body) {
-                    (Provider::SelfHosted, Some(endpoint), Some(body)) => match self.translate_request(config, &target, endpoint, body) {
+                    (Provider::SelfHosted, Some(endpoint), Some(body)) => match duo_kit::timing::span("translate", || self.translate_request(config, &target, endpoint, body)) {
                         Ok(t) => Some((t, body.1.len())),
                         Err(e) => return self.reply(&e),
                     },
@@ -263,16 +263,16 @@ impl Exchange {
                 // The map as read in the headers callback, each header decided once by rule.
                 let translating = translated.is_some();
                 let drop = |name: &[u8]| if translating { !RequestEdit::keeps(name) } else { target.drops_sent_header(name, &config.cluster_header) };
-                if let Err(e) = duo_kit::write_request_headers(&self.sent_headers, drop, &set) {
+                if let Err(e) = duo_kit::timing::span("write_headers", || duo_kit::write_request_headers(&self.sent_headers, drop, &set)) {
                     log::error!("duo_router: #{} could not set the upstream headers ({e:?})", self.id);
                     return self.reply(&GitlabError::inference_failed());
                 }
                 if let Some(((mut translation, edit), old_len)) = translated {
-                    if duo_kit::replace_body(duo_kit::Body::Request, old_len, &edit.body).is_err() {
+                    if duo_kit::timing::span("replace_body", || duo_kit::replace_body(duo_kit::Body::Request, old_len, &edit.body)).is_err() {
                         log::error!("duo_router: #{} could not replace the request body", self.id);
                         return self.reply(&GitlabError::inference_failed());
                     }
-                    if let Some(limit) = duo_kit::filter_state::<usize>(handoff::CONTENT_WANTED) {
+                    if let Some(limit) = duo_kit::timing::span("content_wanted", || duo_kit::filter_state::<usize>(handoff::CONTENT_WANTED)) {
                         translation.capture_content(limit, &edit.body);
                     }
                     self.translation = Some(translation);
@@ -286,14 +286,14 @@ impl Exchange {
     /// The whole body of a self-hosted request is there: decide and apply.
     fn finish_request(&mut self, config: &Config, pending: Pending, size: usize) -> Action {
         self.stop_waiting();
-        let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten().unwrap_or_default();
-        match decide::parse_body(&bytes) {
+        let bytes = duo_kit::timing::span("get_body", || hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten().unwrap_or_default());
+        match duo_kit::timing::span("parse_body", || decide::parse_body(&bytes)) {
             Err(e) => {
                 let outcome = decide::refuse_body(pending, e, Reason::InvalidBody);
                 self.apply(config, outcome, None)
             }
             Ok(body) => {
-                let outcome = decide::decide_body(config, pending, &body);
+                let outcome = duo_kit::timing::span("decide_body", || decide::decide_body(config, pending, &body));
                 self.apply(config, outcome, Some((&body, &bytes)))
             }
         }
@@ -311,14 +311,14 @@ impl Exchange {
         } else {
             None
         };
-        let flags = self.sent_headers.get("x-gitlab-enabled-feature-flags");
-        let request_id = self.sent_headers.get("x-request-id").unwrap_or_default();
+        let flags = self.sent_headers.value("x-gitlab-enabled-feature-flags");
+        let request_id = self.sent_headers.value("x-request-id").unwrap_or_default();
         let ctx = RequestCtx {
             request_id: &request_id,
             now_unix: now_ms() / 1000,
             scopes,
             feature_flags: flags.as_deref(),
-            gitlab_version: GitlabVersion::from_header(self.sent_headers.get("x-gitlab-version").as_deref()),
+            gitlab_version: GitlabVersion::from_header(self.sent_headers.value("x-gitlab-version").as_deref()),
         };
         Translation::request(config, &prompts, target, endpoint, (json, body.len()), &ctx)
     }

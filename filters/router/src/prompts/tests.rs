@@ -158,6 +158,11 @@ fn current_date_is_filled_in_unless_sent() {
     assert_eq!(date_from_unix(0), "1970-01-01");
     assert_eq!(date_from_unix(1_709_251_199), "2024-02-29");
     assert_eq!(date_from_unix(1_798_675_200), "2026-12-31");
+    // The digit-by-digit writer agrees with `format!` everywhere, its fallback included.
+    for (year, month, day) in [(2026, 12, 3), (999, 1, 9), (10_000, 10, 31), (-1, 2, 28), (2026, 123, 200)] {
+        let date = CivilDate { year, month, day };
+        assert_eq!(date.iso(), format!("{year:04}-{month:02}-{day:02}"));
+    }
 }
 
 #[test]
