@@ -122,7 +122,7 @@ pub struct LlmRequest {
 impl LlmRequest {
     /// A close upper guess of the serialized body's size, so the builders write it into one
     /// buffer (serde_json's `to_vec` starts at 128 bytes and copies the body at each doubling).
-    pub fn body_size_hint(&self) -> usize {
+    pub(crate) fn body_size_hint(&self) -> usize {
         let text: usize = self.messages.iter().map(|m| m.content.len() + 32).sum::<usize>() + self.raw.as_ref().map_or(0, String::len);
         // Escapes (newlines, quotes) lengthen the text a little; the fields around it stay small.
         text + text / 8 + 512
