@@ -133,6 +133,9 @@ bench_modules() {
     say "callback-timing builds of $BENCH_BASELINE_REV in $base/ (the baseline)"
     rm -rf "$base/src" && mkdir -p "$base/src" "$base/dist"
     git archive "$BENCH_BASELINE_REV" | tar -x -C "$base/src"
+    # git archive stamps files with the commit's time: older than what the target dir last built
+    # from another revision, so cargo would keep those artifacts. Now-stamped sources rebuild.
+    find "$base/src" -type f -exec touch {} +
     CARGO_TARGET_DIR="$ROOT/$base/target" cargo build --manifest-path "$base/src/Cargo.toml" --release \
       --target wasm32-wasip1 $(printf -- '-p %s ' "${FILTERS[@]}") --features duo-kit/callback-timing
     for f in "${FILTERS[@]}"; do cp "$base/target/wasm32-wasip1/release/$f.wasm" "$base/dist/"; done

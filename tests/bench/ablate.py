@@ -9,6 +9,9 @@ alternating rounds (docs/bench.md, "Profiling"). `./build.sh bench` runs the cum
   plain        no HTTP filter but Envoy's router (the limit)
   noop1        one do-nothing wasm filter (tests/bench/noop): the price of being a wasm filter
   noop1_100_reads  the same reading one request header 100 times: the price of a host call
+  noop1_100_pairs, noop1_100_setpairs, noop1_100_replace, noop1_100_remove  the same reading the
+               whole request-header map, writing it back whole, setting one header, removing
+               one absent header, 100 times each: the prices duo_kit's header writes are chosen by
   jwt_noop1, jwt_100_claims, jwt_100_payloads  jwt_authn and one do-nothing filter reading
                nothing, one payload claim 100 times, the whole payload map 100 times
   jwt          + envoy.filters.http.jwt_authn (fresh token per request)

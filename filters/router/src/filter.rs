@@ -175,7 +175,6 @@ impl RootContext for Root {
             upstream_status: None,
             usage_published: false,
             sent_headers: duo_kit::Headers::default(),
-            upstream_headers: duo_kit::Headers::default(),
             grpc: false,
         })))
     }
@@ -201,9 +200,6 @@ struct Exchange {
     /// The request headers as GitLab sent them (read once; the decision and the translation
     /// read what they need from here).
     sent_headers: duo_kit::Headers,
-    /// A translated answer's upstream headers, read once in the headers callback: the held
-    /// answer's rewrite is an edit of them, written in one host call.
-    upstream_headers: duo_kit::Headers,
     /// A gRPC call (the Agent Platform): local replies are gRPC-shaped.
     grpc: bool,
 }
@@ -326,8 +322,7 @@ impl Exchange {
     /// Upstream response headers of a self-hosted call, per the translation's plan.
     fn translate_response_headers(&mut self, status: Option<u32>, end_of_stream: bool) -> Action {
         let Some(t) = self.translation.as_mut() else { return Action::Continue };
-        let upstream = self.upstream_headers.lossy_pairs();
-        match t.response_headers(status, end_of_stream, &upstream, now_ms() / 1000) {
+        match t.response_headers(status, end_of_stream, now_ms() / 1000) {
             HeadersPlan::AnswerNow => {
                 // No body at all (a 200 with `content-length: 0`, an empty 503 from a load
                 // balancer): Envoy has no body buffer to replace here (set_buffer answers
@@ -335,6 +330,7 @@ impl Exchange {
                 // reply, which Envoy sends straight to the client (these headers have not gone
                 // downstream).
                 let via = t.needs_code_details().then(via_upstream).flatten();
+                let upstream = duo_kit::Headers::response().lossy_pairs();
                 let answer = t.whole(&upstream, &[], via, now_ms() / 1000);
                 let headers: Vec<(&str, &str)> =
                     answer.set.iter().filter(|(k, _)| *k != "content-length").map(|(k, v)| (*k, v.as_str())).collect();
@@ -352,7 +348,8 @@ impl Exchange {
                 Action::Continue
             }
             HeadersPlan::Stream { set, remove } => {
-                if duo_kit::write_response_headers(&self.upstream_headers, |n| remove.iter().any(|r| r.as_bytes() == n), &set).is_err() {
+                let current = duo_kit::Headers::response();
+                if duo_kit::write_response_headers(&current, |n| remove.iter().any(|r| r.as_bytes() == n), &set).is_err() {
                     return self.fail_response("could not rewrite the response headers");
                 }
                 // Provisional record: if the stream never ends (upstream reset), the logger's
@@ -369,7 +366,7 @@ impl Exchange {
     fn finish_held(&mut self, size: usize) -> Action {
         let Some(t) = self.translation.as_mut() else { return Action::Continue };
         let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten().unwrap_or_default();
-        let current = std::mem::take(&mut self.upstream_headers);
+        let current = duo_kit::Headers::response();
         let upstream = current.lossy_pairs();
         let via = t.needs_code_details().then(via_upstream).flatten();
         let answer = t.whole(&upstream, &body, via, now_ms() / 1000);
@@ -542,18 +539,13 @@ impl HttpContext for Exchange {
         if self.replied {
             return Action::Continue;
         }
-        // A translated answer needs the whole map (one read, `:status` included); a forwarded
-        // one only its status.
-        let translated = self.translation.is_some();
-        if translated {
-            self.upstream_headers = duo_kit::Headers::response();
-        }
-        let status = if translated { self.upstream_headers.get(":status") } else { duo_kit::response_header(":status") };
-        let status = status.and_then(|s| s.parse::<u32>().ok());
+        // The status decides the plan; a translated answer reads the whole map only where its
+        // plan needs it (a stream's rewrite, a held answer's end).
+        let status = duo_kit::response_header(":status").and_then(|s| s.parse::<u32>().ok());
         if let (Some(t), Some(s)) = (&self.target, status) {
             self.shared.borrow_mut().count(&metrics::upstream(t.provider.name(), s));
         }
-        if translated {
+        if self.translation.is_some() {
             return self.translate_response_headers(status, end_of_stream);
         }
         self.upstream_status = status;

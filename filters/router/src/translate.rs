@@ -85,8 +85,9 @@ pub enum HeadersPlan {
     AnswerNow,
     /// Hold the body whole; translate it at its end with [`Translation::whole`].
     Hold,
-    /// Rewrite these headers, then translate chunk by chunk with [`Translation::chunk`].
-    Stream { set: Vec<(&'static str, &'static str)>, remove: Vec<&'static str> },
+    /// Set these headers and remove those of `remove` the upstream sent, then translate chunk
+    /// by chunk with [`Translation::chunk`].
+    Stream { set: Vec<(&'static str, &'static str)>, remove: &'static [&'static str] },
     /// The answer is already in the client's shape: leave it, only let
     /// [`Translation::observe`] read its chunks (usage, how it ended).
     PassThrough,
@@ -231,8 +232,8 @@ impl Translation {
 
     /// The upstream answered with `status` (`end_of_stream`: no body follows). A 2xx stream is
     /// translated chunk by chunk; anything else is held whole. Nothing has gone to GitLab yet.
-    /// `headers`: the upstream's response headers.
-    pub fn response_headers(&mut self, status: Option<u32>, end_of_stream: bool, headers: &[(String, String)], now_unix: u64) -> HeadersPlan {
+    /// Only the status decides: a held answer's headers are read once, at its end.
+    pub fn response_headers(&mut self, status: Option<u32>, end_of_stream: bool, now_unix: u64) -> HeadersPlan {
         self.usage.upstream_status = status;
         if end_of_stream {
             self.response = Response::Done;
@@ -257,8 +258,8 @@ impl Translation {
         let mut set = vec![("content-type", t.content_type())];
         set.extend_from_slice(t.extra_headers());
         // The stream is re-framed: the length goes with the old body, and so does every other
-        // header describing it (only those present: each removal is a host call).
-        let remove = codec::BODY_HEADERS.iter().copied().filter(|h| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(h))).collect();
+        // header describing it.
+        let remove = codec::BODY_HEADERS;
         // Until the stream ends the record says it was cut (an upstream reset never ends it).
         self.usage.error = Some("stream_truncated".to_owned());
         self.response = Response::Stream(Box::new(t));

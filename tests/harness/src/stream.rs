@@ -1053,7 +1053,9 @@ impl Stream {
 
     // ---- presets ----
 
-    /// Makes host call `name` (an ABI export such as `proxy_set_buffer_bytes`) answer NotFound
+    /// Makes host call `name` (`proxy_set_buffer_bytes` or one of the header-map writes:
+    /// `proxy_replace_header_map_value`, `proxy_remove_header_map_value`,
+    /// `proxy_add_header_map_value`, `proxy_set_header_map_pairs`) answer NotFound
     /// for this stream from now on, as Envoy does when the object it acts on is gone: for
     /// testing that a filter fails closed when a write it relies on does not happen.
     pub fn fail_host_call(&self, name: &str) {

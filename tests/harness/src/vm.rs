@@ -196,6 +196,11 @@ fn read_map(state: &VmState, map_type: i32) -> Option<Vec<(String, Vec<u8>)>> {
 }
 
 /// Applies `f` to a writable map; `false` when the map is not available (BadArgument).
+/// Whether a test made host call `name` fail for the running stream ([`crate::Stream::fail_host_call`]).
+fn refused(state: &VmState, name: &str) -> bool {
+    state.stream().is_some_and(|(core, _)| core.host_call_fails(name))
+}
+
 fn modify_map(state: &VmState, map_type: i32, f: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) -> bool {
     match map_ref(state, map_type) {
         MapRef::Stream(core, stage, kind) => core.modify_map(stage, kind, f),
@@ -368,6 +373,9 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         "proxy_set_header_map_pairs",
         |mut c: C<'_>, ty: i32, ptr: i32, len: i32| -> Result<i32> {
             count_call(&mut c, "proxy_set_header_map_pairs");
+            if refused(c.data(), "proxy_set_header_map_pairs") {
+                return st(Status::NotFound);
+            }
             let bytes = read(&mut c, ptr, len)?;
             let Some(pairs) = decode_pairs(&bytes) else {
                 return st(Status::BadArgument);
@@ -406,6 +414,9 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         "proxy_replace_header_map_value",
         |mut c: C<'_>, ty: i32, kp: i32, ks: i32, vp: i32, vs: i32| -> Result<i32> {
             count_call(&mut c, "proxy_replace_header_map_value");
+            if refused(c.data(), "proxy_replace_header_map_value") {
+                return st(Status::NotFound);
+            }
             let key = lower(&read(&mut c, kp, ks)?);
             let value = read(&mut c, vp, vs)?;
             let ok = modify_map(c.data(), ty, |m| {
@@ -435,6 +446,9 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         "proxy_add_header_map_value",
         |mut c: C<'_>, ty: i32, kp: i32, ks: i32, vp: i32, vs: i32| -> Result<i32> {
             count_call(&mut c, "proxy_add_header_map_value");
+            if refused(c.data(), "proxy_add_header_map_value") {
+                return st(Status::NotFound);
+            }
             let key = lower(&read(&mut c, kp, ks)?);
             let value = read(&mut c, vp, vs)?;
             let ok = modify_map(c.data(), ty, |m| m.push((key, value)));
@@ -446,6 +460,9 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<VmState>> {
         "proxy_remove_header_map_value",
         |mut c: C<'_>, ty: i32, kp: i32, ks: i32| -> Result<i32> {
             count_call(&mut c, "proxy_remove_header_map_value");
+            if refused(c.data(), "proxy_remove_header_map_value") {
+                return st(Status::NotFound);
+            }
             let key = lower(&read(&mut c, kp, ks)?);
             let ok = modify_map(c.data(), ty, |m| m.retain(|(k, _)| *k != key));
             st(if ok { Status::Ok } else { Status::BadArgument })

@@ -94,7 +94,7 @@ fn one_request(host: &Host, chain: &[&Plugin]) -> Counts {
 
 /// The budgets: host calls per request at the last change that moved them (2026-12-03). Lower is
 /// welcome (lower the budget with it); higher needs a reason in the README's Performance section.
-const BUDGETS: [(&str, u32); 3] = [("duo_logger", 24), ("duo_auth", 5), ("duo_router", 18)];
+const BUDGETS: [(&str, u32); 3] = [("duo_logger", 24), ("duo_auth", 5), ("duo_router", 35)];
 
 /// Wasm operators per request (wasmtime fuel), measured 2026-12-03 on `./build.sh build`'s
 /// modules (wasm-opt -O3): duo_logger 401,586, duo_auth 7,217,321 (the builtin verifier's RS256),

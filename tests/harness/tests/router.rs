@@ -474,6 +474,38 @@ fn a_failed_body_replacement_fails_closed() {
     assert!(!s.request_headers_sent_upstream());
 }
 
+/// Fail closed on header writes too: every header a translation removes or sets is its own host
+/// call (duo_kit::write_request_headers), so any one refused write stops the request (GitLab's
+/// headers must never reach the model half-removed) or the held answer (never the upstream's
+/// headers under a translated body).
+#[test]
+fn a_failed_header_write_fails_closed() {
+    let host = Host::new();
+    let r = router(&host, &config());
+    for call in ["proxy_remove_header_map_value", "proxy_replace_header_map_value"] {
+        let s = r.new_stream();
+        s.request_headers(&headers("/v1/prompts/chat/explain_code"), false);
+        s.fail_host_call(call);
+        s.request_body(&prompt_body("custom_openai/Codestral-22B-v0.1", "http://vllm.internal:8000/v1"), true);
+        assert!(r.failure().is_none(), "{call}: {:?}", r.failure());
+        assert_eq!(s.local_reply().map(|l| l.status), Some(503), "{call}: {:?}", s.trace());
+        assert!(!s.request_headers_sent_upstream(), "{call}");
+        assert!(r.logged(LogLevel::Error, "could not set the upstream headers"), "{call}");
+    }
+
+    let upstream = json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "Codestral-22B-v0.1",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "secret upstream bytes"}, "finish_reason": "stop"}]});
+    let s = routed_to_vllm(&r, false);
+    s.response_headers(&[(":status", "200"), ("content-type", "application/json")], false);
+    s.fail_host_call("proxy_replace_header_map_value");
+    s.response_body(upstream.to_string().as_bytes(), true);
+    assert!(r.failure().is_none(), "{:?}", r.failure());
+    let reply = s.local_reply().unwrap_or_else(|| panic!("no fail-closed answer; {:?}", s.trace()));
+    assert_eq!(reply.status, 503);
+    assert!(!s.downstream_response_body_str().contains("secret upstream bytes"));
+    assert_eq!(usage(&s)["error"], "response_rewrite_failed");
+}
+
 /// The Agent Platform (gRPC) on the built module: forwarded to the Duo Workflow Service at the
 /// request headers (no body wait), GitLab's token kept; refusals gRPC-shaped.
 #[test]

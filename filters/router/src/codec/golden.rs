@@ -158,7 +158,7 @@ fn golden_key_only_in_auth_headers() {
         assert!(!String::from_utf8_lossy(&r.body).contains(key), "{}", c["name"]);
         assert!(!r.path.contains(key));
         for (k, v) in &r.set_headers {
-            // `duo_kit::Headers::edited` compares names exactly: Envoy's map holds them lower-case.
+            // `duo_kit::Headers::changes` compares names exactly: Envoy's map holds them lower-case.
             assert_eq!(k.to_ascii_lowercase(), *k, "{}: set header names are lower-case", c["name"]);
             if v.contains(key) {
                 assert!(*k == "authorization" || *k == "api-key", "{}: {k}", c["name"]);

@@ -122,7 +122,7 @@ fn openai_platforms_get_the_clients_request_with_the_served_name_and_never_its_k
     assert!(!RequestEdit::keeps("cookie".as_bytes()));
     assert!(!edit.set.iter().any(|(k, _)| *k == "authorization" || *k == "api-key"));
     // the answer passes unchanged and is only observed
-    assert_eq!(t.response_headers(Some(200), false, &[], 0), HeadersPlan::PassThrough);
+    assert_eq!(t.response_headers(Some(200), false, 0), HeadersPlan::PassThrough);
     let stream = sample::stream(Dialect::OpenAi, &["hel", "lo"], Usage::known(Some(4), Some(2), None)).unwrap();
     assert!(!t.observe(&stream[..10], false));
     assert!(t.observe(&stream[10..], true));
@@ -146,7 +146,7 @@ fn bedrock_gets_converse_and_answers_come_back_in_openais_shape() {
     assert_eq!(sent["system"], json!([{"text": "Be brief."}]));
     assert_eq!(sent["toolConfig"]["tools"][0]["toolSpec"]["name"], "get_weather");
     assert_eq!(sent["inferenceConfig"]["maxTokens"], 64);
-    assert_eq!(t.response_headers(Some(200), false, &[], 0), HeadersPlan::Hold);
+    assert_eq!(t.response_headers(Some(200), false, 0), HeadersPlan::Hold);
     let answer = br#"{"output":{"message":{"role":"assistant","content":[{"toolUse":{"toolUseId":"tooluse_1","name":"get_weather","input":{"city":"Oslo"}}}]}},"stopReason":"tool_use","usage":{"inputTokens":9,"outputTokens":4,"totalTokens":13}}"#;
     let a = t.whole(&[], answer, None, 0);
     let v: Value = serde_json::from_slice(&a.body).unwrap();
@@ -165,7 +165,7 @@ fn a_bedrock_stream_becomes_chunks_and_a_cut_one_is_reset() {
     let body = json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let (mut t, edit) = translate(&c, body.clone()).unwrap();
     assert!(path_of(&edit).ends_with("/converse-stream"));
-    assert!(matches!(t.response_headers(Some(200), false, &[], 0), HeadersPlan::Stream { .. }));
+    assert!(matches!(t.response_headers(Some(200), false, 0), HeadersPlan::Stream { .. }));
     let stream = sample::stream(Dialect::Converse, &["Hel", "lo"], Usage::known(Some(3), Some(2), None)).unwrap();
     let out = t.chunk(&stream, true);
     let text = String::from_utf8(out.bytes).unwrap();
@@ -173,7 +173,7 @@ fn a_bedrock_stream_becomes_chunks_and_a_cut_one_is_reset() {
     assert!(text.contains("\"content\":\"Hel\"") && text.ends_with("data: [DONE]\n\n"), "{text}");
 
     let (mut t, _) = translate(&c, body).unwrap();
-    let _ = t.response_headers(Some(200), false, &[], 0);
+    let _ = t.response_headers(Some(200), false, 0);
     let out = t.chunk(&stream[..stream.len() - 30], true);
     assert!(out.reset, "a cut stream is never closed with [DONE]");
     assert!(!String::from_utf8(out.bytes).unwrap().contains("[DONE]"));
@@ -185,7 +185,7 @@ fn upstream_failures_map_to_openai_errors() {
     let req = json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]});
     let run = |status: u32, headers: &[(&str, &str)], body: &[u8], via: Option<bool>| {
         let (mut t, _) = translate(&c, req.clone()).unwrap();
-        let _ = t.response_headers(Some(status), false, &[], 0);
+        let _ = t.response_headers(Some(status), false, 0);
         let h: Vec<(String, String)> = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let a = t.whole(&h, body, via, 0);
         let v: Value = serde_json::from_slice(&a.body).unwrap();

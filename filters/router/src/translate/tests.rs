@@ -118,32 +118,30 @@ fn pseudo_headers_stay_for_the_edit_to_set() {
 
 #[test]
 fn answer_plans_follow_status_and_streaming() {
-    let upstream = headers(&[("content-type", "text/event-stream"), ("content-length", "99"), ("content-encoding", "identity")]);
     // no body at all: answer now (Envoy has no body buffer to replace)
     let (mut t, _) = prompt(true);
-    assert_eq!(t.response_headers(Some(200), true, &upstream, 0), HeadersPlan::AnswerNow);
+    assert_eq!(t.response_headers(Some(200), true, 0), HeadersPlan::AnswerNow);
     // an error status is held whole, even on a streaming request
     let (mut t, _) = prompt(true);
-    assert_eq!(t.response_headers(Some(503), false, &upstream, 0), HeadersPlan::Hold);
+    assert_eq!(t.response_headers(Some(503), false, 0), HeadersPlan::Hold);
     assert!(t.holds_body() && t.needs_code_details());
     // a non-streaming answer is held whole
     let (mut t, _) = prompt(false);
-    assert_eq!(t.response_headers(Some(200), false, &upstream, 0), HeadersPlan::Hold);
+    assert_eq!(t.response_headers(Some(200), false, 0), HeadersPlan::Hold);
     assert!(!t.needs_code_details());
-    // a 2xx stream is re-framed: GitLab's content type, old body headers removed (only those present)
+    // a 2xx stream is re-framed: GitLab's content type, the old body's headers removed (the
+    // adapter writes only those the upstream sent: duo_kit::Headers::changes)
     let (mut t, _) = prompt(true);
-    let plan = t.response_headers(Some(200), false, &upstream, 0);
-    assert_eq!(
-        plan,
-        HeadersPlan::Stream { set: vec![("content-type", "text/event-stream; charset=utf-8")], remove: vec!["content-length", "content-encoding"] }
-    );
+    let plan = t.response_headers(Some(200), false, 0);
+    assert_eq!(plan, HeadersPlan::Stream { set: vec![("content-type", "text/event-stream; charset=utf-8")], remove: codec::BODY_HEADERS });
+    assert!(["content-length", "content-encoding", "transfer-encoding"].iter().all(|h| codec::BODY_HEADERS.contains(h)));
     assert_eq!(t.usage().error.as_deref(), Some("stream_truncated"), "until it ends, the record says cut");
 }
 
 #[test]
 fn a_complete_stream_becomes_gitlabs_framing_with_usage() {
     let (mut t, _) = prompt(true);
-    let _ = t.response_headers(Some(200), false, &[], 7);
+    let _ = t.response_headers(Some(200), false, 7);
     let body = sample::stream(Dialect::OpenAi, &["fix: ", "a"], duo_llm::Usage::known(Some(5), Some(2), None)).unwrap();
     let (a, b) = body.split_at(body.len() / 2);
     let first = t.chunk(a, false);
@@ -170,7 +168,7 @@ fn a_complete_stream_becomes_gitlabs_framing_with_usage() {
 #[test]
 fn a_cut_stream_without_an_error_event_is_reset_and_logged() {
     let (mut t, _) = prompt(true);
-    let _ = t.response_headers(Some(200), false, &[], 0);
+    let _ = t.response_headers(Some(200), false, 0);
     let body = sample::stream(Dialect::OpenAi, &["partial"], duo_llm::Usage::default()).unwrap();
     let cut = t.chunk(&body[..body.len() - 14], true);
     assert!(cut.done && cut.reset, "PromptResponses has no error event: GitLab must see a reset");
@@ -178,7 +176,7 @@ fn a_cut_stream_without_an_error_event_is_reset_and_logged() {
     // The platform had said why it stopped before the cut; the record keeps both.
     assert_eq!((t.usage().finish_reason.as_deref(), t.usage().request_model.as_deref()), (Some("stop"), Some("Codestral-22B-v0.1")));
     let (mut t, _) = prompt(true);
-    let _ = t.response_headers(Some(200), false, &[], 0);
+    let _ = t.response_headers(Some(200), false, 0);
     assert!(t.chunk(&body[..body.len() / 3], true).done);
     assert_eq!(t.usage().finish_reason, None, "cut before the platform said why it stopped");
 }
@@ -190,7 +188,7 @@ fn a_broken_chat_stream_ends_with_an_error_event_not_a_reset() {
     let (mut t, edit) = translate("POST", "/v2/chat/agent", body).unwrap();
     assert_eq!(edit.set.iter().find(|(k, _)| *k == ":path").map(|(_, v)| v.as_str()),
         Some("/model/us.anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream"));
-    let plan = t.response_headers(Some(200), false, &[], 0);
+    let plan = t.response_headers(Some(200), false, 0);
     assert!(matches!(plan, HeadersPlan::Stream { ref set, .. } if set[0].1 == "application/x-ndjson; charset=utf-8"), "{plan:?}");
     let body = sample::stream(Dialect::Converse, &["Thought: x\nFinal Answer: hel"], duo_llm::Usage::default()).unwrap();
     let cut = t.chunk(&body[..body.len() / 2], true);
@@ -233,7 +231,7 @@ fn chat_answers_for_19_close_with_the_stop_reason_and_usage_and_18_gets_neither(
     let stream = sample::stream(Dialect::Converse, &["Thought: x\nFinal Answer: hello"], duo_llm::Usage::known(Some(40), Some(3), None)).unwrap();
     let streamed = |version: &str| {
         let (mut t, _) = translate_from(GitlabVersion::from_header(Some(version)), "POST", "/v2/chat/agent", body.clone()).unwrap();
-        let _ = t.response_headers(Some(200), false, &[], 0);
+        let _ = t.response_headers(Some(200), false, 0);
         let c = t.chunk(&stream, true);
         assert!(c.done && !c.reset);
         String::from_utf8(c.bytes).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
@@ -249,7 +247,7 @@ fn chat_answers_for_19_close_with_the_stop_reason_and_usage_and_18_gets_neither(
     let mut whole_body = body.clone();
     whole_body["model_metadata"]["name"] = json!("claude_3");
     let (mut t, _) = translate_from(GitlabVersion::from_header(Some("19.0.0")), "POST", "/v2/chat/agent", whole_body).unwrap();
-    let _ = t.response_headers(Some(200), false, &[], 0);
+    let _ = t.response_headers(Some(200), false, 0);
     let converse = br#"{"output":{"message":{"role":"assistant","content":[{"text":"Thought: x\nFinal Answer: hi"}]}},"stopReason":"max_tokens","usage":{"inputTokens":9,"outputTokens":2,"totalTokens":11}}"#;
     let a = t.whole(&[], converse, None, 0);
     let events: Vec<Value> = String::from_utf8(a.body).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -267,7 +265,7 @@ fn chat_answers_for_19_close_with_the_stop_reason_and_usage_and_18_gets_neither(
 fn whole_answers_are_gitlabs_with_their_length_and_without_the_old_bodys_headers() {
     let (mut t, _) = prompt(false);
     let upstream = headers(&[("content-type", "application/json"), ("content-encoding", "identity"), ("etag", "\"e\"")]);
-    let _ = t.response_headers(Some(200), false, &upstream, 0);
+    let _ = t.response_headers(Some(200), false, 0);
     let answer = br#"{"model":"codestral-served","choices":[{"message":{"content":"fix: a"},"finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#;
     let a = t.whole(&upstream, answer, None, 0);
     assert_eq!(a.status, 200);
@@ -279,7 +277,7 @@ fn whole_answers_are_gitlabs_with_their_length_and_without_the_old_bodys_headers
 
     // an error answer is mapped the GitLab way and the record keeps a content-free reason
     let (mut t, _) = prompt(false);
-    let _ = t.response_headers(Some(429), false, &[], 0);
+    let _ = t.response_headers(Some(429), false, 0);
     let a = t.whole(&headers(&[("retry-after", "3")]), br#"{"error": {"message": "slow down"}}"#, Some(true), 0);
     assert_ne!(a.status, 200);
     assert!(t.usage().error.is_some());
@@ -292,7 +290,7 @@ fn content_is_captured_only_when_asked_and_cut_at_the_limit() {
     let (mut t, edit) = prompt(true);
     assert_eq!(t.content(), None);
     t.capture_content(10, &edit.body);
-    let _ = t.response_headers(Some(200), false, &[], 0);
+    let _ = t.response_headers(Some(200), false, 0);
     let body = sample::stream(Dialect::OpenAi, &["0123456789abcdef"], duo_llm::Usage::default()).unwrap();
     let _ = t.chunk(&body, true);
     let c = t.content().unwrap();

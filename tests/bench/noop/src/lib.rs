@@ -4,7 +4,9 @@
 //!
 //! Its plugin configuration, when not empty, prices one host call (docs/bench.md, "Profiling"):
 //! `N` reads one request header N times per request, `meta:N` reads one `jwt_authn` payload
-//! claim N times, `payload:N` reads the whole `jwt_authn` payload map N times.
+//! claim N times, `payload:N` reads the whole `jwt_authn` payload map N times, `pairs:N` reads
+//! the whole request-header map N times, `setpairs:N` writes the map as read back whole N times,
+//! `replace:N` sets one header N times, `remove:N` removes one (absent) header N times.
 
 #[cfg(target_os = "wasi")]
 mod filter {
@@ -12,12 +14,19 @@ mod filter {
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
     use proxy_wasm::types::{Action, ContextType, MapType};
 
+    /// What the bench's request carries and GitLab always sends; never read by the upstream.
+    const HEADER: &str = "x-gitlab-instance-id";
+
     #[derive(Default, Clone, Copy)]
     enum Read {
         #[default]
         Header,
         Claim,
         Payload,
+        Pairs,
+        SetPairs,
+        Replace,
+        Remove,
     }
 
     #[derive(Default)]
@@ -30,12 +39,36 @@ mod filter {
     impl Context for Noop {}
     impl HttpContext for Noop {
         fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+            // The SDK panics on a refused write: in this module a crash is a visible bench failure.
+            let map = match self.read {
+                Read::SetPairs => hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default(),
+                _ => Vec::new(),
+            };
             for _ in 0..self.reads {
-                let _ = match self.read {
-                    Read::Header => hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "x-gitlab-instance-id"),
-                    Read::Claim => hostcalls::get_property([&PAYLOAD[..], &["gitlab_instance_id"]].concat()),
-                    Read::Payload => hostcalls::get_property(PAYLOAD.to_vec()),
-                };
+                match self.read {
+                    Read::Header => {
+                        let _ = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, HEADER);
+                    }
+                    Read::Claim => {
+                        let _ = hostcalls::get_property([&PAYLOAD[..], &["gitlab_instance_id"]].concat());
+                    }
+                    Read::Payload => {
+                        let _ = hostcalls::get_property(PAYLOAD.to_vec());
+                    }
+                    Read::Pairs => {
+                        let _ = hostcalls::get_map_bytes(MapType::HttpRequestHeaders);
+                    }
+                    Read::SetPairs => {
+                        let pairs: Vec<(&str, &[u8])> = map.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+                        let _ = hostcalls::set_map_bytes(MapType::HttpRequestHeaders, pairs);
+                    }
+                    Read::Replace => {
+                        let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, "x-duo-bench", Some(b"1"));
+                    }
+                    Read::Remove => {
+                        let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, "x-duo-bench-absent", None);
+                    }
+                }
             }
             Action::Continue
         }
@@ -47,6 +80,10 @@ mod filter {
             let (read, count) = match text.trim().split_once(':') {
                 Some(("meta", n)) => (Read::Claim, n),
                 Some(("payload", n)) => (Read::Payload, n),
+                Some(("pairs", n)) => (Read::Pairs, n),
+                Some(("setpairs", n)) => (Read::SetPairs, n),
+                Some(("replace", n)) => (Read::Replace, n),
+                Some(("remove", n)) => (Read::Remove, n),
                 _ => (Read::Header, text.trim()),
             };
             self.read = read;
