@@ -46,8 +46,9 @@ fn header_lossy(map: MapType, name: &str) -> Option<String> {
     })
 }
 
-/// A header map read in one host call. Each single-header read is a VM crossing (1-2 µs in V8 on
-/// the bench machine), and the filters need five to fifteen headers per request. The host's
+/// A header map read in one host call. Each single-header read is a VM crossing (~3 µs in V8 on
+/// the bench machine, a whole-map read ~6 µs: docs/envoy-facts.md E20), and the filters need
+/// five to fifteen headers per request. The host's
 /// encoding is kept as read, with the place of each name and value: decoding into a `String` and
 /// a `Vec` per header cost two allocations each (~13k wasm operators for GitLab's 17 headers).
 #[derive(Default)]
@@ -200,7 +201,7 @@ fn same_name(a: &[u8], b: &[u8]) -> bool {
 /// Edits the request headers where they change, one host call per write ([`Headers::changes`]):
 /// `current` is the map the filter read in its request-headers callback (the filters before it
 /// have run, and nothing changes the map while it holds the request). Envoy prices a single
-/// write at ~0.8 µs in V8 and a whole-map write at about as much per header of the map
+/// write at ~0.7 µs in V8 and a whole-map write at ~0.6 µs per header of the map
 /// (docs/envoy-facts.md E20: it removes every header, then adds each), so writing only what
 /// changes is never dearer and skips the values that stay (`:method`, `content-type`, `:status`).
 /// Every request-header write re-picks the route (docs/envoy-facts.md E2). A refused write is an
