@@ -441,17 +441,7 @@ fn headers_describing_a_replaced_body_go_with_it() {
 fn a_failed_body_replacement_fails_closed() {
     let host = Host::new();
     let r = router(&host, &config());
-    let upstream = json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "Codestral-22B-v0.1",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "secret upstream bytes"}, "finish_reason": "stop"}]});
-    let s = routed_to_vllm(&r, false);
-    s.response_headers(&[(":status", "200"), ("content-type", "application/json")], false);
-    s.fail_host_call("proxy_set_buffer_bytes");
-    s.response_body(upstream.to_string().as_bytes(), true);
-    assert!(r.failure().is_none(), "{:?}", r.failure());
-    let reply = s.local_reply().unwrap_or_else(|| panic!("no fail-closed answer; {:?}", s.trace()));
-    assert_eq!((reply.status, String::from_utf8_lossy(&reply.body).into_owned()), (503, r#"{"detail":"Inference failed"}"#.to_owned()));
-    assert!(!s.downstream_response_body_str().contains("secret upstream bytes"));
-    assert_eq!(usage(&s)["error"], "response_rewrite_failed");
+    held_answer_fails_closed(&r, "proxy_set_buffer_bytes");
     assert!(r.logged(LogLevel::Error, "failing closed"));
 
     let s = routed_to_vllm(&r, true);
@@ -493,17 +483,23 @@ fn a_failed_header_write_fails_closed() {
         assert!(r.logged(LogLevel::Error, "could not set the upstream headers"), "{call}");
     }
 
+    held_answer_fails_closed(&r, "proxy_replace_header_map_value");
+}
+
+/// A held (non-streaming) vLLM answer whose rewrite meets the refused host call `call`: GitLab
+/// gets a complete GitLab-shaped 503, never the upstream's bytes, and the record says why.
+fn held_answer_fails_closed(r: &duo_harness::Plugin, call: &str) {
     let upstream = json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "Codestral-22B-v0.1",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "secret upstream bytes"}, "finish_reason": "stop"}]});
-    let s = routed_to_vllm(&r, false);
+    let s = routed_to_vllm(r, false);
     s.response_headers(&[(":status", "200"), ("content-type", "application/json")], false);
-    s.fail_host_call("proxy_replace_header_map_value");
+    s.fail_host_call(call);
     s.response_body(upstream.to_string().as_bytes(), true);
-    assert!(r.failure().is_none(), "{:?}", r.failure());
-    let reply = s.local_reply().unwrap_or_else(|| panic!("no fail-closed answer; {:?}", s.trace()));
-    assert_eq!(reply.status, 503);
-    assert!(!s.downstream_response_body_str().contains("secret upstream bytes"));
-    assert_eq!(usage(&s)["error"], "response_rewrite_failed");
+    assert!(r.failure().is_none(), "{call}: {:?}", r.failure());
+    let reply = s.local_reply().unwrap_or_else(|| panic!("{call}: no fail-closed answer; {:?}", s.trace()));
+    assert_eq!((reply.status, String::from_utf8_lossy(&reply.body).into_owned()), (503, r#"{"detail":"Inference failed"}"#.to_owned()), "{call}");
+    assert!(!s.downstream_response_body_str().contains("secret upstream bytes"), "{call}");
+    assert_eq!(usage(&s)["error"], "response_rewrite_failed", "{call}");
 }
 
 /// The Agent Platform (gRPC) on the built module: forwarded to the Duo Workflow Service at the
